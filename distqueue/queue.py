@@ -1,0 +1,319 @@
+"""Queue, LifoQueue, PriorityQueue and SimpleQueue: the standard library's contract, on any backend.
+
+These classes validate arguments and keep the standard library's rules; storage, atomicity and
+waiting belong to the backend (:mod:`distqueue.backends`). With the memory backend they behave
+exactly like :mod:`queue`; with Redis, the same name at the same URL is the same queue in every
+process on every machine.
+
+Timeouts follow the standard library: seconds (int or float); ``None`` waits as long as it
+takes; ``block=False`` or ``timeout=0`` never waits; a negative timeout is ``ValueError``.
+"""
+
+from __future__ import annotations
+
+import types
+import uuid
+from collections.abc import Iterable
+from typing import Any, ClassVar, Generic, TypeVar
+
+from .backends.base import Kind, QueueBackend
+from .serializers import Serializer, get_serializer
+from .url import open_backend, resolve_url
+
+T = TypeVar("T")
+
+__all__ = ["LifoQueue", "PriorityQueue", "Queue", "SimpleQueue"]
+
+
+def _check_timeout(block: bool, timeout: float | None) -> float | None:
+    if not block:
+        return 0
+    if timeout is None:
+        return None
+    if not timeout >= 0:  # also refuses nan
+        raise ValueError("'timeout' must be a non-negative number")
+    return timeout
+
+
+def _reopen(cls: type[Any], kwargs: dict[str, Any]) -> Any:
+    return cls(**kwargs)
+
+
+class _QueueBase(Generic[T]):
+    _kind: ClassVar[Kind] = Kind.FIFO
+
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        name: str | None,
+        serializer: Serializer | str | None,
+        client: Any,
+    ) -> None:
+        if name is None:
+            name = uuid.uuid4().hex
+        elif not isinstance(name, str) or not name:
+            raise ValueError(f"queue name must be a non-empty str, not {name!r}")
+        self.name = name
+        if client is not None and url is not None:
+            raise ValueError("give either url or client, not both")
+        self.url: str | None = None if client is not None else resolve_url(url)
+        self._serializer_spec = serializer
+        self.serializer = get_serializer(serializer)
+        self._backend: QueueBackend = open_backend(
+            self.url, name, self._kind, self.serializer, client
+        )
+
+    __class_getitem__ = classmethod(types.GenericAlias)
+
+    def qsize(self) -> int:
+        """Return the approximate size of the queue (not reliable!).
+
+        Another producer or consumer may change it before the caller acts on the answer.
+        Raises ``BackendConnectionError`` when the server cannot be reached.
+        """
+        return self._backend.qsize()
+
+    def empty(self) -> bool:
+        """Return True if the queue is empty, False otherwise (not reliable!)."""
+        return self._backend.qsize() == 0
+
+    def put_nowait(self, item: T) -> None:
+        """Put an item into the queue without blocking.
+
+        Only enqueue the item if a free slot is immediately available; otherwise raise ``Full``.
+        """
+        self.put(item, block=False)
+
+    def get_nowait(self) -> T:
+        """Remove and return an item from the queue without blocking.
+
+        Only get an item if one is immediately available; otherwise raise ``Empty``.
+        """
+        return self.get(block=False)
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the queue's connections. The items stay on the server."""
+        self._backend.close()
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} name={self.name!r} url={self.url!r}>"
+
+    def _reopen_kwargs(self) -> dict[str, Any]:
+        return {"url": self.url, "name": self.name, "serializer": self._serializer_spec}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A queue object sent to another process (multiprocessing, say) opens the same queue
+        # there. In-process storage cannot travel.
+        if not self._backend.shared or self.url is None:
+            raise TypeError(
+                f"a {type(self).__name__} on the memory backend or on a client object cannot "
+                "be sent to another process; give it a redis:// URL"
+            )
+        return (_reopen, (type(self), self._reopen_kwargs()))
+
+
+class Queue(_QueueBase[T]):
+    """A first-in, first-out queue with the standard library's ``queue.Queue`` contract.
+
+    ``maxsize`` bounds the number of waiting items (``<= 0``: unbounded); ``url`` chooses the
+    backend (``None``: ``$DISTQUEUE_URL``, else in-process memory); ``name`` identifies the
+    queue on a shared backend (``None``: a fresh unique name); ``serializer`` is ``None`` for
+    the safe default, ``"pickle"`` only when asked for, or an object with ``dumps``/``loads``.
+
+    ``client`` is an alternative to ``url``: a ready ``redis.Redis`` (or compatible, e.g. a
+    Sentinel's ``master_for()``) that the caller keeps owning.
+
+    Raises ``ValueError`` for a malformed or unknown URL, a bad name or serializer.
+    """
+
+    _kind = Kind.FIFO
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        *,
+        url: str | None = None,
+        name: str | None = None,
+        serializer: Serializer | str | None = None,
+        client: Any = None,
+    ) -> None:
+        if not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        self.maxsize = maxsize
+        super().__init__(url=url, name=name, serializer=serializer, client=client)
+
+    def _reopen_kwargs(self) -> dict[str, Any]:
+        return {"maxsize": self.maxsize, **super()._reopen_kwargs()}
+
+    @property
+    def unfinished_tasks(self) -> int:
+        """The number of items put and not yet marked done with :meth:`task_done`."""
+        return self._backend.unfinished_tasks()
+
+    @property
+    def is_shutdown(self) -> bool:
+        """Whether the queue has been shut down, by this object or any other user of it."""
+        return self._backend.is_shutdown()
+
+    def task_done(self) -> None:
+        """Indicate that a formerly enqueued task is complete.
+
+        Used by queue consumer threads. For each get() used to fetch a task, a subsequent call
+        to task_done() tells the queue that the processing on the task is complete. The count is
+        shared by every user of the queue, in every process.
+
+        If a join() is currently blocking, it will resume when all items have been processed.
+
+        Raises ``ValueError`` if called more times than there were items placed in the queue.
+        """
+        self._backend.task_done()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until all items in the queue have been gotten and processed.
+
+        The count of unfinished tasks goes up whenever an item is added to the queue, in any
+        process, and down whenever a consumer calls task_done(). When it drops to zero,
+        join() unblocks and returns ``True``. With a ``timeout`` (an addition to the standard
+        library's signature), returns ``False`` if it ran out first.
+        """
+        return self._backend.join(_check_timeout(True, timeout))
+
+    def full(self) -> bool:
+        """Return True if the queue is full, False otherwise (not reliable!)."""
+        return 0 < self.maxsize <= self._backend.qsize()
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Put an item into the queue.
+
+        If optional args 'block' is true and 'timeout' is None (the default), block if
+        necessary until a free slot is available. If 'timeout' is a non-negative number, it
+        blocks at most 'timeout' seconds and raises the ``Full`` exception if no free slot was
+        available within that time. Otherwise ('block' is false), put an item on the queue if
+        a free slot is immediately available, else raise the ``Full`` exception ('timeout' is
+        ignored in that case).
+
+        Raises ``ShutDown`` if the queue has been shut down, ``SerializationError`` (a
+        ``TypeError``) if a shared backend cannot encode the item (nothing is written), and
+        ``BackendConnectionError`` if the server cannot be reached.
+        """
+        if block and timeout is not None and not timeout >= 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        self._backend.put(item, self.maxsize, timeout if block else 0)
+
+    def put_many(self, items: Iterable[T], block: bool = True, timeout: float | None = None) -> None:
+        """Put all ``items`` in one atomic step (one round trip on a server).
+
+        Waits, as :meth:`put` does, until there is room for all of them; no other item is put
+        between them. Raises ``ValueError`` if they could never fit (more than ``maxsize``),
+        else as :meth:`put`; on any error none of them was put.
+        """
+        batch = list(items)
+        if self.maxsize > 0 and len(batch) > self.maxsize:
+            raise ValueError(
+                f"put_many() of {len(batch)} items can never fit a queue of maxsize {self.maxsize}"
+            )
+        self._backend.put_many(batch, self.maxsize, _check_timeout(block, timeout))
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Remove and return an item from the queue.
+
+        If optional args 'block' is true and 'timeout' is None (the default), block if
+        necessary until an item is available. If 'timeout' is a non-negative number, it blocks
+        at most 'timeout' seconds and raises the ``Empty`` exception if no item was available
+        within that time. Otherwise ('block' is false), return an item if one is immediately
+        available, else raise the ``Empty`` exception ('timeout' is ignored in that case).
+
+        Raises ``ShutDown`` if the queue has been shut down and is empty, or if it is shut down
+        immediately; ``DeserializationError`` if the next stored payload cannot be decoded (it
+        is moved to the queue's dead-letter list, and the next call goes on with the next item);
+        ``BackendConnectionError`` if the server cannot be reached.
+        """
+        if block and timeout is not None and not timeout >= 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]
+
+    def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> list[T]:
+        """Remove and return up to ``n`` items in one round trip, in the order get() would.
+
+        Waits, as :meth:`get` does, until at least one item is available, then returns the
+        items available at that moment, at most ``n``. Raises as :meth:`get`; a payload that
+        cannot be decoded is moved to the dead-letter list and left out, and
+        ``DeserializationError`` is raised only when no item of the batch could be decoded.
+        """
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"get_many() needs n >= 1, not {n!r}")
+        return self._backend.get_many(n, _check_timeout(block, timeout))
+
+    def shutdown(self, immediate: bool = False) -> None:
+        """Shut-down the queue, making queue gets and puts raise ``ShutDown``.
+
+        By default, gets will only raise once the queue is empty. Set 'immediate' to True to
+        make gets raise immediately instead; the waiting items are then dropped and each
+        counts as done for join().
+
+        All blocked callers of put() and get() will be unblocked, in every process. If
+        'immediate', callers of join() are unblocked too.
+        """
+        self._backend.shutdown(bool(immediate))
+
+
+class LifoQueue(Queue[T]):
+    """A last-in, first-out queue: the most recently added item is retrieved first."""
+
+    _kind = Kind.LIFO
+
+
+class PriorityQueue(Queue[T]):
+    """A queue that retrieves the lowest item first, as Python compares items.
+
+    Items are typically ``(priority, data)`` tuples. Items that compare equal come out first in,
+    first out, and two identical items stay two entries. Where Python cannot compare two items
+    (two dicts behind the same priority), they come out first in, first out instead of raising.
+    On a shared backend, items that Python could not compare at all (an int and a str) are
+    ordered by type: numbers, bytes, str, dates and times, then tuples and lists.
+    """
+
+    _kind = Kind.PRIORITY
+
+
+class SimpleQueue(_QueueBase[T]):
+    """Simple, unbounded first-in, first-out queue, as ``queue.SimpleQueue``."""
+
+    _kind = Kind.FIFO
+
+    def __init__(
+        self,
+        *,
+        url: str | None = None,
+        name: str | None = None,
+        serializer: Serializer | str | None = None,
+        client: Any = None,
+    ) -> None:
+        super().__init__(url=url, name=name, serializer=serializer, client=client)
+
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Put the item on the queue.
+
+        The optional 'block' and 'timeout' arguments are ignored, as this method never blocks.
+        They are provided for compatibility with the Queue class.
+        """
+        self._backend.put(item, 0, None)
+
+    def get(self, block: bool = True, timeout: float | None = None) -> T:
+        """Remove and return an item from the queue; see :meth:`Queue.get`."""
+        if block and timeout is not None and not timeout >= 0:
+            raise ValueError("'timeout' must be a non-negative number")
+        return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]

@@ -1,0 +1,71 @@
+"""Fixtures: real servers started here, and a queue factory parametrized over every backend."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from servers import RedisServer, require_binary
+
+import distqueue
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server for the session, on a free port of 127.0.0.1, in a temp dir."""
+    binary = require_binary("redis-server")
+    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+BACKENDS = ["memory", "fakeredis", "redis"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_queue(backend: str, request: pytest.FixtureRequest) -> Iterator[Callable[..., Any]]:
+    """Build queues of any class on the backend under test; closes them afterwards.
+
+    ``make_queue(cls, maxsize, name=...)``: the same name gives two handles on one queue, as two
+    processes would have.
+    """
+    made: list[Any] = []
+    fake_server: Any = None
+    url: str | None = None
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+    elif backend == "memory":
+        url = "memory://"
+    else:
+        import fakeredis
+
+        fake_server = fakeredis.FakeServer()
+
+    def make(cls: Any = distqueue.Queue, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        name = name or f"test-{uuid.uuid4().hex}"
+        if fake_server is not None:
+            import fakeredis
+
+            client = fakeredis.FakeRedis(server=fake_server)
+            q = cls(*args, name=name, client=client, **kwargs)
+        else:
+            q = cls(*args, url=url, name=name, **kwargs)
+        made.append(q)
+        return q
+
+    yield make
+    for q in made:
+        q.close()
