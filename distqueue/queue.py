@@ -64,7 +64,7 @@ class _QueueBase(Generic[T]):
             self.url, name, self._kind, self.serializer, client
         )
 
-    __class_getitem__ = classmethod(types.GenericAlias)
+    __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
     def qsize(self) -> int:
         """Return the approximate size of the queue (not reliable!).
@@ -213,7 +213,9 @@ class Queue(_QueueBase[T]):
             raise ValueError("'timeout' must be a non-negative number")
         self._backend.put(item, self.maxsize, timeout if block else 0)
 
-    def put_many(self, items: Iterable[T], block: bool = True, timeout: float | None = None) -> None:
+    def put_many(
+        self, items: Iterable[T], block: bool = True, timeout: float | None = None
+    ) -> None:
         """Put all ``items`` in one atomic step (one round trip on a server).
 
         Waits, as :meth:`put` does, until there is room for all of them; no other item is put

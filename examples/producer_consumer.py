@@ -1,10 +1,10 @@
 """Producers and consumers sharing one queue: the standard library's pattern, unchanged.
 
-    python examples/producer_consumer.py                      # in memory, with threads
-    python examples/producer_consumer.py --url redis://localhost:6379/0   # Redis, with processes
+    python examples/producer_consumer.py                                  # in memory, threads
+    python examples/producer_consumer.py --url redis://localhost:6379/0   # Redis, processes
 
-On Redis the producers and consumers are separate processes: start more of this script on other
-machines with the same --url and --name and they join the same queue.
+On Redis the producers and consumers are separate processes that find the queue by its URL and
+name; more processes on other machines could join it the same way.
 """
 
 from __future__ import annotations
@@ -13,83 +13,81 @@ import argparse
 import multiprocessing
 import threading
 import time
+import uuid
 from typing import Any
 
 import distqueue
 
 
-def produce(q: distqueue.Queue[Any], first: int, count: int) -> None:
+def produce(jobs: distqueue.Queue[Any], first: int, count: int) -> None:
     for n in range(first, first + count):
-        q.put({"job": n, "payload": n * n})
+        jobs.put({"job": n, "numbers": [n, n + 1]})
 
 
-def consume(q: distqueue.Queue[Any], results: distqueue.Queue[Any]) -> None:
+def consume(jobs: distqueue.Queue[Any], results: distqueue.Queue[Any]) -> None:
     done = 0
+    total = 0
     while True:
         try:
-            job = q.get()
-        except distqueue.ShutDown:
+            job = jobs.get()
+        except distqueue.ShutDown:  # the queue was shut down and is empty: no more work
             break
+        total += sum(job["numbers"])
         done += 1
-        q.task_done()
-        if job["job"] % 1000 == 0:
-            results.put(("progress", job["job"]))
-    results.put(("consumed", done))
+        jobs.task_done()
+    results.put((done, total))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--url", default=None, help="queue URL (default: $DISTQUEUE_URL or memory://)")
-    parser.add_argument("--name", default="demo-jobs", help="queue name, shared by every process")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", help="queue URL (default: $DISTQUEUE_URL, else memory://)")
+    parser.add_argument("--name", help="queue name shared by every process (default: a new one)")
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--producers", type=int, default=2)
     parser.add_argument("--consumers", type=int, default=3)
-    parser.add_argument("--maxsize", type=int, default=1000, help="bound: producers wait when full")
+    parser.add_argument("--maxsize", type=int, default=500, help="producers wait when it is full")
     args = parser.parse_args()
 
-    jobs: distqueue.Queue[Any] = distqueue.Queue(args.maxsize, url=args.url, name=args.name)
-    results: distqueue.Queue[Any] = distqueue.Queue(url=args.url, name=args.name + "-results")
+    name = args.name or f"demo-{uuid.uuid4().hex[:8]}"
+    jobs: distqueue.Queue[Any] = distqueue.Queue(args.maxsize, url=args.url, name=name)
+    results: distqueue.Queue[Any] = distqueue.Queue(url=args.url, name=name + "-results")
     shared = jobs.url != "memory://"
-    where = jobs.url if shared else "memory:// (in-process; pass --url redis://... to share it)"
-    print(f"queue {args.name!r} on {where}")
-    print(f"{args.producers} producers, {args.consumers} consumers, {args.items} items, maxsize {args.maxsize}")
+    print(f"queue {name!r} on {jobs.url}" + ("" if shared else " (threads; --url to share)"))
+    print(f"{args.producers} producers -> maxsize {args.maxsize} -> {args.consumers} consumers")
 
     # Threads in memory; separate processes on a shared backend, to show it is one queue.
-    spawn: Any = multiprocessing.get_context("spawn").Process if shared else threading.Thread
-    started = time.perf_counter()
+    start: Any = multiprocessing.get_context("spawn").Process if shared else threading.Thread
     per_producer = args.items // args.producers
-    workers = [
-        spawn(target=produce, args=(jobs, i * per_producer, per_producer)) for i in range(args.producers)
+    consumers = [start(target=consume, args=(jobs, results)) for _ in range(args.consumers)]
+    producers = [
+        start(target=produce, args=(jobs, i * per_producer, per_producer))
+        for i in range(args.producers)
     ]
-    workers += [spawn(target=consume, args=(jobs, results)) for _ in range(args.consumers)]
-    for worker in workers:
+    started = time.perf_counter()
+    for worker in consumers + producers:
         worker.start()
-
+    for worker in producers:
+        worker.join()
     jobs.join()  # every item put has been marked done, by whichever consumer took it
     elapsed = time.perf_counter() - started
     jobs.shutdown()  # wakes every consumer blocked in get(), in every process
-    for worker in workers:
+    for worker in consumers:
         worker.join()
 
-    consumed = []
-    progress = 0
-    while not results.empty():
-        kind, value = results.get()
-        if kind == "consumed":
-            consumed.append(value)
-        else:
-            progress += 1
-    total = per_producer * args.producers
-    print(f"progress reports: {progress}; consumed per consumer: {consumed}")
-    print(f"{sum(consumed)} of {total} items consumed in {elapsed:.2f} s ({total / elapsed:,.0f} items/s)")
+    reports = [results.get(timeout=10) for _ in consumers]
+    count = per_producer * args.producers
+    expected = sum(2 * n + 1 for n in range(count))
+    print(f"items per consumer: {[done for done, _ in reports]}")
+    print(f"{count} items in {elapsed:.2f} s: {count / elapsed:,.0f} items/s")
     if shared:
-        jobs_cleanup = [jobs, results]
-        for q in jobs_cleanup:
-            q.shutdown(immediate=True)
+        results.shutdown(immediate=True)
     jobs.close()
     results.close()
-    if sum(consumed) != total:
-        raise SystemExit("items were lost")
+    if sum(done for done, _ in reports) != count or sum(t for _, t in reports) != expected:
+        raise SystemExit("FAILED: items were lost or counted twice")
+    print("every item consumed exactly once")
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-
 from servers import RedisServer, require_binary
 
 import distqueue

@@ -186,7 +186,9 @@ def test_several_blocked_producers_all_get_in_as_slots_free(make_queue: MakeQueu
     q.put(0)
     q.put(1)
     producers = [make_queue(distqueue.Queue, 2, name="many-producers") for _ in range(3)]
-    threads = [run_in_thread(lambda p=p, i=i: p.put(10 + i, timeout=30)) for i, p in enumerate(producers)]
+    threads = [
+        run_in_thread(lambda p=p, i=i: p.put(10 + i, timeout=30)) for i, p in enumerate(producers)
+    ]
     for thread, _ in threads:
         wait_until_blocked(thread, 0.1)
     got = [q.get(timeout=10) for _ in range(5)]

@@ -79,7 +79,7 @@ class _PriorityEntry:
 def _lt_fallback(a: Any, b: Any, seq_a: int, seq_b: int) -> bool:
     # Tuples compare element by element; find the first pair that differs and is comparable.
     if isinstance(a, (tuple, list)) and type(a) is type(b):
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=False):
             try:
                 if x == y:
                     continue

@@ -58,7 +58,7 @@ _NO_ROOM = -2
 
 
 def _script(name: str) -> str:
-    return resources.files(__package__).joinpath("lua", name).read_text(encoding="utf-8")
+    return resources.files(__package__).joinpath("lua").joinpath(name).read_text(encoding="utf-8")
 
 
 class RedisBackend:
@@ -135,6 +135,7 @@ class RedisBackend:
         self._shutdown_script = register(_script("shutdown.lua"))
         self._dead_letter_script = register(_script("dead_letter.lua"))
 
+        self._blocking_pop: Any
         if kind is Kind.FIFO:
             self._blocking_pop = client.brpop
         elif kind is Kind.LIFO:
@@ -323,7 +324,8 @@ class RedisBackend:
                     raise ShutDown
                 if signal:
                     self._signal("room")
-                raw: bytes = woke[1]
+                raw = woke[1]
+                assert isinstance(raw, bytes)  # the client does not decode responses
                 return raw
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc

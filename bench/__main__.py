@@ -1,0 +1,44 @@
+"""Run the benchmarks: ``python -m bench`` for all of them, ``python -m bench NAME`` for one."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+
+from .harness import ServerUnavailable
+
+BENCHMARKS = ("memory", "redis_ops", "redis_batch", "priority", "pipeline", "timeout")
+"""One module of this package per benchmark, each with a ``run()`` that prints its table."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of distqueue against a baseline measured in the same run.",
+    )
+    parser.add_argument(
+        "name", nargs="?", choices=BENCHMARKS, help="run only this benchmark (default: all)"
+    )
+    args = parser.parse_args(argv)
+    names = [args.name] if args.name else list(BENCHMARKS)
+
+    unavailable: list[str] = []
+    started = time.perf_counter()
+    for name in names:
+        module = importlib.import_module(f"{__package__}.{name}")
+        try:
+            module.run()
+        except ServerUnavailable as exc:
+            print(f"\n{name}: not run: {exc}", file=sys.stderr)
+            unavailable.append(name)
+    print(f"\n{len(names) - len(unavailable)} benchmark(s) in {time.perf_counter() - started:.1f} s")
+    if unavailable:
+        print(f"not run (no server): {', '.join(unavailable)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""What only a shared Redis backend has: bad data on the server, a server that goes away, keys."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from servers import RedisServer, free_port, require_binary
+
+import distqueue
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may kill and restart."""
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+    yield server
+    server.kill()
+
+
+def fresh_name() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+def test_every_key_of_a_queue_shares_one_hash_tag(redis_url: str, raw: redis.Redis) -> None:
+    name = fresh_name()
+    q = distqueue.PriorityQueue(2, url=redis_url, name=name)
+    q.put((1, "a"))
+    q.get()
+    q.task_done()
+    q.shutdown()
+    keys = [k.decode() for k in raw.keys(f"*{name}*")]
+    assert keys, "the queue wrote no keys"
+    assert all(k.startswith(f"dq:{{{name}}}:") for k in keys), keys
+    q.close()
+
+
+def test_payloads_are_readable_in_redis_cli(redis_url: str, raw: redis.Redis) -> None:
+    q = distqueue.Queue(url=redis_url, name=fresh_name())
+    q.put({"job": "resize", "size": [640, 480]})
+    assert raw.lrange(f"dq:{{{q.name}}}:items", 0, -1) == [b'{"job":"resize","size":[640,480]}']
+    q.close()
+
+
+def test_a_key_of_the_wrong_type_is_reported_by_name(redis_url: str, raw: redis.Redis) -> None:
+    q = distqueue.Queue(url=redis_url, name=fresh_name())
+    items_key = f"dq:{{{q.name}}}:items"
+    raw.set(items_key, "not a list")
+    with pytest.raises(distqueue.WrongTypeError) as info:
+        q.put("x")
+    assert info.value.key == items_key
+    assert items_key in str(info.value)
+    assert isinstance(info.value, TypeError)
+    with pytest.raises(distqueue.WrongTypeError):
+        q.get_nowait()
+    assert raw.get(items_key) == b"not a list"  # nothing changed
+    q.close()
+
+
+@pytest.mark.parametrize("cls", [distqueue.Queue, distqueue.PriorityQueue])
+def test_a_payload_pushed_by_hand_that_cannot_be_decoded_is_dead_lettered(
+    redis_url: str, raw: redis.Redis, cls: Any
+) -> None:
+    q = cls(url=redis_url, name=fresh_name())
+    items_key = f"dq:{{{q.name}}}:items"
+    if cls is distqueue.PriorityQueue:
+        raw.zadd(items_key, {b"\x00garbage": 0})  # sorts before anything distqueue writes
+        q.put((1, "next"))
+        expected = (1, "next")
+    else:
+        raw.lpush(items_key, b"\xff{not json")
+        q.put("next")
+        expected = "next"
+    with pytest.raises(distqueue.DeserializationError) as info:
+        q.get(timeout=1)
+    assert info.value.queue == q.name
+    assert q.name in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert q.get(timeout=1) == expected
+    dead = raw.lrange(f"dq:{{{q.name}}}:dead", 0, -1)
+    assert dead == [info.value.payload]
+    q.close()
+
+
+def test_get_many_returns_the_good_items_and_dead_letters_the_bad(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    q = distqueue.Queue(url=redis_url, name=fresh_name())
+    q.put("first")
+    raw.lpush(f"dq:{{{q.name}}}:items", b"garbage")
+    q.put("last")
+    assert q.get_many(10) == ["first", "last"]
+    assert raw.lrange(f"dq:{{{q.name}}}:dead", 0, -1) == [b"garbage"]
+    q.close()
+
+
+def test_a_payload_written_by_another_serializer_is_dead_lettered(redis_url: str) -> None:
+    name = fresh_name()
+    pickled = distqueue.Queue(url=redis_url, name=name, serializer="pickle")
+    plain = distqueue.Queue(url=redis_url, name=name)
+    pickled.put(("a", 1))
+    with pytest.raises(distqueue.DeserializationError, match="json"):
+        plain.get(timeout=1)
+    assert plain.unfinished_tasks == 0  # taken off the queue: join() does not wait for it
+    pickled.close()
+    plain.close()
+
+
+def test_pickle_is_used_only_when_asked_for(redis_url: str) -> None:
+    name = fresh_name()
+    q = distqueue.Queue(url=redis_url, name=name, serializer="pickle")
+    q.put(Path("/tmp"))
+    assert q.get() == Path("/tmp")
+    default = distqueue.Queue(url=redis_url, name=name)
+    with pytest.raises(TypeError, match="PosixPath"):
+        default.put(Path("/tmp"))
+    q.close()
+    default.close()
+
+
+def test_a_server_that_is_down_gives_a_connection_error_not_a_hang() -> None:
+    q = distqueue.Queue(url=f"redis://127.0.0.1:{free_port()}/0", name=fresh_name())
+    with pytest.raises(distqueue.BackendConnectionError) as info:
+        q.put(1)
+    assert isinstance(info.value, ConnectionError)
+    with pytest.raises(distqueue.BackendConnectionError):
+        q.get(timeout=1)
+    q.close()
+
+
+def test_a_blocked_get_survives_a_server_restart(own_redis: RedisServer) -> None:
+    name = fresh_name()
+    consumer = distqueue.Queue(url=own_redis.url, name=name)
+    outcome: list[Any] = []
+
+    def get() -> None:
+        try:
+            outcome.append(consumer.get(timeout=60))
+        except Exception as exc:  # reported to the test below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=get, daemon=True)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive()
+    own_redis.kill()
+    own_redis.start()
+    producer = distqueue.Queue(url=own_redis.url, name=name)
+    time.sleep(0.5)  # let the consumer reconnect and block again
+    producer.put("after the restart")
+    thread.join(30)
+    assert outcome == ["after the restart"]
+    consumer.close()
+    producer.close()
+
+
+def test_scripts_are_reloaded_after_the_server_forgets_them(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    q = distqueue.Queue(url=redis_url, name=fresh_name())
+    q.put(1)
+    raw.script_flush()
+    q.put(2)
+    assert q.get_many(2) == [1, 2]
+    q.close()
+
+
+def test_a_queue_travels_to_another_process_by_pickle(redis_url: str) -> None:
+    import pickle
+
+    q = distqueue.PriorityQueue(5, url=redis_url, name=fresh_name())
+    copy = pickle.loads(pickle.dumps(q))
+    assert (copy.name, copy.maxsize, copy.url, type(copy)) == (q.name, 5, redis_url, type(q))
+    q.put((1, "x"))
+    assert copy.get(timeout=1) == (1, "x")
+    q.close()
+    copy.close()
+
+
+def test_a_memory_queue_refuses_to_travel_to_another_process() -> None:
+    import pickle
+
+    with pytest.raises(TypeError, match="memory"):
+        pickle.dumps(distqueue.Queue())

@@ -1,0 +1,89 @@
+"""URLs: what each form opens, and a clear ValueError for anything else."""
+
+from __future__ import annotations
+
+import pytest
+
+import distqueue
+from distqueue.url import redis_connection_kwargs
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "localhost:6379",
+        "ftp://localhost/",
+        "redis://",
+        "redis://localhost:notaport/0",
+        "redis://localhost:6379/zero",
+        "redis://localhost:6379/-1",
+        "memory://somewhere",
+        "unix://",
+    ],
+)
+def test_a_malformed_or_unknown_url_is_a_value_error_naming_it(url: str) -> None:
+    with pytest.raises(ValueError) as info:
+        distqueue.Queue(url=url)
+    assert url in str(info.value)
+
+
+def test_redis_urls_give_host_port_db_and_credentials() -> None:
+    assert redis_connection_kwargs("redis://u%40x:p%2Fw@example.org:6380/3") == {
+        "host": "example.org",
+        "port": 6380,
+        "db": 3,
+        "username": "u@x",
+        "password": "p/w",
+    }
+    assert redis_connection_kwargs("rediss://:secret@h")["ssl"] is True
+    assert redis_connection_kwargs("rediss://:secret@h")["password"] == "secret"
+    assert redis_connection_kwargs("unix:///run/redis.sock?db=2") == {
+        "unix_socket_path": "/run/redis.sock",
+        "db": 2,
+    }
+
+
+def test_no_url_means_memory_unless_the_environment_names_one(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    monkeypatch.delenv("DISTQUEUE_URL", raising=False)
+    assert distqueue.Queue().url == "memory://"
+    monkeypatch.setenv("DISTQUEUE_URL", redis_url)
+    a = distqueue.Queue(name="from-env")
+    b = distqueue.Queue(url=redis_url, name="from-env")
+    assert a.url == redis_url
+    a.put("shared")
+    assert b.get(timeout=1) == "shared"
+    a.close()
+    b.close()
+
+
+def test_url_and_client_together_are_refused() -> None:
+    with pytest.raises(ValueError, match="either"):
+        distqueue.Queue(url="memory://", client=object())
+
+
+def test_a_fresh_queue_gets_a_unique_name() -> None:
+    assert distqueue.Queue().name != distqueue.Queue().name
+
+
+def test_the_public_names() -> None:
+    assert sorted(distqueue.__all__) == sorted(
+        [
+            "BackendConnectionError",
+            "BackendError",
+            "DeserializationError",
+            "DistQueueError",
+            "Empty",
+            "Full",
+            "LifoQueue",
+            "PriorityQueue",
+            "Queue",
+            "SerializationError",
+            "ShutDown",
+            "SimpleQueue",
+            "WrongTypeError",
+        ]
+    )
+    for name in distqueue.__all__:
+        assert hasattr(distqueue, name)
