@@ -45,7 +45,8 @@ Every encoding starts with a one-byte tag:
 0x12  number, zero         the tag alone (0, 0.0, -0.0, False, Decimal('-0') ...)
 0x13  number, positive     exponent, digits, 0x00 (see below)
 0x14  number, +infinity    the tag alone
-0x20  bytes                content with each 0x00 written as 0x00 0xFF, then 0x00
+0x20  bytes                content with 0x01 written as 0x01 0x02 and 0x00 as 0x01 0x01,
+                           then 0x00
 0x21  str                  UTF-8 (``surrogatepass``), escaped and ended like bytes
 0x30  date                 ``toordinal()`` as 4 bytes, big-endian
 0x31  naive datetime       ``toordinal() * 86400000000`` plus the microseconds of the
@@ -77,9 +78,12 @@ A larger exponent means a larger number; for equal exponents the digits decide, 
 first. Since these encodings are prefix-free, inverting every byte reverses their order and keeps
 them prefix-free, which is how negative numbers are written.
 
-Escaping 0x00 as 0x00 0xFF in bytes and str keeps the 0x00 terminator below every content byte,
-so ``"a" < "a\\x00" < "ab"`` holds for the keys too. Elements of tuples and lists start with a
-tag of at least 0x01, above the container's 0x00 terminator, so a shorter tuple sorts first.
+Escaping 0x00 and 0x01 in bytes and str keeps 0x00 out of the content, so the 0x00 terminator
+sorts below every content byte and ``"a" < "a\\x00" < "ab"`` holds for the keys too. (The
+FoundationDB tuple layer's escape, 0x00 as 0x00 0xFF, sorts the same but is not prefix-free: the
+key of ``b""`` would be a prefix of the key of ``b"\\x00"``.) Elements of tuples and lists start
+with a tag of at least 0x01, above the container's 0x00 terminator, so a shorter tuple sorts
+first.
 
 Limits: aware datetimes are ordered by their UTC instant. Python compares two datetimes that
 share one tzinfo object by their wall-clock time instead, which differs only around a repeated
@@ -258,17 +262,20 @@ def _encode_decimal(item: object, out: bytearray, depth: int) -> bool:
 # -- bytes and text ----------------------------------------------------------------------------
 
 
-def _encode_bytes(item: object, out: bytearray, depth: int) -> bool:
-    out.append(_BYTES)
-    out += bytes.replace(item, b"\x00", b"\x00\xff")  # type: ignore[arg-type]
+def _append_escaped(tag: int, data: bytes, out: bytearray) -> None:
+    out.append(tag)
+    # The unbound method, so that a bytes subclass is escaped as plain bytes.
+    out += bytes.replace(data, b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
     out.append(_END)
+
+
+def _encode_bytes(item: object, out: bytearray, depth: int) -> bool:
+    _append_escaped(_BYTES, item, out)  # type: ignore[arg-type]
     return False
 
 
 def _encode_str(item: object, out: bytearray, depth: int) -> bool:
-    out.append(_STR)
-    out += str.encode(item, "utf-8", "surrogatepass").replace(b"\x00", b"\x00\xff")  # type: ignore[arg-type]
-    out.append(_END)
+    _append_escaped(_STR, str.encode(item, "utf-8", "surrogatepass"), out)  # type: ignore[arg-type]
     return False
 
 

@@ -11,12 +11,20 @@ takes; ``block=False`` or ``timeout=0`` never waits; a negative timeout is ``Val
 
 from __future__ import annotations
 
+import contextlib
 import types
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
-from .backends.base import Kind, QueueBackend
+from .backends.base import DeadLetter, Kind, QueueBackend
+from .leases import (
+    DEFAULT_VISIBILITY_TIMEOUT,
+    LeaseKeeper,
+    Message,
+    check_lease_settings,
+    retry_delay_for,
+)
 from .serializers import Serializer, get_serializer
 from .url import open_backend, resolve_url
 
@@ -33,6 +41,9 @@ def _check_timeout(block: bool, timeout: float | None) -> float | None:
     if not timeout >= 0:  # also refuses nan
         raise ValueError("'timeout' must be a non-negative number")
     return timeout
+
+
+_ALL = 2**31 - 1
 
 
 def _reopen(cls: type[Any], kwargs: dict[str, Any]) -> Any:
@@ -149,14 +160,25 @@ class Queue(_QueueBase[T]):
         name: str | None = None,
         serializer: Serializer | str | None = None,
         client: Any = None,
+        visibility_timeout: float | None = None,
+        max_deliveries: int = 5,
     ) -> None:
         if not isinstance(maxsize, int):
             raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        check_lease_settings(visibility_timeout, max_deliveries)
         self.maxsize = maxsize
+        self.visibility_timeout = visibility_timeout
+        self.max_deliveries = max_deliveries
         super().__init__(url=url, name=name, serializer=serializer, client=client)
+        self._leases = LeaseKeeper(self._backend, visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT)
 
     def _reopen_kwargs(self) -> dict[str, Any]:
-        return {"maxsize": self.maxsize, **super()._reopen_kwargs()}
+        return {
+            "maxsize": self.maxsize,
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_deliveries,
+            **super()._reopen_kwargs(),
+        }
 
     @property
     def unfinished_tasks(self) -> int:
@@ -177,8 +199,17 @@ class Queue(_QueueBase[T]):
 
         If a join() is currently blocking, it will resume when all items have been processed.
 
+        With ``visibility_timeout`` set, this acknowledges the calling thread's oldest item
+        leased by get() (or, if it holds none, this queue object's oldest), which then leaves
+        the queue for good.
+
         Raises ``ValueError`` if called more times than there were items placed in the queue.
         """
+        if self.visibility_timeout is not None:
+            lease_id = self._leases.oldest_for_task_done()
+            if lease_id is not None:
+                self._backend.ack([lease_id])
+                return
         self._backend.task_done()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -245,7 +276,16 @@ class Queue(_QueueBase[T]):
         """
         if block and timeout is not None and not timeout >= 0:
             raise ValueError("'timeout' must be a non-negative number")
-        return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]
+        if self.visibility_timeout is None:
+            return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]
+        return self._take_leases(1, timeout if block else 0)[0]
+
+    def _take_leases(self, n: int, timeout: float | None) -> list[T]:
+        assert self.visibility_timeout is not None
+        leases = self._backend.lease(n, timeout, self.visibility_timeout, self.max_deliveries)
+        for lease in leases:
+            self._leases.hold(lease, for_task_done=True)
+        return [lease.item for lease in leases]
 
     def get_many(self, n: int, block: bool = True, timeout: float | None = None) -> list[T]:
         """Remove and return up to ``n`` items in one round trip, in the order get() would.
@@ -257,7 +297,72 @@ class Queue(_QueueBase[T]):
         """
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"get_many() needs n >= 1, not {n!r}")
-        return self._backend.get_many(n, _check_timeout(block, timeout))
+        if self.visibility_timeout is None:
+            return self._backend.get_many(n, _check_timeout(block, timeout))
+        return self._take_leases(n, _check_timeout(block, timeout))
+
+    # -- explicit leases -------------------------------------------------------------------
+
+    def get_message(self, block: bool = True, timeout: float | None = None) -> Message[T]:
+        """Lease the next item and return it as a :class:`Message` to ``ack()`` or ``nack()``.
+
+        Waits as :meth:`get` does and raises as it does. The lease lasts ``visibility_timeout``
+        seconds (30 if the queue has none) and is renewed in the background while this process
+        lives and holds it; if the process dies, the item is delivered again once the lease
+        has run out. ``task_done()`` does not acknowledge messages: call ``ack()``.
+        """
+        lease_seconds = self.visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT
+        lease = self._backend.lease(
+            1, _check_timeout(block, timeout), lease_seconds, self.max_deliveries
+        )[0]
+        self._leases.hold(lease, for_task_done=False)
+        return Message(self._leases, lease)
+
+    @contextlib.contextmanager
+    def lease(
+        self, block: bool = True, timeout: float | None = None, *, retry_delay: float | None = None
+    ) -> Iterator[T]:
+        """Lease the next item for the body of a ``with`` block.
+
+        ``with q.lease() as item: work(item)`` acknowledges the item when the block succeeds;
+        when it raises, the item is given back and delivered again after ``retry_delay``
+        seconds (default: 1, 2, 4 ... 60 s by delivery count), and the exception propagates.
+        After ``max_deliveries`` deliveries it becomes a dead letter instead.
+        """
+        message = self.get_message(block, timeout)
+        try:
+            yield message.item
+        except BaseException:
+            delay = retry_delay_for(message.deliveries) if retry_delay is None else retry_delay
+            message.nack(delay)
+            raise
+        message.ack()
+
+    def in_flight(self) -> int:
+        """The number of items leased by consumers and not yet acknowledged (not reliable!)."""
+        return self._backend.in_flight()
+
+    # -- dead letters ----------------------------------------------------------------------
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters: items delivered ``max_deliveries`` times without
+        being acknowledged, and items that could not be decoded; each with its error."""
+        return self._backend.dead_letters(limit)
+
+    def requeue_dead(self, limit: int | None = None) -> int:
+        """Put dead letters (all, or the oldest ``limit``) back on the queue, with a fresh
+        delivery count. Returns how many."""
+        return self._backend.requeue_dead(_ALL if limit is None else limit)
+
+    def purge_dead(self, limit: int | None = None) -> int:
+        """Delete dead letters (all, or the oldest ``limit``) for good. Returns how many."""
+        return self._backend.purge_dead(_ALL if limit is None else limit)
+
+    def close(self) -> None:
+        """Stop renewing leases and release connections. Items stay on the server; items still
+        leased by this object are delivered again once their lease runs out."""
+        self._leases.close()
+        super().close()
 
     def shutdown(self, immediate: bool = False) -> None:
         """Shut-down the queue, making queue gets and puts raise ``ShutDown``.

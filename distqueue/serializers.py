@@ -105,7 +105,6 @@ class Serializer(Protocol):
 # Python may refuse to convert them to or from decimal text (the limit can be lowered to 640).
 _PLAIN_INT_LIMIT = 10**600
 
-# Containers nested deeper than this are refused (checked by catching RecursionError).
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False,
     separators=(",", ":"),
@@ -117,7 +116,7 @@ _encode_str: Callable[[str], str] = json.encoder.encode_basestring
 
 def _unsupported(obj: object) -> SerializationError:
     return SerializationError(
-        f"cannot serialize object of type {type(obj).__qualname__!r} with the json serializer"
+        f"cannot serialize object of type {type(obj).__name__!r} with the json serializer"
     )
 
 
@@ -129,7 +128,7 @@ def _check_tzinfo(obj: datetime.datetime | datetime.time) -> None:
     if type(tz) is not datetime.timezone:
         raise SerializationError(
             f"cannot serialize {type(obj).__name__} with tzinfo of type "
-            f"{type(tz).__qualname__!r} with the json serializer: only naive values and "
+            f"{type(tz).__name__!r} with the json serializer: only naive values and "
             "fixed-offset datetime.timezone objects round trip"
         )
     offset = tz.utcoffset(None)
@@ -321,14 +320,13 @@ def _object_hook(obj: dict[str, Any]) -> Any:
     """Turn a one-key ``{"$tag": value}`` object back into the value it stands for."""
     if len(obj) != 1:
         return obj
-    for key, value in obj.items():
-        if key[:1] != "$":
-            return obj
-        decoder = _TAG_DECODERS.get(key)
-        if decoder is None:
-            raise ValueError(f"unknown tag {key!r}")
-        return decoder(value)
-    return obj  # not reached: the object has one key
+    [(key, value)] = obj.items()
+    if key[:1] != "$":
+        return obj
+    decoder = _TAG_DECODERS.get(key)
+    if decoder is None:
+        raise ValueError(f"unknown tag {key!r}")
+    return decoder(value)
 
 
 def _reject_constant(name: str) -> Any:
@@ -378,7 +376,7 @@ class JSONSerializer:
             text = _ENCODER.encode(tree)
         except RecursionError:
             raise SerializationError(
-                f"cannot serialize object of type {kind.__qualname__!r} with the json "
+                f"cannot serialize object of type {kind.__name__!r} with the json "
                 "serializer: it is nested too deeply"
             ) from None
         return text.encode("utf-8", "surrogatepass")
@@ -426,7 +424,7 @@ class PickleSerializer:
         # such failure means the same thing to the caller: this object cannot be stored.
         except Exception as exc:
             raise SerializationError(
-                f"cannot serialize object of type {type(obj).__qualname__!r} with the pickle "
+                f"cannot serialize object of type {type(obj).__name__!r} with the pickle "
                 f"serializer: {exc}"
             ) from exc
 

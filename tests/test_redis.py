@@ -90,8 +90,10 @@ def test_a_payload_pushed_by_hand_that_cannot_be_decoded_is_dead_lettered(
     assert q.name in str(info.value)
     assert isinstance(info.value, ValueError)
     assert q.get(timeout=1) == expected
-    dead = raw.lrange(f"dq:{{{q.name}}}:dead", 0, -1)
-    assert dead == [info.value.payload]
+    [letter] = q.dead_letters()
+    assert letter.payload == info.value.payload
+    assert letter.item is None
+    assert "could not be decoded" in letter.error
     q.close()
 
 
@@ -103,7 +105,23 @@ def test_get_many_returns_the_good_items_and_dead_letters_the_bad(
     raw.lpush(f"dq:{{{q.name}}}:items", b"garbage")
     q.put("last")
     assert q.get_many(10) == ["first", "last"]
-    assert raw.lrange(f"dq:{{{q.name}}}:dead", 0, -1) == [b"garbage"]
+    assert [d.payload for d in q.dead_letters()] == [b"garbage"]
+    q.close()
+
+
+def test_a_leased_payload_that_cannot_be_decoded_is_dead_lettered(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    q = distqueue.Queue(url=redis_url, name=fresh_name(), visibility_timeout=5)
+    raw.lpush(f"dq:{{{q.name}}}:items", b"{broken")
+    q.put("fine")
+    with pytest.raises(distqueue.DeserializationError):
+        q.get(timeout=1)
+    assert q.in_flight() == 0
+    assert q.get(timeout=1) == "fine"
+    q.task_done()
+    assert [d.payload for d in q.dead_letters()] == [b"{broken"]
+    assert q.unfinished_tasks == 0
     q.close()
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
 
 
 class Kind(enum.Enum):
@@ -24,6 +25,29 @@ class Kind(enum.Enum):
     FIFO = "fifo"
     LIFO = "lifo"
     PRIORITY = "priority"
+
+
+class Lease(NamedTuple):
+    """An item handed to one consumer until it is acknowledged, given back, or its lease ends."""
+
+    id: str
+    item: Any
+    deliveries: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """An item that left the queue unprocessed: delivered too often, or impossible to decode.
+
+    ``item`` is the decoded item, or ``None`` when it could not be decoded; ``payload`` is the
+    stored bytes on a shared backend, ``None`` in memory.
+    """
+
+    id: str
+    item: Any
+    payload: bytes | None
+    deliveries: int
+    error: str
 
 
 class QueueBackend(Protocol):
@@ -92,6 +116,39 @@ class QueueBackend(Protocol):
 
     def close(self) -> None:
         """Release connections. The backend is not used afterwards."""
+
+    # -- leases: at-least-once delivery ----------------------------------------------------
+
+    def lease(
+        self, n: int, timeout: float | None, lease_seconds: float, max_deliveries: int
+    ) -> list[Lease]:
+        """Take up to ``n`` items (at least one, waiting as :meth:`get`) under a lease.
+
+        A leased item stays unfinished until :meth:`ack`; if its lease runs out first it is
+        delivered again, ahead of other waiting items. An item about to be delivered more than
+        ``max_deliveries`` times becomes a dead letter instead. Raises as :meth:`get`.
+        """
+
+    def ack(self, ids: Sequence[str]) -> int:
+        """Acknowledge leased items: done, gone for good. Returns how many were still held."""
+
+    def nack(self, ids: Sequence[str], delay: float) -> int:
+        """Give leased items back, to be delivered again after ``delay`` seconds."""
+
+    def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
+        """Renew leases to ``lease_seconds`` from now. Returns how many were still held."""
+
+    def in_flight(self) -> int:
+        """The number of items leased and not yet acknowledged."""
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The oldest ``limit`` dead letters."""
+
+    def requeue_dead(self, limit: int) -> int:
+        """Put up to ``limit`` dead letters back on the queue, oldest first."""
+
+    def purge_dead(self, limit: int) -> int:
+        """Delete up to ``limit`` dead letters for good, oldest first."""
 
 
 class Deadline:

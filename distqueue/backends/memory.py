@@ -11,13 +11,14 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import Empty, Full, ShutDown
-from .base import Deadline, Kind
+from .base import DeadLetter, Deadline, Kind, Lease
 
 _registry: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
@@ -38,6 +39,23 @@ class _Store:
         # For priority: entries are (item, sequence) so that items that compare equal stay
         # first-in-first-out; items Python cannot compare fall back to the sequence as well.
         self.counter = itertools.count()
+        # Leases: id -> the leased element and its deadline; redelivered elements waiting in
+        # the queue (id -> element); how often each id was delivered; dead letters.
+        self.leased: dict[str, tuple[Any, float]] = {}
+        self.redelivered: dict[str, Any] = {}
+        self.deliveries: dict[str, int] = {}
+        self.dead: deque[tuple[str, Any, str]] = deque()
+        self.lease_ids = itertools.count(1)
+
+
+class _Redelivery:
+    """An item back in a FIFO or LIFO queue after its lease ended, with its lease id."""
+
+    __slots__ = ("id", "item")
+
+    def __init__(self, lease_id: str, item: Any) -> None:
+        self.id = lease_id
+        self.item = item
 
 
 def _store_for(name: str, kind: Kind) -> _Store:
@@ -57,11 +75,12 @@ def _store_for(name: str, kind: Kind) -> _Store:
 class _PriorityEntry:
     """Heap entry: orders by the item as Python compares it, ties and failures by sequence."""
 
-    __slots__ = ("item", "seq")
+    __slots__ = ("id", "item", "seq")
 
     def __init__(self, item: Any, seq: int) -> None:
         self.item = item
         self.seq = seq
+        self.id: str | None = None  # the lease id once it has been leased
 
     def __lt__(self, other: _PriorityEntry) -> bool:
         try:
@@ -109,12 +128,15 @@ class MemoryBackend:
         self._not_empty = store.not_empty
         self._not_full = store.not_full
         self._all_tasks_done = store.all_tasks_done
+        self._push: Any
+        self._pop: Any
+        self._take: Any  # pops an element, as stored
         if kind is Kind.FIFO:
             self._push = store.items.append
-            self._pop = store.items.popleft
+            self._pop = self._take = store.items.popleft
         elif kind is Kind.LIFO:
             self._push = store.items.append
-            self._pop = store.items.pop
+            self._pop = self._take = store.items.pop
         else:
             heap = store.items
             counter = store.counter
@@ -122,11 +144,15 @@ class MemoryBackend:
             def push(item: Any) -> None:
                 heapq.heappush(heap, _PriorityEntry(item, next(counter)))
 
+            def take() -> Any:
+                return heapq.heappop(heap)
+
             def pop() -> Any:
                 return heapq.heappop(heap).item
 
             self._push = push
             self._pop = pop
+            self._take = take
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -173,7 +199,7 @@ class MemoryBackend:
         with self._not_empty:
             if not self._items:
                 self._wait_for_item(timeout)
-            item = self._pop()
+            item = self._unwrap(self._take()) if self._store.redelivered else self._pop()
             self._not_full.notify()
             return item
 
@@ -181,10 +207,26 @@ class MemoryBackend:
         with self._not_empty:
             if not self._items:
                 self._wait_for_item(timeout)
-            pop = self._pop
-            items = [pop() for _ in range(min(n, len(self._items)))]
+            take = self._take
+            unwrap = self._unwrap
+            items = [unwrap(take()) for _ in range(min(n, len(self._items)))]
             self._not_full.notify(len(items))
             return items
+
+    def _unwrap(self, element: Any) -> Any:
+        """The item of an element taken without a lease; forgets a redelivery's lease."""
+        lease_id, item = self._open(element)
+        if lease_id is not None:
+            self._store.redelivered.pop(lease_id, None)
+            self._store.deliveries.pop(lease_id, None)
+        return item
+
+    def _open(self, element: Any) -> tuple[str | None, Any]:
+        if self.kind is Kind.PRIORITY:
+            return element.id, element.item
+        if type(element) is _Redelivery:
+            return element.id, element.item
+        return None, element
 
     def _wait_for_item(self, timeout: float | None) -> None:
         # Called with the lock held and the queue empty.
@@ -236,7 +278,7 @@ class MemoryBackend:
             store.is_shutdown = True
             if immediate:
                 while self._items:
-                    self._pop()
+                    self._unwrap(self._take())
                     if store.unfinished_tasks > 0:
                         store.unfinished_tasks -= 1
                 self._all_tasks_done.notify_all()
@@ -245,6 +287,188 @@ class MemoryBackend:
 
     def is_shutdown(self) -> bool:
         return self._store.is_shutdown
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(
+        self, n: int, timeout: float | None, lease_seconds: float, max_deliveries: int
+    ) -> list[Lease]:
+        store = self._store
+        deadline = Deadline(timeout)
+        with self._not_empty:
+            while True:
+                self._requeue_expired()
+                leases = self._lease_available(n, lease_seconds, max_deliveries)
+                if leases:
+                    self._not_full.notify(len(leases))
+                    return leases
+                if store.is_shutdown:
+                    raise ShutDown
+                remaining = deadline.remaining()
+                if remaining is not None and remaining <= 0:
+                    raise Empty
+                wait = remaining
+                if store.leased:
+                    first = min(at for _, at in store.leased.values()) - time.monotonic()
+                    wait = first if wait is None else min(wait, first)
+                self._not_empty.wait(max(wait, 0.001) if wait is not None else None)
+
+    def _requeue_expired(self) -> None:
+        store = self._store
+        if not store.leased:
+            return
+        now = time.monotonic()
+        expired = sorted(
+            ((at, lease_id) for lease_id, (_, at) in store.leased.items() if at <= now),
+            reverse=True,
+        )
+        for _, lease_id in expired:
+            element, _ = store.leased.pop(lease_id)
+            self._push_next(lease_id, element)
+
+    def _push_next(self, lease_id: str, element: Any) -> None:
+        """Put a leased element back where consumers take the next item from."""
+        store = self._store
+        if self.kind is Kind.PRIORITY:
+            heapq.heappush(self._items, element)
+            waiting = element
+        else:
+            waiting = _Redelivery(lease_id, element)
+            if self.kind is Kind.FIFO:
+                self._items.appendleft(waiting)
+            else:
+                self._items.append(waiting)
+        store.redelivered[lease_id] = waiting
+        self._not_empty.notify()
+
+    def _lease_available(self, n: int, lease_seconds: float, max_deliveries: int) -> list[Lease]:
+        store = self._store
+        leases: list[Lease] = []
+        dead = 0
+        while self._items and len(leases) < n:
+            element = self._take()
+            lease_id, item = self._open(element)
+            if lease_id is None:
+                lease_id = str(next(store.lease_ids))
+                if self.kind is Kind.PRIORITY:
+                    element.id = lease_id
+            else:
+                store.redelivered.pop(lease_id, None)
+            stored = element if self.kind is Kind.PRIORITY else item
+            deliveries = store.deliveries.get(lease_id, 0) + 1
+            if deliveries > max_deliveries:
+                reason = (
+                    f"delivered {deliveries - 1} times and never acknowledged "
+                    f"(max_deliveries {max_deliveries})"
+                )
+                store.dead.append((lease_id, stored, reason))
+                dead += 1
+                continue
+            store.deliveries[lease_id] = deliveries
+            store.leased[lease_id] = (stored, time.monotonic() + lease_seconds)
+            leases.append(Lease(lease_id, item, deliveries))
+        self._finish(dead)
+        return leases
+
+    def _finish(self, n: int) -> None:
+        """``n`` tasks left the queue for good. Called with the lock held."""
+        store = self._store
+        if n and store.unfinished_tasks > 0:
+            store.unfinished_tasks = max(0, store.unfinished_tasks - n)
+            if store.unfinished_tasks == 0:
+                self._all_tasks_done.notify_all()
+
+    def ack(self, ids: Sequence[str]) -> int:
+        store = self._store
+        acked = 0
+        with self._mutex:
+            for lease_id in ids:
+                if store.leased.pop(lease_id, None) is None:
+                    waiting = store.redelivered.pop(lease_id, None)
+                    if waiting is None:
+                        continue
+                    self._items.remove(waiting)
+                    if self.kind is Kind.PRIORITY:
+                        heapq.heapify(self._items)
+                store.deliveries.pop(lease_id, None)
+                acked += 1
+            self._finish(acked)
+        return acked
+
+    def nack(self, ids: Sequence[str], delay: float) -> int:
+        store = self._store
+        released = 0
+        with self._mutex:
+            for lease_id in ids:
+                held = store.leased.get(lease_id)
+                if held is None:
+                    continue
+                released += 1
+                if delay > 0:
+                    store.leased[lease_id] = (held[0], time.monotonic() + delay)
+                    self._not_empty.notify()  # a waiter recomputes when to wake
+                else:
+                    del store.leased[lease_id]
+                    self._push_next(lease_id, held[0])
+        return released
+
+    def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
+        store = self._store
+        extended = 0
+        with self._mutex:
+            deadline = time.monotonic() + lease_seconds
+            for lease_id in ids:
+                held = store.leased.get(lease_id)
+                if held is not None:
+                    store.leased[lease_id] = (held[0], deadline)
+                    extended += 1
+        return extended
+
+    def in_flight(self) -> int:
+        return len(self._store.leased)
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        with self._mutex:
+            letters = list(itertools.islice(self._store.dead, limit))
+            return [
+                DeadLetter(
+                    id=lease_id,
+                    item=stored.item if self.kind is Kind.PRIORITY else stored,
+                    payload=None,
+                    deliveries=self._store.deliveries.get(lease_id, 0),
+                    error=reason,
+                )
+                for lease_id, stored, reason in letters
+            ]
+
+    def requeue_dead(self, limit: int) -> int:
+        store = self._store
+        with self._mutex:
+            requeued = 0
+            while store.dead and requeued < limit:
+                lease_id, stored, _ = store.dead.popleft()
+                store.deliveries[lease_id] = 0
+                if self.kind is Kind.PRIORITY:
+                    heapq.heappush(self._items, stored)
+                    store.redelivered[lease_id] = stored
+                else:
+                    waiting = _Redelivery(lease_id, stored)
+                    self._items.append(waiting)
+                    store.redelivered[lease_id] = waiting
+                requeued += 1
+            store.unfinished_tasks += requeued
+            self._not_empty.notify(requeued)
+            return requeued
+
+    def purge_dead(self, limit: int) -> int:
+        store = self._store
+        with self._mutex:
+            purged = 0
+            while store.dead and purged < limit:
+                lease_id, _, _ = store.dead.popleft()
+                store.deliveries.pop(lease_id, None)
+                purged += 1
+            return purged
 
     def close(self) -> None:
         """Nothing to release: the store lives as long as a queue object uses it."""

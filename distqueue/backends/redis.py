@@ -1,23 +1,30 @@
 """The Redis backend: lists for FIFO and LIFO queues, a sorted set for priority queues.
 
-Every change that takes more than one command is one Lua script (``lua/*.lua``) that declares
-every key it touches in ``KEYS``. All keys of one queue share the hash tag ``{name}``::
+Every change that takes more than one command is one Lua script (``lua/*.lua``, each prefixed
+with ``lua/lib.lua`` when loaded) that declares every key it touches in ``KEYS``. All keys of
+one queue share the hash tag ``{name}``, so a Redis Cluster keeps them on one node::
 
     dq:{name}:items       list (FIFO/LIFO; items enter at the left) or zset (priority)
     dq:{name}:meta        hash: "shutdown" once the queue is shut down
     dq:{name}:unfinished  string: items put and not yet marked done
-    dq:{name}:notfull     list: at most one token, "there may be room" (blocked producers)
-    dq:{name}:joined      list: at most one token, "no task is unfinished" (join)
-    dq:{name}:shutdown    list: the shutdown token (producers, join, FIFO/LIFO consumers)
+    dq:{name}:notfull     list: token "there may be room" (blocked producers)
+    dq:{name}:joined      list: token "no task is unfinished" (join)
+    dq:{name}:avail       list: token "there may be an item" (consumers that lease)
+    dq:{name}:shutdown    list: the shutdown token (producers, join, list consumers)
     dq:{name}:shutdownz   zset: the shutdown token (priority consumers)
     dq:{name}:seq         string: the last sequence number of the priority queue
-    dq:{name}:dead        list: raw payloads that could not be decoded
+    dq:{name}:leases      zset: lease id -> deadline, server time in ms
+    dq:{name}:payloads    hash: lease id -> raw value of a leased or dead item
+    dq:{name}:deliveries  hash: lease id -> times delivered
+    dq:{name}:leaseseq    string: the last lease id
+    dq:{name}:dead        list: lease ids of dead letters, newest at the left
+    dq:{name}:errors      hash: lease id -> why it is a dead letter
 
 Waiting is a blocking Redis command (BRPOP, BLPOP, BZPOPMIN) on the key that will change,
 never polling. A blocking command waits at most ``BLOCK_SLICE`` seconds at a time, so that a
 connection that died silently is noticed, and a timeout is never sent as 0 (Redis reads 0 as
-"forever"). Tokens are at most one per list and are handed on by whoever takes them, so every
-waiter wakes; a stale token costs one extra check, never a wrong answer.
+"forever"). Token lists hold at most one token, handed on by whoever takes it, so every waiter
+wakes; a stale token costs one extra check, never a wrong answer.
 
 Errors of redis-py are translated here: connection failures (after redis-py's bounded retry)
 to ``BackendConnectionError``, WRONGTYPE to ``WrongTypeError`` naming the key.
@@ -44,7 +51,7 @@ from ..errors import (
 )
 from ..ordering import sort_key
 from ..serializers import Serializer
-from .base import Deadline, Kind
+from .base import DeadLetter, Deadline, Kind, Lease
 
 logger = logging.getLogger("distqueue.redis")
 
@@ -55,10 +62,54 @@ _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution; never send 0 ("f
 
 _SHUT_DOWN = -1
 _NO_ROOM = -2
+_NONE_LEASED = -2
+
+REF_PREFIX = b"\x00dq:ref:"
+"""How a redelivered item's stored value starts (see lua/lib.lua)."""
 
 
 def _script(name: str) -> str:
-    return resources.files(__package__).joinpath("lua").joinpath(name).read_text(encoding="utf-8")
+    lua = resources.files(__package__).joinpath("lua")
+    return lua.joinpath("lib.lua").read_text("utf-8") + lua.joinpath(name).read_text("utf-8")
+
+
+class _Keys:
+    """The names of one queue's keys."""
+
+    def __init__(self, name: str, kind: Kind) -> None:
+        prefix = f"dq:{{{name}}}:"
+        self.items = prefix + "items"
+        self.meta = prefix + "meta"
+        self.unfinished = prefix + "unfinished"
+        self.notfull = prefix + "notfull"
+        self.joined = prefix + "joined"
+        self.avail = prefix + "avail"
+        self.shutdown = prefix + "shutdown"
+        self.shutdownz = prefix + "shutdownz"
+        self.seq = prefix + "seq"
+        self.leases = prefix + "leases"
+        self.payloads = prefix + "payloads"
+        self.deliveries = prefix + "deliveries"
+        self.leaseseq = prefix + "leaseseq"
+        self.dead = prefix + "dead"
+        self.errors = prefix + "errors"
+        self.types = {
+            self.items: "zset" if kind is Kind.PRIORITY else "list",
+            self.meta: "hash",
+            self.unfinished: "string",
+            self.notfull: "list",
+            self.joined: "list",
+            self.avail: "list",
+            self.shutdown: "list",
+            self.shutdownz: "zset",
+            self.seq: "string",
+            self.leases: "zset",
+            self.payloads: "hash",
+            self.deliveries: "hash",
+            self.leaseseq: "string",
+            self.dead: "list",
+            self.errors: "hash",
+        }
 
 
 class RedisBackend:
@@ -77,63 +128,52 @@ class RedisBackend:
         owns_client: bool = True,
     ) -> None:
         self.name = name
-        self._owns_client = owns_client
         self.kind = kind
+        self._owns_client = owns_client
         self._client = client
         self._serializer = serializer
         self._dumps = serializer.dumps
         self._loads = serializer.loads
-        prefix = f"dq:{{{name}}}:"
-        self.items_key = prefix + "items"
-        self.meta_key = prefix + "meta"
-        self.unfinished_key = prefix + "unfinished"
-        self.notfull_key = prefix + "notfull"
-        self.joined_key = prefix + "joined"
-        self.shutdown_key = prefix + "shutdown"
-        self.shutdownz_key = prefix + "shutdownz"
-        self.seq_key = prefix + "seq"
-        self.dead_key = prefix + "dead"
-        self._key_types = {
-            self.items_key: "zset" if kind is Kind.PRIORITY else "list",
-            self.meta_key: "hash",
-            self.unfinished_key: "string",
-            self.notfull_key: "list",
-            self.joined_key: "list",
-            self.shutdown_key: "list",
-            self.shutdownz_key: "zset",
-            self.seq_key: "string",
-            self.dead_key: "list",
-        }
+        self._priority = kind is Kind.PRIORITY
+        self._kind_arg = kind.value
+        k = self.keys = _Keys(name, kind)
 
         register = client.register_script
-        self._priority = kind is Kind.PRIORITY
         if self._priority:
             self._put_script = register(_script("put_priority.lua"))
-            self._put_keys = [
-                self.items_key,
-                self.meta_key,
-                self.unfinished_key,
-                self.notfull_key,
-                self.joined_key,
-                self.seq_key,
-            ]
+            self._put_keys = [k.items, k.meta, k.unfinished, k.notfull, k.joined, k.avail, k.seq]
         else:
             self._put_script = register(_script("put_list.lua"))
-            self._put_keys = [
-                self.items_key,
-                self.meta_key,
-                self.unfinished_key,
-                self.notfull_key,
-                self.joined_key,
-            ]
+            self._put_keys = [k.items, k.meta, k.unfinished, k.notfull, k.joined, k.avail]
         self._pop_script = register(_script("pop.lua"))
-        self._pop_keys = [self.items_key, self.meta_key, self.notfull_key]
+        self._pop_keys = [k.items, k.meta, k.notfull, k.payloads, k.deliveries]
+        self._resolve_script = register(_script("resolve.lua"))
         self._signal_script = register(_script("signal.lua"))
-        self._signal_keys = [self.meta_key, self.notfull_key, self.shutdown_key, self.shutdownz_key]
+        self._signal_keys = [k.meta, k.notfull, k.shutdown, k.shutdownz]
         self._task_done_script = register(_script("task_done.lua"))
         self._join_check_script = register(_script("join_check.lua"))
         self._shutdown_script = register(_script("shutdown.lua"))
-        self._dead_letter_script = register(_script("dead_letter.lua"))
+        self._lease_script = register(_script("lease.lua"))
+        self._lease_keys = [
+            k.items,
+            k.meta,
+            k.unfinished,
+            k.notfull,
+            k.joined,
+            k.avail,
+            k.leases,
+            k.payloads,
+            k.deliveries,
+            k.leaseseq,
+            k.dead,
+            k.errors,
+        ]
+        self._ack_script = register(_script("ack.lua"))
+        self._nack_script = register(_script("nack.lua"))
+        self._extend_script = register(_script("extend.lua"))
+        self._dead_script = register(_script("dead.lua"))
+        self._dead_requeue_script = register(_script("dead_requeue.lua"))
+        self._dead_purge_script = register(_script("dead_purge.lua"))
 
         self._blocking_pop: Any
         if kind is Kind.FIFO:
@@ -142,11 +182,8 @@ class RedisBackend:
             self._blocking_pop = client.blpop
         else:
             self._blocking_pop = client.bzpopmin
-        self._wait_keys = [
-            self.items_key,
-            self.shutdownz_key if self._priority else self.shutdown_key,
-        ]
-        self._kind_arg = kind.value
+        self._wait_keys = [k.items, k.shutdownz if self._priority else k.shutdown]
+        self._wait_shutdown_key = self._wait_keys[1].encode()
 
     # -- errors ----------------------------------------------------------------------------
 
@@ -162,7 +199,7 @@ class RedisBackend:
 
     def _wrong_type_error(self, exc: Exception) -> WrongTypeError:
         try:
-            for key, expected in self._key_types.items():
+            for key, expected in self.keys.types.items():
                 actual = self._client.type(key)
                 actual_name = actual.decode() if isinstance(actual, bytes) else str(actual)
                 if actual_name not in ("none", expected):
@@ -175,66 +212,66 @@ class RedisBackend:
             pass  # the original error below is still the one worth reporting
         return WrongTypeError(f"a key of queue {self.name!r} has the wrong type: {exc}")
 
+    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return script(keys=keys, args=args)
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc) from exc
+
     # -- encoding --------------------------------------------------------------------------
 
-    def _encode(self, items: Sequence[Any]) -> list[Any]:
-        dumps = self._dumps
-        if self._priority:
-            args: list[Any] = []
-            for item in items:
-                payload = dumps(item)
-                args.append(sort_key(item))
-                args.append(payload)
-            return args
-        return [dumps(item) for item in items]
-
     def _payload(self, raw: bytes) -> bytes:
+        """The payload inside a stored value (a sorted-set member carries more)."""
         if self._priority:
+            if len(raw) < 12:
+                return raw
             key_length = int.from_bytes(raw[-4:], "big")
             return raw[key_length + 8 : -4]
         return raw
 
+    def _decode_one(self, raw: bytes) -> Any:
+        """Decode a stored value; ``ValueError`` (any kind) if it cannot be."""
+        payload = self._payload(raw) if self._priority else raw
+        return self._loads(payload)
+
     def _decode(self, raws: list[bytes]) -> list[Any]:
-        """Decode payloads; undecodable ones go to the dead-letter list."""
-        loads = self._loads
+        """Decode stored values taken without a lease; undecodable ones become dead letters."""
         items: list[Any] = []
         bad: list[bytes] = []
         errors: list[Exception] = []
         for raw in raws:
-            payload = self._payload(raw) if self._priority else raw
             try:
-                items.append(loads(payload))
-            # Any failure of a serializer to decode means the same thing here: the payload is
-            # unusable. It is kept on the dead-letter list, never dropped.
+                items.append(self._decode_one(raw))
+            # Whatever a serializer raises, the payload is unusable: it is kept as a dead
+            # letter, never dropped.
             except Exception as exc:
-                bad.append(payload)
+                bad.append(raw)
                 errors.append(exc)
         if bad:
-            self._dead_letter(bad)
-            logger.error(
-                "queue %r: %d payload(s) could not be decoded and were moved to %r: %s",
-                self.name,
-                len(bad),
-                self.dead_key,
-                errors[0],
-            )
+            self._bury("raw", bad, errors[0])
             if not items:
-                raise DeserializationError(
-                    f"queue {self.name!r}: a payload could not be decoded by the "
-                    f"{self._serializer.name} serializer ({errors[0]}); it was moved to the "
-                    f"dead-letter list {self.dead_key!r}",
-                    queue=self.name,
-                    payload=bad[0],
-                ) from errors[0]
+                raise self._undecodable(bad[0], errors[0]) from errors[0]
         return items
 
-    def _dead_letter(self, payloads: list[bytes]) -> None:
-        try:
-            self._dead_letter_script(
-                keys=[self.dead_key, self.unfinished_key, self.joined_key], args=payloads
-            )
-        except redis.exceptions.RedisError as exc:
-            raise self._translate(exc) from exc
+    def _bury(self, mode: str, values: list[Any], error: Exception) -> None:
+        k = self.keys
+        text = f"could not be decoded by the {self._serializer.name} serializer: {error}"
+        keys = [k.unfinished, k.joined, k.leases, k.payloads, k.deliveries, k.leaseseq]
+        self._call(self._dead_script, [*keys, k.dead, k.errors], [mode, text, *values])
+        logger.error(
+            "queue %r: %d item(s) could not be decoded and became dead letters: %s",
+            self.name,
+            len(values),
+            error,
+        )
+
+    def _undecodable(self, raw: bytes, error: Exception) -> DeserializationError:
+        return DeserializationError(
+            f"queue {self.name!r}: an item could not be decoded by the "
+            f"{self._serializer.name} serializer ({error}); it was kept as a dead letter",
+            queue=self.name,
+            payload=self._payload(raw),
+        )
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -250,7 +287,16 @@ class RedisBackend:
             if self.is_shutdown():
                 raise ShutDown
             return
-        self._put([maxsize, *self._encode(items)], maxsize, timeout)
+        dumps = self._dumps
+        args: list[Any] = [maxsize]
+        if self._priority:
+            for item in items:
+                payload = dumps(item)
+                args.append(sort_key(item))
+                args.append(payload)
+        else:
+            args.extend([dumps(item) for item in items])
+        self._put(args, maxsize, timeout)
 
     def _put(self, args: list[Any], maxsize: int, timeout: float | None) -> None:
         deadline: Deadline | None = None
@@ -268,8 +314,8 @@ class RedisBackend:
                 wait = self._wait_time(deadline)
                 if wait is None:
                     raise Full
-                woke = self._client.blpop([self.notfull_key, self.shutdown_key], wait)
-                if woke is not None and woke[0] == self.shutdown_key.encode():
+                woke = self._client.blpop([self.keys.notfull, self.keys.shutdown], wait)
+                if woke is not None and woke[0] == self.keys.shutdown.encode():
                     self._signal("shutdown")
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
@@ -277,17 +323,7 @@ class RedisBackend:
     # -- getting ---------------------------------------------------------------------------
 
     def get(self, timeout: float | None) -> Any:
-        try:
-            popped = self._pop_script(keys=self._pop_keys, args=[self._kind_arg, 1])
-        except redis.exceptions.RedisError as exc:
-            raise self._translate(exc) from exc
-        if popped == _SHUT_DOWN:
-            raise ShutDown
-        if popped:
-            return self._decode(popped)[0]
-        if timeout is not None and timeout <= 0:
-            raise Empty
-        return self._decode([self._wait_for_item(Deadline(timeout))])[0]
+        return self.get_many(1, timeout)[0]
 
     def get_many(self, n: int, timeout: float | None) -> list[Any]:
         try:
@@ -309,36 +345,40 @@ class RedisBackend:
         return self._decode(popped)
 
     def _wait_for_item(self, deadline: Deadline, signal: bool = True) -> bytes:
-        """Block until an item can be taken; take it and return its raw bytes."""
-        shutdown_key = self._wait_keys[1].encode()
-        try:
-            while True:
-                wait = self._wait_time(deadline)
-                if wait is None:
-                    raise Empty
-                woke = self._blocking_pop(self._wait_keys, wait)
-                if woke is None:
+        """Block until an item can be taken; take it and return its raw value."""
+        while True:
+            wait = self._wait_time(deadline)
+            if wait is None:
+                raise Empty
+            woke = self._blocking_pop(self._wait_keys, wait)
+            if woke is None:
+                continue
+            if woke[0] == self._wait_shutdown_key:
+                self._signal("shutdown")
+                raise ShutDown
+            if signal:
+                self._signal("room")
+            raw = woke[1]
+            assert isinstance(raw, bytes)  # the client does not decode responses
+            payload = self._payload(raw) if self._priority else raw
+            if payload.startswith(REF_PREFIX):
+                # a redelivered item's reference: take its raw value (acknowledged: next one)
+                lease_id = payload[len(REF_PREFIX) :].decode()
+                keys = [self.keys.payloads, self.keys.deliveries]
+                raw = self._resolve_script(keys=keys, args=[lease_id])
+                if raw is None:
                     continue
-                if woke[0] == shutdown_key:
-                    self._signal("shutdown")
-                    raise ShutDown
-                if signal:
-                    self._signal("room")
-                raw = woke[1]
-                assert isinstance(raw, bytes)  # the client does not decode responses
-                return raw
-        except redis.exceptions.RedisError as exc:
-            raise self._translate(exc) from exc
+            return bytes(raw)
 
     @staticmethod
-    def _wait_time(deadline: Deadline) -> float | None:
+    def _wait_time(deadline: Deadline, cap: float = BLOCK_SLICE) -> float | None:
         """Seconds for the next blocking command, or ``None`` when the deadline has passed."""
         remaining = deadline.remaining()
         if remaining is None:
-            return BLOCK_SLICE
+            return cap
         if remaining < _MIN_BLOCK:
             return None
-        return min(remaining, BLOCK_SLICE)
+        return min(remaining, cap)
 
     def _signal(self, what: str) -> int:
         return int(self._signal_script(keys=self._signal_keys, args=[what]))
@@ -348,22 +388,19 @@ class RedisBackend:
     def qsize(self) -> int:
         try:
             if self._priority:
-                return int(self._client.zcard(self.items_key))
-            return int(self._client.llen(self.items_key))
+                return int(self._client.zcard(self.keys.items))
+            return int(self._client.llen(self.keys.items))
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
 
     def task_done(self) -> None:
-        try:
-            result = self._task_done_script(keys=[self.unfinished_key, self.joined_key])
-        except redis.exceptions.RedisError as exc:
-            raise self._translate(exc) from exc
+        result = self._call(self._task_done_script, [self.keys.unfinished, self.keys.joined], [])
         if result < 0:
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None) -> bool:
         deadline = Deadline(timeout)
-        keys = [self.unfinished_key, self.joined_key]
+        keys = [self.keys.unfinished, self.keys.joined]
         try:
             while True:
                 if self._join_check_script(keys=keys) == 1:
@@ -371,37 +408,155 @@ class RedisBackend:
                 wait = self._wait_time(deadline)
                 if wait is None:
                     return False
-                self._client.blpop([self.joined_key], wait)
+                self._client.blpop([self.keys.joined], wait)
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
 
     def unfinished_tasks(self) -> int:
         try:
-            value = self._client.get(self.unfinished_key)
+            value = self._client.get(self.keys.unfinished)
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
         return int(value or 0)
 
     def shutdown(self, immediate: bool) -> None:
+        k = self.keys
         keys = [
-            self.items_key,
-            self.meta_key,
-            self.unfinished_key,
-            self.joined_key,
-            self.shutdown_key,
-            self.shutdownz_key,
+            k.items,
+            k.meta,
+            k.unfinished,
+            k.joined,
+            k.shutdown,
+            k.shutdownz,
+            k.payloads,
+            k.deliveries,
         ]
-        try:
-            self._shutdown_script(keys=keys, args=["1" if immediate else "0"])
-        except redis.exceptions.RedisError as exc:
-            raise self._translate(exc) from exc
+        self._call(self._shutdown_script, keys, [self._kind_arg, "1" if immediate else "0"])
 
     def is_shutdown(self) -> bool:
         try:
-            return bool(self._client.hexists(self.meta_key, "shutdown"))
+            return bool(self._client.hexists(self.keys.meta, "shutdown"))
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
 
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(
+        self, n: int, timeout: float | None, lease_seconds: float, max_deliveries: int
+    ) -> list[Lease]:
+        args: list[str | int] = [
+            self._kind_arg,
+            max(1, round(lease_seconds * 1000)),
+            max_deliveries,
+            n,
+        ]
+        deadline: Deadline | None = None
+        try:
+            while True:
+                result = self._lease_script(keys=self._lease_keys, args=args)
+                if isinstance(result, list):
+                    return self._leases_from(result)
+                if result == _SHUT_DOWN:
+                    raise ShutDown
+                if deadline is None:
+                    if timeout is not None and timeout <= 0:
+                        raise Empty
+                    deadline = Deadline(timeout)
+                # Wake for a new item, a shutdown, or the earliest lease running out.
+                cap = BLOCK_SLICE if result == _NONE_LEASED else min(BLOCK_SLICE, result / 1000)
+                wait = self._wait_time(deadline, cap)
+                if wait is None:
+                    raise Empty
+                woke = self._client.blpop([self.keys.avail, self.keys.shutdown], wait)
+                if woke is not None and woke[0] == self.keys.shutdown.encode():
+                    self._signal("shutdown")
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc) from exc
+
+    def _leases_from(self, result: list[Any]) -> list[Lease]:
+        leases: list[Lease] = []
+        bad: list[tuple[str, bytes, Exception]] = []
+        for i in range(0, len(result), 3):
+            lease_id = result[i].decode()
+            raw = result[i + 1]
+            try:
+                item = self._decode_one(raw)
+            # Whatever a serializer raises, the payload is unusable: a dead letter.
+            except Exception as exc:
+                bad.append((lease_id, raw, exc))
+                continue
+            leases.append(Lease(lease_id, item, int(result[i + 2])))
+        if bad:
+            self._bury("ids", [lease_id for lease_id, _, _ in bad], bad[0][2])
+            if not leases:
+                raise self._undecodable(bad[0][1], bad[0][2]) from bad[0][2]
+        return leases
+
+    def ack(self, ids: Sequence[str]) -> int:
+        k = self.keys
+        keys = [k.items, k.unfinished, k.joined, k.leases, k.payloads, k.deliveries]
+        return int(self._call(self._ack_script, keys, [self._kind_arg, *ids]))
+
+    def nack(self, ids: Sequence[str], delay: float) -> int:
+        k = self.keys
+        keys = [k.items, k.avail, k.leases, k.payloads]
+        args = [self._kind_arg, max(0, round(delay * 1000)), *ids]
+        return int(self._call(self._nack_script, keys, args))
+
+    def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
+        args = [max(1, round(lease_seconds * 1000)), *ids]
+        return int(self._call(self._extend_script, [self.keys.leases], args))
+
+    def in_flight(self) -> int:
+        try:
+            return int(self._client.zcard(self.keys.leases))
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc) from exc
+
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        k = self.keys
+        try:
+            ids = self._client.lrange(k.dead, -limit, -1)[::-1]  # oldest first
+            if not ids:
+                return []
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(k.payloads, ids)
+            pipe.hmget(k.deliveries, ids)
+            pipe.hmget(k.errors, ids)
+            raws, counts, errors = pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc) from exc
+        letters = []
+        for lease_id, raw, count, error in zip(ids, raws, counts, errors, strict=True):
+            if raw is None:
+                continue
+            try:
+                item = self._decode_one(raw)
+            except Exception:  # undecodable dead letters are listed with item None
+                item = None
+            letters.append(
+                DeadLetter(
+                    id=lease_id.decode() if isinstance(lease_id, bytes) else str(lease_id),
+                    item=item,
+                    payload=self._payload(raw),
+                    deliveries=int(count or 0),
+                    error=(error or b"").decode("utf-8", "replace"),
+                )
+            )
+        return letters
+
+    def requeue_dead(self, limit: int) -> int:
+        k = self.keys
+        keys = [k.items, k.unfinished, k.joined, k.avail, k.payloads, k.deliveries, k.dead]
+        return int(
+            self._call(self._dead_requeue_script, [*keys, k.errors], [self._kind_arg, limit])
+        )
+
+    def purge_dead(self, limit: int) -> int:
+        k = self.keys
+        keys = [k.payloads, k.deliveries, k.dead, k.errors]
+        return int(self._call(self._dead_purge_script, keys, [limit]))

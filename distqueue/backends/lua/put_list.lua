@@ -3,8 +3,9 @@
 -- KEYS[1] items       list    the waiting payloads
 -- KEYS[2] meta        hash    field "shutdown" is set once the queue is shut down
 -- KEYS[3] unfinished  string  items put and not yet marked done
--- KEYS[4] notfull     list    at most one token: "there may be room", for blocked producers
--- KEYS[5] joined      list    at most one token: "no task is unfinished", for join()
+-- KEYS[4] notfull     list    token: "there may be room", for blocked producers
+-- KEYS[5] joined      list    token: "no task is unfinished", for join()
+-- KEYS[6] avail       list    token: "there may be an item", for consumers that lease
 -- ARGV[1] maxsize (0 = unbounded), ARGV[2..] the payloads, in order
 --
 -- Returns the new length, -1 if the queue is shut down, -2 if there is no room for all items
@@ -21,14 +22,13 @@ local len = 0
 for i = 2, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
-if redis.call('INCRBY', KEYS[3], n) == n then
-    redis.call('DEL', KEYS[5])
-end
+start(KEYS[3], KEYS[5], n)
+token(KEYS[6])
 if maxsize > 0 then
     if len >= maxsize then
         redis.call('DEL', KEYS[4])
-    elseif redis.call('LLEN', KEYS[4]) == 0 then
-        redis.call('LPUSH', KEYS[4], '1')
+    else
+        token(KEYS[4])
     end
 end
 return len

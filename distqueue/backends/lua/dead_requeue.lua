@@ -1,0 +1,34 @@
+-- Put dead letters back on the queue, oldest first, as new unfinished items with a fresh
+-- delivery count.
+--
+-- KEYS[1] items       list or zset
+-- KEYS[2] unfinished  string  items put and not yet marked done
+-- KEYS[3] joined      list    token: "no task is unfinished", for join()
+-- KEYS[4] avail       list    token: "there may be an item", for consumers that lease
+-- KEYS[5] payloads    hash    lease id -> raw value
+-- KEYS[6] deliveries  hash    lease id -> times delivered
+-- KEYS[7] dead        list    lease ids of dead letters, newest at the left
+-- KEYS[8] errors      hash    lease id -> why it is a dead letter
+-- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2] how many at most
+--
+-- Returns the number requeued.
+local kind = ARGV[1]
+local requeued = 0
+for _ = 1, tonumber(ARGV[2]) do
+    local id = redis.call('RPOP', KEYS[7])
+    if not id then
+        break
+    end
+    local raw = redis.call('HGET', KEYS[5], id)
+    redis.call('HDEL', KEYS[8], id)
+    if raw then
+        redis.call('HSET', KEYS[6], id, 0)
+        push_new(kind, KEYS[1], make_ref(kind, raw, id))
+        requeued = requeued + 1
+    end
+end
+if requeued > 0 then
+    start(KEYS[2], KEYS[3], requeued)
+    token(KEYS[4])
+end
+return requeued

@@ -1,0 +1,116 @@
+-- Helpers shared by distqueue's scripts; prepended to each script when it is loaded, so every
+-- script stays one atomic EVAL. Nothing here touches a key that a script did not declare.
+--
+-- Stored values: a list element is the payload itself; a sorted-set member is
+--   sort key .. 8-byte sequence .. payload .. 4-byte big-endian length of the sort key
+-- (all scores 0, so Redis orders members byte by byte).
+-- A leased item that goes back to the queue is stored as a reference, REF .. lease id, in the
+-- payload's place; the raw value stays in the queue's "payloads" hash under its lease id.
+
+local REF = '\0dq:ref:'
+
+local function now_ms()
+    local t = redis.call('TIME')
+    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function key_length(member)
+    local a, b, c, d = string.byte(member, -4, -1)
+    return ((a * 256 + b) * 256 + c) * 256 + d
+end
+
+-- The payload part of a stored value, or nil for a sorted-set member too short to be ours.
+local function payload_of(kind, value)
+    if kind ~= 'priority' then
+        return value
+    end
+    if #value < 12 then
+        return nil
+    end
+    return string.sub(value, key_length(value) + 9, -5)
+end
+
+-- The lease id a stored value refers to, or nil when it is an item's own payload.
+local function ref_of(kind, value)
+    local payload = payload_of(kind, value)
+    if payload and string.sub(payload, 1, #REF) == REF then
+        return string.sub(payload, #REF + 1)
+    end
+    return nil
+end
+
+-- The stored value that refers to lease `id`, whose raw value is `raw`.
+local function make_ref(kind, raw, id)
+    if kind ~= 'priority' then
+        return REF .. id
+    end
+    return string.sub(raw, 1, key_length(raw) + 8) .. REF .. id .. string.sub(raw, -4)
+end
+
+-- Put a value where consumers take the next item from (redelivery comes first).
+local function push_next(kind, items, value)
+    if kind == 'fifo' then
+        redis.call('RPUSH', items, value)
+    elseif kind == 'lifo' then
+        redis.call('LPUSH', items, value)
+    else
+        redis.call('ZADD', items, 0, value)
+    end
+end
+
+-- Put a value where a new item enters.
+local function push_new(kind, items, value)
+    if kind == 'priority' then
+        redis.call('ZADD', items, 0, value)
+    else
+        redis.call('LPUSH', items, value)
+    end
+end
+
+local function pop_one(kind, items)
+    if kind == 'fifo' then
+        return redis.call('RPOP', items)
+    elseif kind == 'lifo' then
+        return redis.call('LPOP', items)
+    end
+    local popped = redis.call('ZPOPMIN', items)
+    if #popped == 0 then
+        return false
+    end
+    return popped[1]
+end
+
+local function size_of(kind, items)
+    if kind == 'priority' then
+        return redis.call('ZCARD', items)
+    end
+    return redis.call('LLEN', items)
+end
+
+-- Leave one token in a token list (never more).
+local function token(key)
+    if redis.call('LLEN', key) == 0 then
+        redis.call('LPUSH', key, '1')
+    end
+end
+
+-- `n` tasks left the queue for good (acknowledged, dead-lettered, dropped).
+local function finish(unfinished_key, joined_key, n)
+    local unfinished = tonumber(redis.call('GET', unfinished_key) or '0')
+    if unfinished <= 0 or n <= 0 then
+        return
+    end
+    unfinished = math.max(0, unfinished - n)
+    redis.call('SET', unfinished_key, unfinished)
+    if unfinished == 0 then
+        token(joined_key)
+    end
+end
+
+-- `n` tasks entered the queue.
+local function start(unfinished_key, joined_key, n)
+    if redis.call('INCRBY', unfinished_key, n) == n then
+        redis.call('DEL', joined_key)
+    end
+end
+

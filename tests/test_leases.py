@@ -1,0 +1,228 @@
+"""Leases: at-least-once delivery, redelivery, acknowledgement and dead letters, on every backend.
+
+"A consumer that dies" is a queue object closed without acknowledging: closing stops the
+heartbeat that renews its leases, exactly as the death of its process does. The SIGKILL version
+runs in test_chaos.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import distqueue
+
+MakeQueue = Callable[..., Any]
+
+
+def test_without_a_visibility_timeout_get_removes_the_item(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put("x")
+    assert q.get() == "x"
+    assert q.in_flight() == 0
+    assert q.unfinished_tasks == 1
+
+
+def test_get_leases_and_task_done_acknowledges(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, visibility_timeout=10)
+    q.put("x")
+    assert q.get() == "x"
+    assert (q.qsize(), q.in_flight(), q.unfinished_tasks) == (0, 1, 1)
+    q.task_done()
+    assert (q.qsize(), q.in_flight(), q.unfinished_tasks) == (0, 0, 0)
+    assert q.join(timeout=1)
+    with pytest.raises(ValueError, match="too many"):
+        q.task_done()
+
+
+def test_an_item_held_by_a_dead_consumer_is_delivered_again(make_queue: MakeQueue) -> None:
+    dead = make_queue(distqueue.Queue, visibility_timeout=0.3, name="redeliver")
+    alive = make_queue(distqueue.Queue, visibility_timeout=0.3, name="redeliver")
+    dead.put_many(["a", "b"])
+    assert dead.get() == "a"
+    dead.close()  # dies holding "a": no task_done, no more heartbeat
+    time.sleep(0.5)
+    assert alive.get(timeout=10) == "a"  # redelivered ahead of "b", once the lease ran out
+    message = alive.get_message(timeout=10)
+    assert message.item == "b"
+    alive.task_done()
+    message.ack()
+    assert alive.unfinished_tasks == 0
+    assert alive.in_flight() == 0
+
+
+def test_a_slow_live_consumer_keeps_its_lease(make_queue: MakeQueue) -> None:
+    slow = make_queue(distqueue.Queue, visibility_timeout=0.3, name="slow")
+    other = make_queue(distqueue.Queue, visibility_timeout=0.3, name="slow")
+    slow.put("work")
+    assert slow.get() == "work"
+    with pytest.raises(distqueue.Empty):
+        other.get(timeout=1.2)  # four lease lengths: the heartbeat kept it
+    slow.task_done()
+    assert other.unfinished_tasks == 0
+
+
+def test_a_message_is_acknowledged_once(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put({"n": 1})
+    message = q.get_message()
+    assert (message.item, message.deliveries) == ({"n": 1}, 1)
+    assert message.ack() is True
+    assert message.ack() is False
+    assert q.unfinished_tasks == 0
+
+
+def test_nack_gives_the_item_back_ahead_of_the_others(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put_many(["first", "second"])
+    message = q.get_message()
+    assert message.nack() is True
+    again = q.get_message(timeout=1)
+    assert (again.item, again.deliveries) == ("first", 2)
+    again.ack()
+    assert q.get_message(timeout=1).item == "second"
+
+
+def test_nack_with_a_delay_holds_the_item_back(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put("later")
+    q.get_message().nack(delay=0.4)
+    with pytest.raises(distqueue.Empty):
+        q.get_message(timeout=0.1)
+    message = q.get_message(timeout=10)
+    assert (message.item, message.deliveries) == ("later", 2)
+
+
+def test_extend_renews_a_held_lease_only(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, visibility_timeout=5)
+    q.put(1)
+    message = q.get_message()
+    assert message.extend(10) is True
+    message.ack()
+    assert message.extend() is False
+
+
+def test_the_lease_block_acknowledges_on_success(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put("job")
+    with q.lease(timeout=1) as item:
+        assert item == "job"
+    assert (q.qsize(), q.in_flight(), q.unfinished_tasks) == (0, 0, 0)
+
+
+def test_the_lease_block_gives_the_item_back_on_an_exception(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put("job")
+    with pytest.raises(RuntimeError), q.lease(retry_delay=0) as item:
+        raise RuntimeError(item)
+    again = q.get_message(timeout=1)
+    assert (again.item, again.deliveries) == ("job", 2)
+
+
+def test_an_item_delivered_too_often_becomes_a_dead_letter(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, max_deliveries=2)
+    q.put_many(["poison", "fine"])
+    for _ in range(2):
+        message = q.get_message(timeout=1)
+        assert message.item == "poison"
+        message.nack()
+    assert q.get_message(timeout=1).item == "fine"  # the poison item is skipped
+    [letter] = q.dead_letters()
+    assert (letter.item, letter.deliveries) == ("poison", 2)
+    assert "max_deliveries 2" in letter.error
+    assert q.qsize() == 0
+    assert q.unfinished_tasks == 1  # "fine" is still in hand; "poison" counts as done
+
+
+def test_dead_letters_can_be_requeued_and_purged(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, max_deliveries=1)
+    q.put_many(["a", "b"])
+    for _ in range(2):
+        q.get_message(timeout=1).nack()
+    with pytest.raises(distqueue.Empty):
+        q.get_message(timeout=0)
+    assert [d.item for d in q.dead_letters()] == ["a", "b"]
+    assert q.unfinished_tasks == 0
+    assert q.requeue_dead(limit=1) == 1
+    assert q.unfinished_tasks == 1
+    message = q.get_message(timeout=1)
+    assert (message.item, message.deliveries) == ("a", 1)
+    message.ack()
+    assert q.purge_dead() == 1
+    assert q.dead_letters() == []
+
+
+def test_a_redelivered_item_keeps_its_priority(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.PriorityQueue, visibility_timeout=10)
+    q.put_many([(2, "two"), (1, "one"), (3, "three")])
+    first = q.get_message()
+    assert first.item == (1, "one")
+    second = q.get_message()
+    first.nack()
+    assert q.get() == (1, "one")
+    second.nack()
+    assert q.get() == (2, "two")
+    assert q.get() == (3, "three")
+
+
+def test_a_plain_get_takes_a_redelivered_item_too(make_queue: MakeQueue) -> None:
+    leasing = make_queue(distqueue.Queue, name="mixed")
+    plain = make_queue(distqueue.Queue, name="mixed")
+    leasing.put("x")
+    leasing.get_message().nack()
+    assert plain.get(timeout=1) == "x"
+    assert plain.in_flight() == 0
+    plain.task_done()
+    assert plain.join(timeout=1)
+
+
+def test_acknowledging_an_item_waiting_for_redelivery_takes_it_out(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, name="late-ack")
+    holder = make_queue(distqueue.Queue, visibility_timeout=0.2, name="late-ack")
+    q.put("slow")
+    message = holder.get_message()
+    holder._leases.close()  # stop renewing, as a stalled process would
+    time.sleep(0.4)
+    q.put("next")
+    # the lease ran out; the next lease call puts "slow" back in front ...
+    again = q.get_message(timeout=1)
+    assert again.item == "slow"
+    again.nack()
+    # ... and the late acknowledgement still counts, once, and takes it out of the queue
+    assert message.ack() is True
+    assert q.get(timeout=1) == "next"
+    assert q.qsize() == 0
+    assert q.unfinished_tasks == 1
+
+
+def test_join_waits_for_redelivered_items(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, visibility_timeout=0.2, name="join-lease")
+    q.put("x")
+    holder = make_queue(distqueue.Queue, visibility_timeout=0.2, name="join-lease")
+    holder.get()
+    holder.close()
+    assert q.join(timeout=0.3) is False
+    assert q.get(timeout=5) == "x"
+    q.task_done()
+    assert q.join(timeout=1)
+
+
+def test_get_many_leases_each_item(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, visibility_timeout=10)
+    q.put_many(range(5))
+    assert q.get_many(3) == [0, 1, 2]
+    assert q.in_flight() == 3
+    for _ in range(3):
+        q.task_done()
+    assert q.in_flight() == 0
+    assert q.unfinished_tasks == 2
+
+
+def test_bad_lease_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        distqueue.Queue(visibility_timeout=0)
+    with pytest.raises(ValueError, match="max_deliveries"):
+        distqueue.Queue(max_deliveries=0)
