@@ -67,6 +67,12 @@ class Message(Generic[T]):
         self._keeper.release(self.id)
         return self._keeper.backend.nack([self.id], delay) == 1
 
+    def reject(self, reason: str) -> bool:
+        """Give up on the item: it becomes a dead letter now, with ``reason`` as its error, and
+        counts as a finished task. Returns ``False`` if the lease was no longer held."""
+        self._keeper.release(self.id)
+        return self._keeper.backend.bury([self.id], reason) == 1
+
     def extend(self, seconds: float | None = None) -> bool:
         """Renew the lease to ``seconds`` from now (default: the queue's lease length).
 

@@ -226,3 +226,15 @@ def test_bad_lease_settings_are_refused() -> None:
         distqueue.Queue(visibility_timeout=0)
     with pytest.raises(ValueError, match="max_deliveries"):
         distqueue.Queue(max_deliveries=0)
+
+
+def test_reject_makes_a_dead_letter_with_the_reason(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put_many(["bad", "good"])
+    message = q.get_message()
+    assert message.reject("cannot parse it") is True
+    assert message.ack() is False
+    [letter] = q.dead_letters()
+    assert (letter.item, letter.deliveries, letter.error) == ("bad", 1, "cannot parse it")
+    assert q.unfinished_tasks == 1
+    assert q.get() == "good"

@@ -135,6 +135,10 @@ class QueueBackend(Protocol):
     def nack(self, ids: Sequence[str], delay: float) -> int:
         """Give leased items back, to be delivered again after ``delay`` seconds."""
 
+    def bury(self, ids: Sequence[str], error: str) -> int:
+        """Make leased items dead letters now, with ``error`` as the reason. Returns how many
+        were still held."""
+
     def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
         """Renew leases to ``lease_seconds`` from now. Returns how many were still held."""
 

@@ -412,6 +412,18 @@ class MemoryBackend:
                     self._push_next(lease_id, held[0])
         return released
 
+    def bury(self, ids: Sequence[str], error: str) -> int:
+        store = self._store
+        with self._mutex:
+            buried = 0
+            for lease_id in ids:
+                held = store.leased.pop(lease_id, None)
+                if held is not None:
+                    store.dead.append((lease_id, held[0], error))
+                    buried += 1
+            self._finish(buried)
+            return buried
+
     def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
         store = self._store
         extended = 0

@@ -254,16 +254,19 @@ class RedisBackend:
         return items
 
     def _bury(self, mode: str, values: list[Any], error: Exception) -> None:
-        k = self.keys
         text = f"could not be decoded by the {self._serializer.name} serializer: {error}"
-        keys = [k.unfinished, k.joined, k.leases, k.payloads, k.deliveries, k.leaseseq]
-        self._call(self._dead_script, [*keys, k.dead, k.errors], [mode, text, *values])
+        self._dead(mode, values, text)
         logger.error(
             "queue %r: %d item(s) could not be decoded and became dead letters: %s",
             self.name,
             len(values),
             error,
         )
+
+    def _dead(self, mode: str, values: Sequence[Any], text: str) -> int:
+        k = self.keys
+        keys = [k.unfinished, k.joined, k.leases, k.payloads, k.deliveries, k.leaseseq]
+        return int(self._call(self._dead_script, [*keys, k.dead, k.errors], [mode, text, *values]))
 
     def _undecodable(self, raw: bytes, error: Exception) -> DeserializationError:
         return DeserializationError(
@@ -506,6 +509,9 @@ class RedisBackend:
         keys = [k.items, k.avail, k.leases, k.payloads]
         args = [self._kind_arg, max(0, round(delay * 1000)), *ids]
         return int(self._call(self._nack_script, keys, args))
+
+    def bury(self, ids: Sequence[str], error: str) -> int:
+        return self._dead("ids", ids, error) if ids else 0
 
     def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
         args = [max(1, round(lease_seconds * 1000)), *ids]

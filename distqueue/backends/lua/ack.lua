@@ -14,16 +14,18 @@ local kind = ARGV[1]
 local acked = 0
 for i = 2, #ARGV do
     local id = ARGV[i]
+    local held = redis.call('ZREM', KEYS[4], id) == 1
     local raw = redis.call('HGET', KEYS[5], id)
-    if raw then
-        if redis.call('ZREM', KEYS[4], id) == 0 then
-            -- its lease ran out and it waits in the queue to be delivered again: take it out
-            if kind == 'priority' then
-                redis.call('ZREM', KEYS[1], make_ref(kind, raw, id))
-            else
-                redis.call('LREM', KEYS[1], 1, make_ref(kind, raw, id))
-            end
+    if raw and not held then
+        -- its lease ran out and it may wait in the queue to be delivered again: take it out
+        -- (a dead letter is neither leased nor waiting, and stays as it is)
+        if kind == 'priority' then
+            held = redis.call('ZREM', KEYS[1], make_ref(kind, raw, id)) == 1
+        else
+            held = redis.call('LREM', KEYS[1], 1, make_ref(kind, raw, id)) == 1
         end
+    end
+    if held then
         redis.call('HDEL', KEYS[5], id)
         redis.call('HDEL', KEYS[6], id)
         acked = acked + 1

@@ -1,0 +1,225 @@
+"""The worker: takes items from a queue under a lease and runs them.
+
+Two modes:
+
+* tasks submitted by :class:`distqueue.Executor` (the default): the worker imports the named
+  function, calls it, stores the value or the exception in the results store, tells the
+  submitter, and acknowledges the item;
+* a function of the user's (``distqueue worker ... module:function``): called with each item;
+  an item whose call raises is given back with back-off and, after ``max_deliveries`` attempts,
+  becomes a dead letter carrying the last error.
+
+Every item is leased (``visibility_timeout``), so an item in the hands of a worker that dies is
+delivered again. ``stop()`` (SIGTERM or SIGINT from :meth:`Worker.run`) takes no new work and
+lets the items in hand finish; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from . import tasks
+from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
+from .leases import Message, retry_delay_for
+from .queue import Queue
+
+logger = logging.getLogger("distqueue.worker")
+
+
+class ResultSink(Protocol):
+    """Where a worker stores task outcomes (see :mod:`distqueue.results`)."""
+
+    def store(self, task_id: str, outcome: dict[str, Any]) -> None: ...
+
+
+class Worker:
+    """Runs the items of ``queue`` in ``concurrency`` threads until stopped.
+
+    ``function``: called with each item (user mode); ``None`` runs Executor tasks, which needs
+    ``results``. ``poll`` is how long one wait for an item lasts before the worker checks
+    whether it was asked to stop (a blocking server wait, not a busy loop).
+    """
+
+    def __init__(
+        self,
+        queue: Queue[Any],
+        function: Callable[[Any], Any] | None = None,
+        *,
+        results: ResultSink | None = None,
+        concurrency: int = 1,
+        poll: float = 0.5,
+        stats_interval: float = 10.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        self.queue = queue
+        self.function = function
+        self.results = results
+        self.concurrency = concurrency
+        self.poll = poll
+        self.stats_interval = stats_interval
+        self.processed = 0
+        self.failed = 0
+        self._count_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._replies: dict[str, Queue[Any]] = {}
+        self._replies_lock = threading.Lock()
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(self, *, handle_signals: bool = True) -> int:
+        """Work until stopped; returns the process exit status (0 after a graceful stop)."""
+        if handle_signals:
+            self._install_signal_handlers()
+        threads = [
+            threading.Thread(target=self._loop, name=f"distqueue-worker-{i}", daemon=True)
+            for i in range(self.concurrency)
+        ]
+        logger.info(
+            "worker on queue %r: %d thread(s), %s",
+            self.queue.name,
+            self.concurrency,
+            "Executor tasks" if self.function is None else f"function {self.function!r}",
+        )
+        for thread in threads:
+            thread.start()
+        last_time, last_count = time.monotonic(), 0
+        while any(thread.is_alive() for thread in threads):
+            for thread in threads:
+                thread.join(self.stats_interval / max(1, len(threads)))
+            now = time.monotonic()
+            if now - last_time >= self.stats_interval:
+                rate = (self.processed - last_count) / (now - last_time)
+                logger.info(
+                    "processed %d items (%.1f/s), %d failed", self.processed, rate, self.failed
+                )
+                last_time, last_count = now, self.processed
+        logger.info("worker stopped: %d processed, %d failed", self.processed, self.failed)
+        with self._replies_lock:
+            for reply in self._replies.values():
+                reply.close()
+        return 0
+
+    def stop(self) -> None:
+        """Take no new work; items in hand finish. :meth:`run` then returns 0."""
+        self._stopping.set()
+
+    def _install_signal_handlers(self) -> None:
+        def handle(signum: int, frame: Any) -> None:
+            if self._stopping.is_set():
+                logger.warning("second %s: exiting now", signal.Signals(signum).name)
+                os._exit(128 + signum)
+            logger.info(
+                "%s: finishing the items in hand, then stopping (again to exit now)",
+                signal.Signals(signum).name,
+            )
+            self.stop()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                message = self.queue.get_message(timeout=self.poll)
+            except Empty:
+                continue
+            except ShutDown:
+                logger.info("queue %r was shut down", self.queue.name)
+                self._stopping.set()
+                return
+            except DeserializationError as exc:  # already kept as a dead letter
+                self._count(failed=True)
+                logger.error("%s", exc)
+                continue
+            except BackendConnectionError as exc:
+                logger.error("cannot reach the queue's server, retrying: %s", exc)
+                self._stopping.wait(1.0)
+                continue
+            try:
+                self._handle(message)
+            # The worker outlives any failure of one item: it is logged, counted and the
+            # item handled by the lease rules; the loop goes on with the next item.
+            except Exception:
+                self._count(failed=True)
+                logger.exception("failed to handle item %s", message.id)
+                self._give_back(message, "the worker failed to handle it")
+
+    # -- one item --------------------------------------------------------------------------
+
+    def _handle(self, message: Message[Any]) -> None:
+        if self.function is not None:
+            self._run_function(message)
+        else:
+            self._run_task(message)
+
+    def _run_function(self, message: Message[Any]) -> None:
+        assert self.function is not None
+        try:
+            self.function(message.item)
+        except Exception as exc:
+            self._count(failed=True)
+            logger.error(
+                "item %s failed (delivery %d): %s",
+                message.id,
+                message.deliveries,
+                "".join(traceback.format_exception_only(type(exc), exc)).strip(),
+            )
+            self._give_back(message, f"{type(exc).__name__}: {exc}")
+            return
+        message.ack()
+        self._count()
+
+    def _give_back(self, message: Message[Any], error: str) -> None:
+        if message.deliveries >= self.queue.max_deliveries:
+            message.reject(f"failed {message.deliveries} times; last error: {error}")
+        else:
+            message.nack(retry_delay_for(message.deliveries))
+
+    def _run_task(self, message: Message[Any]) -> None:
+        item = message.item
+        if not tasks.is_task(item):
+            self._count(failed=True)
+            logger.error("item %s is not an Executor task: %.200r", message.id, item)
+            message.reject("not an Executor task (start the worker with MODULE:FUNCTION?)")
+            return
+        if self.results is None:
+            raise DistQueueError("this worker runs Executor tasks but has no results store")
+        try:
+            function = tasks.resolve_function(item["fn"])
+            outcome = tasks.success(function(*item["args"], **item["kwargs"]))
+        except Exception as exc:
+            self._count(failed=True)
+            logger.info("task %s (%s) raised %s: %s", item["task"], item["fn"], type(exc).__name__, exc)
+            outcome = tasks.failure(exc)
+        try:
+            self.results.store(item["task"], outcome)
+        except TypeError as exc:  # a return value the serializer cannot carry
+            self.results.store(item["task"], tasks.failure(exc))
+        self._reply(item["reply"], item["task"])
+        message.ack()
+        self._count()
+
+    def _reply(self, reply_name: str, task_id: str) -> None:
+        with self._replies_lock:
+            reply = self._replies.get(reply_name)
+            if reply is None:
+                reply = Queue(url=self.queue.url, name=reply_name)
+                if len(self._replies) > 1000:
+                    self._replies.pop(next(iter(self._replies))).close()
+                self._replies[reply_name] = reply
+        reply.put(task_id)
+
+    def _count(self, *, failed: bool = False) -> None:
+        with self._count_lock:
+            if failed:
+                self.failed += 1
+            else:
+                self.processed += 1
