@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
         except ServerUnavailable as exc:
             print(f"\n{name}: not run: {exc}", file=sys.stderr)
             unavailable.append(name)
-    print(f"\n{len(names) - len(unavailable)} benchmark(s) in {time.perf_counter() - started:.1f} s")
+    ran = len(names) - len(unavailable)
+    print(f"\n{ran} of {len(names)} benchmark(s) run in {time.perf_counter() - started:.1f} s")
     if unavailable:
         print(f"not run (no server): {', '.join(unavailable)}", file=sys.stderr)
         return 1

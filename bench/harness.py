@@ -11,6 +11,7 @@ spell of the machine hit both sides alike.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import subprocess
 import sys
@@ -44,13 +45,12 @@ def _servers_module() -> ModuleType:
     if str(_TESTS_DIR) not in sys.path:
         sys.path.insert(0, str(_TESTS_DIR))
     try:
-        import servers
+        return importlib.import_module("servers")
     except ImportError as exc:  # tests/servers.py needs pytest, a dev dependency
         raise ServerUnavailable(
             f"cannot import tests/servers.py ({exc}); install the dev extras: "
             "pip install -e '.[dev]'"
         ) from exc
-    return servers
 
 
 @dataclass(frozen=True)
@@ -163,12 +163,12 @@ def print_title(title: str) -> None:
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     """Print ``rows`` under ``headers``; the first column left-aligned, the others right."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
 
     def line(cells: Sequence[str]) -> str:
         first, *rest = (str(cell) for cell in cells)
         parts = [first.ljust(widths[0])]
-        parts += [cell.rjust(width) for cell, width in zip(rest, widths[1:])]
+        parts += [cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
         return "  ".join(parts).rstrip()
 
     print(line(headers))

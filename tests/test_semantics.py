@@ -89,6 +89,17 @@ def test_priority_queue_keeps_equal_items_first_in_first_out(make_queue: MakeQue
     assert got == [(0, {"task": i}) for i in range(5)] + [(1, "early"), (1, "late")]
 
 
+def test_priority_queue_loses_nothing_when_items_cannot_be_compared(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.PriorityQueue)
+    # (1, {...}) entries are only compared with each other when the first one is taken
+    items = [(0, "x"), (1, {"a": 1}), (1, {"b": 2}), (1, {"c": 3}), (0, "y"), (2, [1])]
+    for item in items:
+        q.put(item)
+    got = [q.get(timeout=1) for _ in items]
+    assert got == [(0, "x"), (0, "y"), (1, {"a": 1}), (1, {"b": 2}), (1, {"c": 3}), (2, [1])]
+    assert q.empty()
+
+
 def test_priority_queue_keeps_two_identical_items_as_two_entries(make_queue: MakeQueue) -> None:
     q = make_queue(distqueue.PriorityQueue)
     q.put((1, "same"))

@@ -39,11 +39,11 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, Decimal):
         return str(a) == str(b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return len(a) == len(b) and all(
             same(ka, kb) and same(va, vb)
-            for (ka, va), (kb, vb) in zip(a.items(), b.items())
+            for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True)
         )
     if isinstance(a, (set, frozenset)):
         unmatched = list(b)
@@ -56,7 +56,7 @@ def same(a: Any, b: Any) -> bool:
                 return False
         return not unmatched
     if isinstance(a, (datetime.datetime, datetime.time)):
-        return (
+        return bool(
             a == b
             and a.replace(tzinfo=None) == b.replace(tzinfo=None)
             and a.utcoffset() == b.utcoffset()
@@ -93,7 +93,7 @@ timezones = st.none() | st.just(datetime.timezone.utc) | fixed_offsets
 texts = st.text(
     st.characters(exclude_categories=())
     | st.characters(categories=["Cs"])  # lone surrogates
-    | st.sampled_from("\x00\"\\$\u2028\U0010ffff")
+    | st.sampled_from('\x00"\\$\u2028\U0010ffff')
 )
 # Up to about 5,000 digits, past Python's default limit on int/str conversions (4,300).
 big_ints = st.builds(lambda n, shift: n << shift, st.integers(), st.integers(0, 17_000))
@@ -185,8 +185,19 @@ def test_json_payload_is_strict_utf8_json(value: Any) -> None:
         {frozenset({1}): set()},
         datetime.datetime(2024, 5, 1, 12, 30, 15, 123456),
         datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc),
-        datetime.datetime(2024, 5, 1, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30))),
-        datetime.datetime(1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=-23, seconds=-1))),
+        datetime.datetime(
+            2024,
+            5,
+            1,
+            1,
+            2,
+            3,
+            4,
+            tzinfo=datetime.timezone(datetime.timedelta(hours=5, minutes=30)),
+        ),
+        datetime.datetime(
+            1, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(hours=-23, seconds=-1))
+        ),
         datetime.datetime.max,
         datetime.date(1, 1, 1),
         datetime.time(23, 59, 59, 999999),

@@ -35,10 +35,9 @@ class _Store:
         self.all_tasks_done = threading.Condition(self.mutex)
         self.unfinished_tasks = 0
         self.is_shutdown = False
-        self.items: Any = [] if kind is Kind.PRIORITY else deque()
         # For priority: entries are (item, sequence) so that items that compare equal stay
         # first-in-first-out; items Python cannot compare fall back to the sequence as well.
-        self.counter = itertools.count()
+        self.items: Any = _PriorityHeap() if kind is Kind.PRIORITY else deque()
         # Leases: id -> the leased element and its deadline; redelivered elements waiting in
         # the queue (id -> element); how often each id was delivered; dead letters.
         self.leased: dict[str, tuple[Any, float]] = {}
@@ -46,6 +45,7 @@ class _Store:
         self.deliveries: dict[str, int] = {}
         self.dead: deque[tuple[str, Any, str]] = deque()
         self.lease_ids = itertools.count(1)
+        self.lease_of_seq: dict[int, str] = {}  # priority entries that carry a lease id
 
 
 class _Redelivery:
@@ -72,27 +72,24 @@ def _store_for(name: str, kind: Kind) -> _Store:
         return store
 
 
-class _PriorityEntry:
-    """Heap entry: orders by the item as Python compares it, ties and failures by sequence."""
+class _Ordered(tuple):  # type: ignore[type-arg]
+    """A heap entry ``(item, sequence)`` that never raises on comparison: it orders by the item
+    where Python can compare, and by the sequence (first in, first out) where it cannot."""
 
-    __slots__ = ("id", "item", "seq")
+    __slots__ = ()
 
-    def __init__(self, item: Any, seq: int) -> None:
-        self.item = item
-        self.seq = seq
-        self.id: str | None = None  # the lease id once it has been leased
-
-    def __lt__(self, other: _PriorityEntry) -> bool:
+    def __lt__(self, other: tuple[Any, int]) -> bool:
+        a, b = self[0], other[0]
         try:
-            if self.item < other.item:
+            if a < b:
                 return True
-            if other.item < self.item:
+            if b < a:
                 return False
         except TypeError:
             # The standard library would raise here (two dicts behind one priority, say);
             # distqueue keeps such items first-in-first-out instead, on every backend.
-            return _lt_fallback(self.item, other.item, self.seq, other.seq)
-        return self.seq < other.seq
+            return _lt_fallback(a, b, self[1], other[1])
+        return bool(self[1] < other[1])
 
 
 def _lt_fallback(a: Any, b: Any, seq_a: int, seq_b: int) -> bool:
@@ -111,6 +108,67 @@ def _lt_fallback(a: Any, b: Any, seq_a: int, seq_b: int) -> bool:
             # equal-but-not-== (nan) or incomparable: fall back to order of arrival
             return seq_a < seq_b
     return seq_a < seq_b
+
+
+# The C heapq swaps entries while sifting, so a comparison that raises leaves every entry in
+# the list (only the heap order is off, and heapify restores it). The pure-Python fallback
+# shifts instead and could lose one, so without the C module every heap starts safe.
+_C_HEAPQ = heapq.heappush.__module__ == "_heapq"
+
+
+class _PriorityHeap:
+    """A heap of ``(item, sequence)`` entries, compared in C for as long as Python can compare
+    the items; on the first comparison that raises, every entry becomes an :class:`_Ordered`."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[Any, int]] = []
+        self.counter = itertools.count()
+        self.ordered = not _C_HEAPQ
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+    def push(self, item: Any) -> None:
+        self.push_entry((item, next(self.counter)))
+
+    def push_entry(self, entry: tuple[Any, int]) -> None:
+        if self.ordered:
+            heapq.heappush(self.heap, _Ordered(entry))
+            return
+        try:
+            heapq.heappush(self.heap, entry)
+        except TypeError:  # the entry is in the list already, out of heap order
+            self._make_ordered()
+
+    def take(self) -> tuple[Any, int]:
+        heap = self.heap
+        if self.ordered:
+            return heapq.heappop(heap)
+        top = heap[0]
+        last = heap.pop()
+        if heap:
+            try:
+                heapq.heapreplace(heap, last)
+            except TypeError:  # every entry but ``top`` is still in the list
+                self._make_ordered()
+        return top
+
+    def pop(self) -> Any:
+        return self.take()[0]
+
+    def remove(self, seq: int) -> None:
+        heap = self.heap
+        for i, entry in enumerate(heap):
+            if entry[1] == seq:
+                heap[i] = heap[-1]
+                heap.pop()
+                heapq.heapify(heap)
+                return
+
+    def _make_ordered(self) -> None:
+        self.heap[:] = [_Ordered(entry) for entry in self.heap]
+        heapq.heapify(self.heap)
+        self.ordered = True
 
 
 class MemoryBackend:
@@ -138,21 +196,9 @@ class MemoryBackend:
             self._push = store.items.append
             self._pop = self._take = store.items.pop
         else:
-            heap = store.items
-            counter = store.counter
-
-            def push(item: Any) -> None:
-                heapq.heappush(heap, _PriorityEntry(item, next(counter)))
-
-            def take() -> Any:
-                return heapq.heappop(heap)
-
-            def pop() -> Any:
-                return heapq.heappop(heap).item
-
-            self._push = push
-            self._pop = pop
-            self._take = take
+            self._push = store.items.push
+            self._pop = store.items.pop
+            self._take = store.items.take
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -217,13 +263,21 @@ class MemoryBackend:
         """The item of an element taken without a lease; forgets a redelivery's lease."""
         lease_id, item = self._open(element)
         if lease_id is not None:
-            self._store.redelivered.pop(lease_id, None)
-            self._store.deliveries.pop(lease_id, None)
+            self._forget(lease_id, element)
         return item
 
-    def _open(self, element: Any) -> tuple[str | None, Any]:
+    def _forget(self, lease_id: str, stored: Any) -> None:
+        store = self._store
+        store.redelivered.pop(lease_id, None)
+        store.deliveries.pop(lease_id, None)
         if self.kind is Kind.PRIORITY:
-            return element.id, element.item
+            store.lease_of_seq.pop(stored[1], None)
+
+    def _open(self, element: Any) -> tuple[str | None, Any]:
+        """The lease id (if it has one) and the item of an element as stored."""
+        if self.kind is Kind.PRIORITY:
+            lease_of_seq = self._store.lease_of_seq
+            return (lease_of_seq.get(element[1]) if lease_of_seq else None), element[0]
         if type(element) is _Redelivery:
             return element.id, element.item
         return None, element
@@ -330,7 +384,7 @@ class MemoryBackend:
         """Put a leased element back where consumers take the next item from."""
         store = self._store
         if self.kind is Kind.PRIORITY:
-            heapq.heappush(self._items, element)
+            self._items.push_entry(element)
             waiting = element
         else:
             waiting = _Redelivery(lease_id, element)
@@ -351,7 +405,7 @@ class MemoryBackend:
             if lease_id is None:
                 lease_id = str(next(store.lease_ids))
                 if self.kind is Kind.PRIORITY:
-                    element.id = lease_id
+                    store.lease_of_seq[element[1]] = lease_id
             else:
                 store.redelivered.pop(lease_id, None)
             stored = element if self.kind is Kind.PRIORITY else item
@@ -383,14 +437,18 @@ class MemoryBackend:
         acked = 0
         with self._mutex:
             for lease_id in ids:
-                if store.leased.pop(lease_id, None) is None:
-                    waiting = store.redelivered.pop(lease_id, None)
-                    if waiting is None:
+                held = store.leased.pop(lease_id, None)
+                if held is not None:
+                    stored = held[0]
+                else:
+                    stored = store.redelivered.get(lease_id)
+                    if stored is None:
                         continue
-                    self._items.remove(waiting)
                     if self.kind is Kind.PRIORITY:
-                        heapq.heapify(self._items)
-                store.deliveries.pop(lease_id, None)
+                        self._items.remove(stored[1])
+                    else:
+                        self._items.remove(stored)
+                self._forget(lease_id, stored)
                 acked += 1
             self._finish(acked)
         return acked
@@ -445,7 +503,7 @@ class MemoryBackend:
             return [
                 DeadLetter(
                     id=lease_id,
-                    item=stored.item if self.kind is Kind.PRIORITY else stored,
+                    item=stored[0] if self.kind is Kind.PRIORITY else stored,
                     payload=None,
                     deliveries=self._store.deliveries.get(lease_id, 0),
                     error=reason,
@@ -461,7 +519,7 @@ class MemoryBackend:
                 lease_id, stored, _ = store.dead.popleft()
                 store.deliveries[lease_id] = 0
                 if self.kind is Kind.PRIORITY:
-                    heapq.heappush(self._items, stored)
+                    self._items.push_entry(stored)
                     store.redelivered[lease_id] = stored
                 else:
                     waiting = _Redelivery(lease_id, stored)
@@ -477,8 +535,8 @@ class MemoryBackend:
         with self._mutex:
             purged = 0
             while store.dead and purged < limit:
-                lease_id, _, _ = store.dead.popleft()
-                store.deliveries.pop(lease_id, None)
+                lease_id, stored, _ = store.dead.popleft()
+                self._forget(lease_id, stored)
                 purged += 1
             return purged
 

@@ -5,18 +5,15 @@ with ``lua/lib.lua`` when loaded) that declares every key it touches in ``KEYS``
 one queue share the hash tag ``{name}``, so a Redis Cluster keeps them on one node::
 
     dq:{name}:items       list (FIFO/LIFO; items enter at the left) or zset (priority)
-    dq:{name}:meta        hash: "shutdown" once the queue is shut down
-    dq:{name}:unfinished  string: items put and not yet marked done
+    dq:{name}:meta        hash: counters and flags ("shutdown", "unfinished", ...; lib.lua)
     dq:{name}:notfull     list: token "there may be room" (blocked producers)
     dq:{name}:joined      list: token "no task is unfinished" (join)
     dq:{name}:avail       list: token "there may be an item" (consumers that lease)
     dq:{name}:shutdown    list: the shutdown token (producers, join, list consumers)
     dq:{name}:shutdownz   zset: the shutdown token (priority consumers)
-    dq:{name}:seq         string: the last sequence number of the priority queue
     dq:{name}:leases      zset: lease id -> deadline, server time in ms
     dq:{name}:payloads    hash: lease id -> raw value of a leased or dead item
     dq:{name}:deliveries  hash: lease id -> times delivered
-    dq:{name}:leaseseq    string: the last lease id
     dq:{name}:dead        list: lease ids of dead letters, newest at the left
     dq:{name}:errors      hash: lease id -> why it is a dead letter
 
@@ -32,6 +29,7 @@ to ``BackendConnectionError``, WRONGTYPE to ``WrongTypeError`` naming the key.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from importlib import resources
@@ -68,9 +66,30 @@ REF_PREFIX = b"\x00dq:ref:"
 """How a redelivered item's stored value starts (see lua/lib.lua)."""
 
 
-def _script(name: str) -> str:
+def _script_source(name: str) -> str:
     lua = resources.files(__package__).joinpath("lua")
     return lua.joinpath("lib.lua").read_text("utf-8") + lua.joinpath(name).read_text("utf-8")
+
+
+class _Script:
+    """A Lua script run by EVALSHA with its keys bound; loaded again if the server forgot it
+    (after a restart, or SCRIPT FLUSH)."""
+
+    __slots__ = ("_client", "_execute", "_prefix", "_source")
+
+    def __init__(self, client: redis.Redis, name: str, keys: Sequence[str]) -> None:
+        self._client = client
+        self._execute: Any = client.execute_command
+        self._source = _script_source(name)
+        sha = hashlib.sha1(self._source.encode("utf-8")).hexdigest()
+        self._prefix = ("EVALSHA", sha, len(keys), *keys)
+
+    def __call__(self, *args: Any) -> Any:
+        try:
+            return self._execute(*self._prefix, *args)
+        except redis.exceptions.NoScriptError:
+            self._client.script_load(self._source)
+            return self._execute(*self._prefix, *args)
 
 
 class _Keys:
@@ -80,33 +99,27 @@ class _Keys:
         prefix = f"dq:{{{name}}}:"
         self.items = prefix + "items"
         self.meta = prefix + "meta"
-        self.unfinished = prefix + "unfinished"
         self.notfull = prefix + "notfull"
         self.joined = prefix + "joined"
         self.avail = prefix + "avail"
         self.shutdown = prefix + "shutdown"
         self.shutdownz = prefix + "shutdownz"
-        self.seq = prefix + "seq"
         self.leases = prefix + "leases"
         self.payloads = prefix + "payloads"
         self.deliveries = prefix + "deliveries"
-        self.leaseseq = prefix + "leaseseq"
         self.dead = prefix + "dead"
         self.errors = prefix + "errors"
         self.types = {
             self.items: "zset" if kind is Kind.PRIORITY else "list",
             self.meta: "hash",
-            self.unfinished: "string",
             self.notfull: "list",
             self.joined: "list",
             self.avail: "list",
             self.shutdown: "list",
             self.shutdownz: "zset",
-            self.seq: "string",
             self.leases: "zset",
             self.payloads: "hash",
             self.deliveries: "hash",
-            self.leaseseq: "string",
             self.dead: "list",
             self.errors: "hash",
         }
@@ -138,42 +151,67 @@ class RedisBackend:
         self._kind_arg = kind.value
         k = self.keys = _Keys(name, kind)
 
-        register = client.register_script
-        if self._priority:
-            self._put_script = register(_script("put_priority.lua"))
-            self._put_keys = [k.items, k.meta, k.unfinished, k.notfull, k.joined, k.avail, k.seq]
-        else:
-            self._put_script = register(_script("put_list.lua"))
-            self._put_keys = [k.items, k.meta, k.unfinished, k.notfull, k.joined, k.avail]
-        self._pop_script = register(_script("pop.lua"))
-        self._pop_keys = [k.items, k.meta, k.notfull, k.payloads, k.deliveries]
-        self._resolve_script = register(_script("resolve.lua"))
-        self._signal_script = register(_script("signal.lua"))
-        self._signal_keys = [k.meta, k.notfull, k.shutdown, k.shutdownz]
-        self._task_done_script = register(_script("task_done.lua"))
-        self._join_check_script = register(_script("join_check.lua"))
-        self._shutdown_script = register(_script("shutdown.lua"))
-        self._lease_script = register(_script("lease.lua"))
-        self._lease_keys = [
+        def script(name: str, *keys: str) -> _Script:
+            return _Script(client, name, keys)
+
+        self._put_script = script(
+            "put_priority.lua" if self._priority else "put_list.lua",
             k.items,
             k.meta,
-            k.unfinished,
+            k.notfull,
+            k.joined,
+            k.avail,
+        )
+        self._pop_script = script("pop.lua", k.items, k.meta, k.notfull, k.payloads, k.deliveries)
+        self._resolve_script = script("resolve.lua", k.payloads, k.deliveries)
+        self._signal_script = script("signal.lua", k.meta, k.notfull, k.shutdown, k.shutdownz)
+        self._task_done_script = script("task_done.lua", k.meta, k.joined)
+        self._join_check_script = script("join_check.lua", k.meta, k.joined)
+        self._shutdown_script = script(
+            "shutdown.lua",
+            k.items,
+            k.meta,
+            k.joined,
+            k.shutdown,
+            k.shutdownz,
+            k.payloads,
+            k.deliveries,
+        )
+        self._lease_script = script(
+            "lease.lua",
+            k.items,
+            k.meta,
             k.notfull,
             k.joined,
             k.avail,
             k.leases,
             k.payloads,
             k.deliveries,
-            k.leaseseq,
             k.dead,
             k.errors,
-        ]
-        self._ack_script = register(_script("ack.lua"))
-        self._nack_script = register(_script("nack.lua"))
-        self._extend_script = register(_script("extend.lua"))
-        self._dead_script = register(_script("dead.lua"))
-        self._dead_requeue_script = register(_script("dead_requeue.lua"))
-        self._dead_purge_script = register(_script("dead_purge.lua"))
+        )
+        self._ack_script = script(
+            "ack.lua", k.items, k.meta, k.joined, k.leases, k.payloads, k.deliveries
+        )
+        self._nack_script = script("nack.lua", k.items, k.avail, k.leases, k.payloads)
+        self._extend_script = script("extend.lua", k.leases)
+        self._dead_script = script(
+            "dead.lua", k.meta, k.joined, k.leases, k.payloads, k.deliveries, k.dead, k.errors
+        )
+        self._dead_requeue_script = script(
+            "dead_requeue.lua",
+            k.items,
+            k.meta,
+            k.joined,
+            k.avail,
+            k.payloads,
+            k.deliveries,
+            k.dead,
+            k.errors,
+        )
+        self._dead_purge_script = script(
+            "dead_purge.lua", k.payloads, k.deliveries, k.dead, k.errors
+        )
 
         self._blocking_pop: Any
         if kind is Kind.FIFO:
@@ -212,9 +250,9 @@ class RedisBackend:
             pass  # the original error below is still the one worth reporting
         return WrongTypeError(f"a key of queue {self.name!r} has the wrong type: {exc}")
 
-    def _call(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+    def _call(self, script: _Script, *args: Any) -> Any:
         try:
-            return script(keys=keys, args=args)
+            return script(*args)
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
 
@@ -222,11 +260,13 @@ class RedisBackend:
 
     def _payload(self, raw: bytes) -> bytes:
         """The payload inside a stored value (a sorted-set member carries more)."""
-        if self._priority:
-            if len(raw) < 12:
+        if self._priority and len(raw) >= 24:
+            try:
+                key_length = int(raw[-8:], 16)
+            except ValueError:  # not a member distqueue wrote; decoding it will fail
                 return raw
-            key_length = int.from_bytes(raw[-4:], "big")
-            return raw[key_length + 8 : -4]
+            if key_length + 24 <= len(raw):
+                return raw[key_length + 16 : -8]
         return raw
 
     def _decode_one(self, raw: bytes) -> Any:
@@ -236,6 +276,11 @@ class RedisBackend:
 
     def _decode(self, raws: list[bytes]) -> list[Any]:
         """Decode stored values taken without a lease; undecodable ones become dead letters."""
+        if not self._priority:
+            try:
+                return [self._loads(raw) for raw in raws]
+            except Exception:  # one of them is bad: sort them out one by one below
+                pass
         items: list[Any] = []
         bad: list[bytes] = []
         errors: list[Exception] = []
@@ -264,9 +309,7 @@ class RedisBackend:
         )
 
     def _dead(self, mode: str, values: Sequence[Any], text: str) -> int:
-        k = self.keys
-        keys = [k.unfinished, k.joined, k.leases, k.payloads, k.deliveries, k.leaseseq]
-        return int(self._call(self._dead_script, [*keys, k.dead, k.errors], [mode, text, *values]))
+        return int(self._call(self._dead_script, mode, text, *values))
 
     def _undecodable(self, raw: bytes, error: Exception) -> DeserializationError:
         return DeserializationError(
@@ -281,7 +324,8 @@ class RedisBackend:
     def put(self, item: Any, maxsize: int, timeout: float | None) -> None:
         payload = self._dumps(item)
         if self._priority:
-            self._put([maxsize, sort_key(item), payload], maxsize, timeout)
+            key = sort_key(item)
+            self._put([maxsize, key, payload + b"%08x" % len(key)], maxsize, timeout)
         else:
             self._put([maxsize, payload], maxsize, timeout)
 
@@ -295,8 +339,9 @@ class RedisBackend:
         if self._priority:
             for item in items:
                 payload = dumps(item)
-                args.append(sort_key(item))
-                args.append(payload)
+                key = sort_key(item)
+                args.append(key)
+                args.append(payload + b"%08x" % len(key))
         else:
             args.extend([dumps(item) for item in items])
         self._put(args, maxsize, timeout)
@@ -305,7 +350,7 @@ class RedisBackend:
         deadline: Deadline | None = None
         try:
             while True:
-                result = self._put_script(keys=self._put_keys, args=args)
+                result = self._put_script(*args)
                 if result >= 0:
                     return
                 if result == _SHUT_DOWN:
@@ -330,7 +375,7 @@ class RedisBackend:
 
     def get_many(self, n: int, timeout: float | None) -> list[Any]:
         try:
-            popped = self._pop_script(keys=self._pop_keys, args=[self._kind_arg, n])
+            popped = self._pop_script(self._kind_arg, n)
             if popped == _SHUT_DOWN:
                 raise ShutDown
             if not popped:
@@ -338,7 +383,7 @@ class RedisBackend:
                     raise Empty
                 popped = [self._wait_for_item(Deadline(timeout), signal=n == 1)]
                 if n > 1:
-                    more = self._pop_script(keys=self._pop_keys, args=[self._kind_arg, n - 1])
+                    more = self._pop_script(self._kind_arg, n - 1)
                     if isinstance(more, list) and more:
                         popped.extend(more)
                     else:
@@ -367,8 +412,7 @@ class RedisBackend:
             if payload.startswith(REF_PREFIX):
                 # a redelivered item's reference: take its raw value (acknowledged: next one)
                 lease_id = payload[len(REF_PREFIX) :].decode()
-                keys = [self.keys.payloads, self.keys.deliveries]
-                raw = self._resolve_script(keys=keys, args=[lease_id])
+                raw = self._resolve_script(lease_id)
                 if raw is None:
                     continue
             return bytes(raw)
@@ -384,7 +428,7 @@ class RedisBackend:
         return min(remaining, cap)
 
     def _signal(self, what: str) -> int:
-        return int(self._signal_script(keys=self._signal_keys, args=[what]))
+        return int(self._signal_script(what))
 
     # -- tasks, size, shutdown -------------------------------------------------------------
 
@@ -397,16 +441,15 @@ class RedisBackend:
             raise self._translate(exc) from exc
 
     def task_done(self) -> None:
-        result = self._call(self._task_done_script, [self.keys.unfinished, self.keys.joined], [])
+        result = self._call(self._task_done_script)
         if result < 0:
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None) -> bool:
         deadline = Deadline(timeout)
-        keys = [self.keys.unfinished, self.keys.joined]
         try:
             while True:
-                if self._join_check_script(keys=keys) == 1:
+                if self._join_check_script() == 1:
                     return True
                 wait = self._wait_time(deadline)
                 if wait is None:
@@ -417,24 +460,13 @@ class RedisBackend:
 
     def unfinished_tasks(self) -> int:
         try:
-            value = self._client.get(self.keys.unfinished)
+            value = self._client.hget(self.keys.meta, "unfinished")
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
         return int(value or 0)
 
     def shutdown(self, immediate: bool) -> None:
-        k = self.keys
-        keys = [
-            k.items,
-            k.meta,
-            k.unfinished,
-            k.joined,
-            k.shutdown,
-            k.shutdownz,
-            k.payloads,
-            k.deliveries,
-        ]
-        self._call(self._shutdown_script, keys, [self._kind_arg, "1" if immediate else "0"])
+        self._call(self._shutdown_script, self._kind_arg, "1" if immediate else "0")
 
     def is_shutdown(self) -> bool:
         try:
@@ -460,7 +492,7 @@ class RedisBackend:
         deadline: Deadline | None = None
         try:
             while True:
-                result = self._lease_script(keys=self._lease_keys, args=args)
+                result = self._lease_script(*args)
                 if isinstance(result, list):
                     return self._leases_from(result)
                 if result == _SHUT_DOWN:
@@ -500,22 +532,16 @@ class RedisBackend:
         return leases
 
     def ack(self, ids: Sequence[str]) -> int:
-        k = self.keys
-        keys = [k.items, k.unfinished, k.joined, k.leases, k.payloads, k.deliveries]
-        return int(self._call(self._ack_script, keys, [self._kind_arg, *ids]))
+        return int(self._call(self._ack_script, self._kind_arg, *ids))
 
     def nack(self, ids: Sequence[str], delay: float) -> int:
-        k = self.keys
-        keys = [k.items, k.avail, k.leases, k.payloads]
-        args = [self._kind_arg, max(0, round(delay * 1000)), *ids]
-        return int(self._call(self._nack_script, keys, args))
+        return int(self._call(self._nack_script, self._kind_arg, max(0, round(delay * 1000)), *ids))
 
     def bury(self, ids: Sequence[str], error: str) -> int:
         return self._dead("ids", ids, error) if ids else 0
 
     def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
-        args = [max(1, round(lease_seconds * 1000)), *ids]
-        return int(self._call(self._extend_script, [self.keys.leases], args))
+        return int(self._call(self._extend_script, max(1, round(lease_seconds * 1000)), *ids))
 
     def in_flight(self) -> int:
         try:
@@ -556,13 +582,7 @@ class RedisBackend:
         return letters
 
     def requeue_dead(self, limit: int) -> int:
-        k = self.keys
-        keys = [k.items, k.unfinished, k.joined, k.avail, k.payloads, k.deliveries, k.dead]
-        return int(
-            self._call(self._dead_requeue_script, [*keys, k.errors], [self._kind_arg, limit])
-        )
+        return int(self._call(self._dead_requeue_script, self._kind_arg, limit))
 
     def purge_dead(self, limit: int) -> int:
-        k = self.keys
-        keys = [k.payloads, k.deliveries, k.dead, k.errors]
-        return int(self._call(self._dead_purge_script, keys, [limit]))
+        return int(self._call(self._dead_purge_script, limit))

@@ -2,11 +2,11 @@
 -- an item another consumer acknowledged already, changes nothing.
 --
 -- KEYS[1] items       list or zset
--- KEYS[2] unfinished  string  items put and not yet marked done
--- KEYS[3] joined      list    token: "no task is unfinished", for join()
--- KEYS[4] leases      zset    lease id -> deadline
--- KEYS[5] payloads    hash    lease id -> raw value
--- KEYS[6] deliveries  hash    lease id -> times delivered
+-- KEYS[2] meta        hash  counters and flags (see lib.lua)
+-- KEYS[3] joined      list  token: "no task is unfinished", for join()
+-- KEYS[4] leases      zset  lease id -> deadline
+-- KEYS[5] payloads    hash  lease id -> raw value
+-- KEYS[6] deliveries  hash  lease id -> times delivered
 -- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2..] lease ids
 --
 -- Returns how many of them were acknowledged now.

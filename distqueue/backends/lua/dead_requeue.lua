@@ -2,7 +2,7 @@
 -- delivery count.
 --
 -- KEYS[1] items       list or zset
--- KEYS[2] unfinished  string  items put and not yet marked done
+-- KEYS[2] meta        hash    counters and flags (see lib.lua)
 -- KEYS[3] joined      list    token: "no task is unfinished", for join()
 -- KEYS[4] avail       list    token: "there may be an item", for consumers that lease
 -- KEYS[5] payloads    hash    lease id -> raw value

@@ -2,8 +2,14 @@
 -- script stays one atomic EVAL. Nothing here touches a key that a script did not declare.
 --
 -- Stored values: a list element is the payload itself; a sorted-set member is
---   sort key .. 8-byte sequence .. payload .. 4-byte big-endian length of the sort key
+--   sort key .. sequence (16 hex digits) .. payload .. length of the sort key (8 hex digits)
 -- (all scores 0, so Redis orders members byte by byte).
+--
+-- The queue's "meta" hash holds its counters and flags: "shutdown" once shut down;
+-- "unfinished" (items put and not yet marked done); "seq" (the priority queue's last sequence
+-- number); "leaseseq" (the last lease id); "fullwait" once a producer found the queue full and
+-- "leasewait" once a leasing consumer found it empty (only then do the scripts keep the
+-- "notfull" and "avail" tokens up to date, which costs every put and get a little).
 -- A leased item that goes back to the queue is stored as a reference, REF .. lease id, in the
 -- payload's place; the raw value stays in the queue's "payloads" hash under its lease id.
 
@@ -15,8 +21,7 @@ local function now_ms()
 end
 
 local function key_length(member)
-    local a, b, c, d = string.byte(member, -4, -1)
-    return ((a * 256 + b) * 256 + c) * 256 + d
+    return tonumber(string.sub(member, -8), 16)
 end
 
 -- The payload part of a stored value, or nil for a sorted-set member too short to be ours.
@@ -24,10 +29,11 @@ local function payload_of(kind, value)
     if kind ~= 'priority' then
         return value
     end
-    if #value < 12 then
+    local length = #value >= 24 and key_length(value)
+    if not length or length + 24 > #value then
         return nil
     end
-    return string.sub(value, key_length(value) + 9, -5)
+    return string.sub(value, length + 17, -9)
 end
 
 -- The lease id a stored value refers to, or nil when it is an item's own payload.
@@ -44,7 +50,7 @@ local function make_ref(kind, raw, id)
     if kind ~= 'priority' then
         return REF .. id
     end
-    return string.sub(raw, 1, key_length(raw) + 8) .. REF .. id .. string.sub(raw, -4)
+    return string.sub(raw, 1, key_length(raw) + 16) .. REF .. id .. string.sub(raw, -8)
 end
 
 -- Put a value where consumers take the next item from (redelivery comes first).
@@ -94,22 +100,26 @@ local function token(key)
     end
 end
 
+local function unfinished_of(meta_key)
+    return tonumber(redis.call('HGET', meta_key, 'unfinished') or '0')
+end
+
 -- `n` tasks left the queue for good (acknowledged, dead-lettered, dropped).
-local function finish(unfinished_key, joined_key, n)
-    local unfinished = tonumber(redis.call('GET', unfinished_key) or '0')
+local function finish(meta_key, joined_key, n)
+    local unfinished = unfinished_of(meta_key)
     if unfinished <= 0 or n <= 0 then
         return
     end
     unfinished = math.max(0, unfinished - n)
-    redis.call('SET', unfinished_key, unfinished)
+    redis.call('HSET', meta_key, 'unfinished', unfinished)
     if unfinished == 0 then
         token(joined_key)
     end
 end
 
 -- `n` tasks entered the queue.
-local function start(unfinished_key, joined_key, n)
-    if redis.call('INCRBY', unfinished_key, n) == n then
+local function start(meta_key, joined_key, n)
+    if redis.call('HINCRBY', meta_key, 'unfinished', n) == n then
         redis.call('DEL', joined_key)
     end
 end

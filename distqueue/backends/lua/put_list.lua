@@ -1,34 +1,37 @@
 -- Add items to a FIFO or LIFO queue (a Redis list; items enter at the left).
 --
--- KEYS[1] items       list    the waiting payloads
--- KEYS[2] meta        hash    field "shutdown" is set once the queue is shut down
--- KEYS[3] unfinished  string  items put and not yet marked done
--- KEYS[4] notfull     list    token: "there may be room", for blocked producers
--- KEYS[5] joined      list    token: "no task is unfinished", for join()
--- KEYS[6] avail       list    token: "there may be an item", for consumers that lease
+-- KEYS[1] items    list  the waiting payloads
+-- KEYS[2] meta     hash  counters and flags (see lib.lua)
+-- KEYS[3] notfull  list  token: "there may be room", for blocked producers
+-- KEYS[4] joined   list  token: "no task is unfinished", for join()
+-- KEYS[5] avail    list  token: "there may be an item", for consumers that lease
 -- ARGV[1] maxsize (0 = unbounded), ARGV[2..] the payloads, in order
 --
 -- Returns the new length, -1 if the queue is shut down, -2 if there is no room for all items
 -- (nothing is written in either case).
 local n = #ARGV - 1
-if redis.call('HEXISTS', KEYS[2], 'shutdown') == 1 then
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'leasewait')
+if flags[1] then
     return -1
 end
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 and redis.call('LLEN', KEYS[1]) + n > maxsize then
+    redis.call('HSET', KEYS[2], 'fullwait', '1')
     return -2
 end
 local len = 0
 for i = 2, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
-start(KEYS[3], KEYS[5], n)
-token(KEYS[6])
-if maxsize > 0 then
+start(KEYS[2], KEYS[4], n)
+if flags[3] then
+    token(KEYS[5])
+end
+if maxsize > 0 and flags[2] then
     if len >= maxsize then
-        redis.call('DEL', KEYS[4])
+        redis.call('DEL', KEYS[3])
     else
-        token(KEYS[4])
+        token(KEYS[3])
     end
 end
 return len

@@ -8,7 +8,7 @@
 -- ARGV[1] "room" after taking an item, "shutdown" after taking the shutdown token
 --
 -- Returns 1 if the queue is shut down, else 0.
-if ARGV[1] == 'room' then
+if ARGV[1] == 'room' and redis.call('HEXISTS', KEYS[1], 'fullwait') == 1 then
     token(KEYS[2])
 end
 if redis.call('HEXISTS', KEYS[1], 'shutdown') == 1 then

@@ -1,10 +1,10 @@
 -- Mark one task done.
 --
--- KEYS[1] unfinished  string  items put and not yet marked done
--- KEYS[2] joined      list    token: "no task is unfinished", for join()
+-- KEYS[1] meta    hash  counters and flags (see lib.lua)
+-- KEYS[2] joined  list  token: "no task is unfinished", for join()
 --
 -- Returns the number still unfinished, or -1 (changing nothing) if none was unfinished.
-local unfinished = tonumber(redis.call('GET', KEYS[1]) or '0')
+local unfinished = unfinished_of(KEYS[1])
 if unfinished <= 0 then
     return -1
 end
