@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
@@ -66,9 +67,31 @@ REF_PREFIX = b"\x00dq:ref:"
 """How a redelivered item's stored value starts (see lua/lib.lua)."""
 
 
+def _lua(name: str) -> str:
+    return resources.files(__package__).joinpath("lua").joinpath(name).read_text("utf-8")
+
+
 def _script_source(name: str) -> str:
-    lua = resources.files(__package__).joinpath("lua")
-    return lua.joinpath("lib.lua").read_text("utf-8") + lua.joinpath(name).read_text("utf-8")
+    """A script with the definitions of lib.lua it uses (and what those use) put before it.
+
+    Only what is used is included: Lua builds every local function anew on each run.
+    """
+    body = _lua(name)
+    definitions = {
+        match.group(1): block
+        for block in re.split(r"\n(?=local )", _lua("lib.lua"))
+        if (match := re.match(r"local (?:function )?(\w+)", block))
+    }
+    needed: list[str] = []
+    pending = [body]
+    while pending:
+        text = pending.pop()
+        for symbol, block in definitions.items():
+            if symbol not in needed and re.search(rf"\b{symbol}\b", text):
+                needed.append(symbol)
+                pending.append(block)
+    ordered = [block for symbol, block in definitions.items() if symbol in needed]
+    return "\n".join([*ordered, body])
 
 
 class _Script:
@@ -82,7 +105,10 @@ class _Script:
         self._execute: Any = client.execute_command
         self._source = _script_source(name)
         sha = hashlib.sha1(self._source.encode("utf-8")).hexdigest()
-        self._prefix = ("EVALSHA", sha, len(keys), *keys)
+        # encoded once: the client then only copies these bytes into each command
+        self._prefix = tuple(
+            str(part).encode("utf-8") for part in ("EVALSHA", sha, len(keys), *keys)
+        )
 
     def __call__(self, *args: Any) -> Any:
         try:
