@@ -109,6 +109,14 @@ class _QueueBase(Generic[T]):
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         raise NotImplementedError
 
+    def delete(self) -> None:
+        """Delete the queue and everything it holds, for every user of it: waiting items,
+        leases, dead letters, counters and the shutdown state. The name is then free.
+
+        Raises ``BackendConnectionError`` if the server cannot be reached.
+        """
+        self._backend.delete()
+
     def close(self) -> None:
         """Release the queue's connections. The items stay on the server."""
         self._backend.close()

@@ -500,3 +500,14 @@ def test_queues_with_different_names_are_independent(make_queue: MakeQueue) -> N
     b = make_queue(distqueue.Queue)
     a.put(1)
     assert b.empty()
+
+
+def test_delete_removes_the_queue_for_every_handle(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, name="to-delete")
+    q.put_many([1, 2])
+    q.shutdown()
+    q.delete()
+    fresh = make_queue(distqueue.Queue, name="to-delete")
+    assert (fresh.qsize(), fresh.unfinished_tasks, fresh.is_shutdown) == (0, 0, False)
+    fresh.put(3)
+    assert fresh.get() == 3

@@ -114,6 +114,10 @@ class QueueBackend(Protocol):
     def is_shutdown(self) -> bool:
         """Whether :meth:`shutdown` has been called on this queue (by anyone)."""
 
+    def delete(self) -> None:
+        """Delete the queue and everything it holds: items, leases, dead letters, counters,
+        the shutdown state. The name is then free for a new queue."""
+
     def close(self) -> None:
         """Release connections. The backend is not used afterwards."""
 

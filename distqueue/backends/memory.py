@@ -156,6 +156,9 @@ class _PriorityHeap:
     def pop(self) -> Any:
         return self.take()[0]
 
+    def clear(self) -> None:
+        self.heap.clear()
+
     def remove(self, seq: int) -> None:
         heap = self.heap
         for i, entry in enumerate(heap):
@@ -539,6 +542,23 @@ class MemoryBackend:
                 self._forget(lease_id, stored)
                 purged += 1
             return purged
+
+    def delete(self) -> None:
+        with _registry_lock:
+            if _registry.get(self.name) is self._store:
+                del _registry[self.name]
+        store = self._store
+        with self._mutex:
+            store.is_shutdown = True  # handles still open on the old store see it as gone
+            self._items.clear()
+            store.leased.clear()
+            store.redelivered.clear()
+            store.deliveries.clear()
+            store.dead.clear()
+            store.unfinished_tasks = 0
+            self._not_empty.notify_all()
+            self._not_full.notify_all()
+            self._all_tasks_done.notify_all()
 
     def close(self) -> None:
         """Nothing to release: the store lives as long as a queue object uses it."""

@@ -94,28 +94,75 @@ def _script_source(name: str) -> str:
     return "\n".join([*ordered, body])
 
 
+def _resp(arg: bytes | str | int) -> bytes:
+    """One argument of a command in the Redis protocol (RESP)."""
+    data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+    return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
 class _Script:
     """A Lua script run by EVALSHA with its keys bound; loaded again if the server forgot it
-    (after a restart, or SCRIPT FLUSH)."""
+    (after a restart, or SCRIPT FLUSH).
 
-    __slots__ = ("_client", "_execute", "_prefix", "_source")
+    With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
+    hash, its keys) is encoded once, and each call writes only its own arguments: packing ten
+    arguments anew cost more than the server spends running the script. Connections, retries
+    and errors stay redis-py's. Any other client (fakeredis, a subclass) goes through
+    ``execute_command``.
+    """
+
+    __slots__ = ("_argc", "_client", "_execute", "_fast", "_packed", "_prefix", "_source")
 
     def __init__(self, client: redis.Redis, name: str, keys: Sequence[str]) -> None:
         self._client = client
         self._execute: Any = client.execute_command
         self._source = _script_source(name)
         sha = hashlib.sha1(self._source.encode("utf-8")).hexdigest()
-        # encoded once: the client then only copies these bytes into each command
-        self._prefix = tuple(
-            str(part).encode("utf-8") for part in ("EVALSHA", sha, len(keys), *keys)
-        )
+        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(keys), *keys)
+        self._packed = b"".join(_resp(part) for part in self._prefix)
+        self._argc = len(self._prefix)
+        self._fast = type(client) is redis.Redis and _plain_resp2(client)
 
     def __call__(self, *args: Any) -> Any:
         try:
+            if self._fast:
+                return self._call_packed(args)
             return self._execute(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
             self._client.script_load(self._source)
             return self._execute(*self._prefix, *args)
+
+    def _call_packed(self, args: tuple[Any, ...]) -> Any:
+        command = b"".join(
+            [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
+        )
+        pool = self._client.connection_pool
+        connection = pool.get_connection()
+        try:
+            return connection.retry.call_with_retry(
+                lambda: _send(connection, command),
+                lambda _error: connection.disconnect(),  # type: ignore[no-untyped-call]
+            )
+        finally:
+            pool.release(connection)
+
+
+def _send(connection: Any, command: bytes) -> Any:
+    connection.send_packed_command([command])
+    return connection.read_response()
+
+
+def _plain_resp2(client: redis.Redis) -> bool:
+    """Whether the client's connections are redis-py's own, speaking RESP2 without extras."""
+    kwargs = client.connection_pool.connection_kwargs
+    connection_class = client.connection_pool.connection_class
+    return (
+        connection_class
+        in (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+        and kwargs.get("protocol") in (None, 2, "2")
+        and not kwargs.get("cache")
+        and client.connection is None
+    )
 
 
 class _Keys:
@@ -497,6 +544,12 @@ class RedisBackend:
     def is_shutdown(self) -> bool:
         try:
             return bool(self._client.hexists(self.keys.meta, "shutdown"))
+        except redis.exceptions.RedisError as exc:
+            raise self._translate(exc) from exc
+
+    def delete(self) -> None:
+        try:
+            self._client.delete(*self.keys.types)
         except redis.exceptions.RedisError as exc:
             raise self._translate(exc) from exc
 
