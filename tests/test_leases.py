@@ -168,6 +168,16 @@ def test_a_redelivered_item_keeps_its_priority(make_queue: MakeQueue) -> None:
     assert q.get() == (3, "three")
 
 
+def test_redelivery_in_a_priority_queue_of_plain_numbers(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.PriorityQueue)
+    q.put_many([5, 3, 4])
+    message = q.get_message()
+    assert message.item == 3
+    q.put(1)
+    message.nack()
+    assert [q.get(), q.get(), q.get(), q.get()] == [1, 3, 4, 5]
+
+
 def test_a_plain_get_takes_a_redelivered_item_too(make_queue: MakeQueue) -> None:
     leasing = make_queue(distqueue.Queue, name="mixed")
     plain = make_queue(distqueue.Queue, name="mixed")

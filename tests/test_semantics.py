@@ -100,6 +100,18 @@ def test_priority_queue_loses_nothing_when_items_cannot_be_compared(make_queue: 
     assert q.empty()
 
 
+def test_priority_queue_keeps_equal_numbers_first_in_first_out(make_queue: MakeQueue) -> None:
+    import math
+
+    q = make_queue(distqueue.PriorityQueue)
+    for item in [3, 1, 2.5, 0.0, -0.0, 1.0, True, 0.5]:
+        q.put(item)
+    got = [q.get() for _ in range(8)]
+    assert got == [0.0, -0.0, 0.5, 1, 1.0, True, 2.5, 3]
+    assert [math.copysign(1, x) for x in got[:2]] == [1, -1]
+    assert [type(x) for x in got[3:6]] == [int, float, bool]
+
+
 def test_priority_queue_keeps_two_identical_items_as_two_entries(make_queue: MakeQueue) -> None:
     q = make_queue(distqueue.PriorityQueue)
     q.put((1, "same"))

@@ -116,22 +116,51 @@ def _lt_fallback(a: Any, b: Any, seq_a: int, seq_b: int) -> bool:
 _C_HEAPQ = heapq.heappush.__module__ == "_heapq"
 
 
+# Items of these exact types that compare equal cannot be told apart (no identity, no state
+# to tell), so while a heap holds only one of these types it can store them bare, as the
+# standard library does, and first-in-first-out among equal items still holds. Floats too,
+# except nan (which compares false with everything) and zero (0.0 == -0.0): see _bare_ok.
+_BARE_TYPES = (int, str, bytes, float)
+
+
+def _bare_ok(item: Any) -> bool:
+    return type(item) is not float or (item == item and item != 0.0)
+
+
 class _PriorityHeap:
-    """A heap of ``(item, sequence)`` entries, compared in C for as long as Python can compare
-    the items; on the first comparison that raises, every entry becomes an :class:`_Ordered`."""
+    """A priority heap compared in C wherever it can be, in three modes:
+
+    * bare: while every item is of one type of ``_BARE_TYPES``, the items themselves;
+    * entries: ``(item, sequence)`` tuples, for as long as Python can compare the items;
+    * ordered: :class:`_Ordered` entries, after the first comparison that raised.
+
+    A heap only moves down that list. Lease bookkeeping needs entries (``take``).
+    """
 
     def __init__(self) -> None:
-        self.heap: list[tuple[Any, int]] = []
+        self.heap: list[Any] = []
         self.counter = itertools.count()
+        self.bare: type | None = None
         self.ordered = not _C_HEAPQ
 
     def __len__(self) -> int:
         return len(self.heap)
 
     def push(self, item: Any) -> None:
+        if self.bare is type(item) and _bare_ok(item):
+            heapq.heappush(self.heap, item)
+            return
+        if not self.heap and not self.ordered and type(item) in _BARE_TYPES and _bare_ok(item):
+            self.bare = type(item)
+            heapq.heappush(self.heap, item)
+            return
+        if self.bare is not None:
+            self._make_entries()
         self.push_entry((item, next(self.counter)))
 
     def push_entry(self, entry: tuple[Any, int]) -> None:
+        if self.bare is not None:
+            self._make_entries()
         if self.ordered:
             heapq.heappush(self.heap, _Ordered(entry))
             return
@@ -141,23 +170,32 @@ class _PriorityHeap:
             self._make_ordered()
 
     def take(self) -> tuple[Any, int]:
+        """The lowest entry ``(item, sequence)``."""
+        if self.bare is not None:
+            self._make_entries()
         heap = self.heap
-        if self.ordered:
-            return heapq.heappop(heap)
-        top = heap[0]
-        last = heap.pop()
-        if heap:
-            try:
-                heapq.heapreplace(heap, last)
-            except TypeError:  # every entry but ``top`` is still in the list
-                self._make_ordered()
+        top: tuple[Any, int] = heap[0]
+        try:
+            heapq.heappop(heap)
+        except TypeError:  # every entry but ``top`` is still in the list
+            self._make_ordered()
         return top
 
     def pop(self) -> Any:
-        return self.take()[0]
+        """The lowest item."""
+        heap = self.heap
+        if self.bare is not None:
+            return heapq.heappop(heap)
+        top = heap[0]
+        try:
+            heapq.heappop(heap)
+        except TypeError:  # every entry but ``top`` is still in the list
+            self._make_ordered()
+        return top[0]
 
     def clear(self) -> None:
         self.heap.clear()
+        self.bare = None
 
     def remove(self, seq: int) -> None:
         heap = self.heap
@@ -167,6 +205,15 @@ class _PriorityHeap:
                 heap.pop()
                 heapq.heapify(heap)
                 return
+
+    def _make_entries(self) -> None:
+        # In array order a parent comes before its children, so sequence numbers given in that
+        # order keep the heap valid; equal bare items could not be told apart anyway.
+        counter = self.counter
+        self.heap[:] = [(item, next(counter)) for item in self.heap]
+        self.bare = None
+        if self.ordered:
+            self._make_ordered()
 
     def _make_ordered(self) -> None:
         self.heap[:] = [_Ordered(entry) for entry in self.heap]
@@ -184,7 +231,9 @@ class MemoryBackend:
         self.name = name
         self.kind = kind
         store = self._store = _store_for(name, kind)
-        self._items = store.items
+        # _items: what holds the items, for len() and truth in C (the heap's list for priority)
+        self._items = store.items.heap if kind is Kind.PRIORITY else store.items
+        self._heap: _PriorityHeap = store.items if kind is Kind.PRIORITY else None  # type: ignore[assignment]
         self._mutex = store.mutex
         self._not_empty = store.not_empty
         self._not_full = store.not_full
@@ -202,6 +251,8 @@ class MemoryBackend:
             self._push = store.items.push
             self._pop = store.items.pop
             self._take = store.items.take
+            self.put = self._put_priority  # type: ignore[method-assign]
+            self.get = self._get_priority  # type: ignore[method-assign]
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -213,6 +264,24 @@ class MemoryBackend:
             if maxsize > 0 and len(self._items) >= maxsize:
                 self._wait_for_room(1, maxsize, timeout)
             self._push(item)
+            store.unfinished_tasks += 1
+            self._not_empty.notify()
+
+    def _put_priority(self, item: Any, maxsize: int, timeout: float | None) -> None:
+        # put() for a priority queue, with the heap's commonest case inlined (see __init__)
+        store = self._store
+        heap = self._heap
+        with self._not_full:
+            if store.is_shutdown:
+                raise ShutDown
+            if maxsize > 0 and len(self._items) >= maxsize:
+                self._wait_for_room(1, maxsize, timeout)
+            if heap.bare is type(item) and (
+                heap.bare is not float or (item == item and item != 0.0)
+            ):
+                heapq.heappush(self._items, item)
+            else:
+                heap.push(item)
             store.unfinished_tasks += 1
             self._not_empty.notify()
 
@@ -244,6 +313,20 @@ class MemoryBackend:
 
     # -- getting ---------------------------------------------------------------------------
 
+    def _get_priority(self, timeout: float | None) -> Any:
+        # get() for a priority queue, with the heap's commonest case inlined (see __init__)
+        with self._not_empty:
+            if not self._items:
+                self._wait_for_item(timeout)
+            if self._heap.bare is not None:
+                item = heapq.heappop(self._items)
+            elif self._store.redelivered:
+                item = self._unwrap(self._take())
+            else:
+                item = self._pop()
+            self._not_full.notify()
+            return item
+
     def get(self, timeout: float | None) -> Any:
         with self._not_empty:
             if not self._items:
@@ -256,9 +339,14 @@ class MemoryBackend:
         with self._not_empty:
             if not self._items:
                 self._wait_for_item(timeout)
-            take = self._take
-            unwrap = self._unwrap
-            items = [unwrap(take()) for _ in range(min(n, len(self._items)))]
+            count = min(n, len(self._items))
+            if self._store.redelivered:
+                take = self._take
+                unwrap = self._unwrap
+                items = [unwrap(take()) for _ in range(count)]
+            else:
+                pop = self._pop
+                items = [pop() for _ in range(count)]
             self._not_full.notify(len(items))
             return items
 
@@ -387,7 +475,7 @@ class MemoryBackend:
         """Put a leased element back where consumers take the next item from."""
         store = self._store
         if self.kind is Kind.PRIORITY:
-            self._items.push_entry(element)
+            self._heap.push_entry(element)
             waiting = element
         else:
             waiting = _Redelivery(lease_id, element)
@@ -448,7 +536,7 @@ class MemoryBackend:
                     if stored is None:
                         continue
                     if self.kind is Kind.PRIORITY:
-                        self._items.remove(stored[1])
+                        self._heap.remove(stored[1])
                     else:
                         self._items.remove(stored)
                 self._forget(lease_id, stored)
@@ -522,7 +610,7 @@ class MemoryBackend:
                 lease_id, stored, _ = store.dead.popleft()
                 store.deliveries[lease_id] = 0
                 if self.kind is Kind.PRIORITY:
-                    self._items.push_entry(stored)
+                    self._heap.push_entry(stored)
                     store.redelivered[lease_id] = stored
                 else:
                     waiting = _Redelivery(lease_id, stored)
@@ -550,7 +638,7 @@ class MemoryBackend:
         store = self._store
         with self._mutex:
             store.is_shutdown = True  # handles still open on the old store see it as gone
-            self._items.clear()
+            store.items.clear()
             store.leased.clear()
             store.redelivered.clear()
             store.deliveries.clear()
