@@ -9,7 +9,7 @@ import time
 
 from .harness import ServerUnavailable
 
-BENCHMARKS = ("memory", "redis_ops", "redis_batch", "priority", "pipeline", "timeout")
+BENCHMARKS = ("memory", "redis_ops", "redis_batch", "priority", "pipeline", "timeout", "workers")
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 
 

@@ -15,6 +15,7 @@ from .errors import (
     ShutDown,
     WrongTypeError,
 )
+from .executor import Executor
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "DeserializationError",
     "DistQueueError",
     "Empty",
+    "Executor",
     "Full",
     "LifoQueue",
     "PriorityQueue",

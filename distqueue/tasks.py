@@ -15,20 +15,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from .cache.errors import TaskFailed
+from .cache.results import Outcome
 from .errors import DistQueueError
-
-
-class TaskError(DistQueueError):
-    """A task raised an exception of a type that is not one of Python's built-in exceptions.
-
-    ``type_name`` is the remote exception's qualified type name, ``remote_traceback`` its
-    traceback as text.
-    """
-
-    def __init__(self, message: str, *, type_name: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.remote_traceback = remote_traceback
 
 
 class TaskNotFound(DistQueueError, LookupError):
@@ -73,7 +62,10 @@ def resolve_function(path: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def make_task(task_id: str, path: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: str) -> dict[str, Any]:
+def make_task(
+    task_id: str, path: str, args: tuple[Any, ...], kwargs: dict[str, Any], reply: str
+) -> dict[str, Any]:
+    """The item an Executor puts on the queue for one call."""
     return {"task": task_id, "fn": path, "args": args, "kwargs": kwargs, "reply": reply}
 
 
@@ -87,36 +79,32 @@ def is_task(item: Any) -> bool:
     )
 
 
-def success(value: Any) -> dict[str, Any]:
-    return {"ok": True, "value": value}
-
-
-def failure(exc: BaseException) -> dict[str, Any]:
-    kind = type(exc)
-    name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
-    return {
-        "ok": False,
-        "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(kind, exc, exc.__traceback__)),
-    }
-
-
-def exception_from(outcome: dict[str, Any]) -> BaseException:
+def exception_from(outcome: Outcome) -> BaseException:
     """The exception a failed outcome stands for: the built-in type itself when it is one
-    (``ValueError``, ``KeyError`` ...), else a :class:`TaskError`. No code is imported."""
-    name = str(outcome.get("type", "Exception"))
-    message = str(outcome.get("message", ""))
-    remote_traceback = str(outcome.get("traceback", ""))
+    (``ValueError``, ``KeyError`` ...), else :class:`TaskFailed`. No code is imported, and the
+    remote traceback is kept as text (``remote_traceback``, and a note on Python 3.11+)."""
+    name = outcome.exc_type or "Exception"
     builtin = getattr(builtins, name, None)
     if isinstance(builtin, type) and issubclass(builtin, Exception):
         try:
-            exc: BaseException = builtin(message)
-        except Exception:  # an exotic constructor signature: report it as a TaskError
-            exc = TaskError(message, type_name=name, remote_traceback=remote_traceback)
+            exc: BaseException = builtin(outcome.message)
+        except Exception:  # an unusual constructor signature: reported as TaskFailed below
+            pass
         else:
             if hasattr(exc, "add_note"):  # Python 3.11 and newer
-                exc.add_note(f"remote traceback:\n{remote_traceback}")
-            exc.remote_traceback = remote_traceback  # type: ignore[attr-defined]
-        return exc
-    return TaskError(message, type_name=name, remote_traceback=remote_traceback)
+                exc.add_note(f"remote traceback:\n{outcome.traceback_text}")
+            exc.remote_traceback = outcome.traceback_text  # type: ignore[attr-defined]
+            return exc
+    return TaskFailed(outcome.task_id, name, outcome.message, outcome.traceback_text)
+
+
+def exception_type_name(exc: BaseException) -> str:
+    """``ValueError`` for built-in types, ``package.module.Error`` for the others."""
+    kind = type(exc)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

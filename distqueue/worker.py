@@ -23,20 +23,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from . import tasks
+from .cache.results import ResultStore
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
 from .leases import Message, retry_delay_for
 from .queue import Queue
 
 logger = logging.getLogger("distqueue.worker")
-
-
-class ResultSink(Protocol):
-    """Where a worker stores task outcomes (see :mod:`distqueue.results`)."""
-
-    def store(self, task_id: str, outcome: dict[str, Any]) -> None: ...
 
 
 class Worker:
@@ -52,7 +47,7 @@ class Worker:
         queue: Queue[Any],
         function: Callable[[Any], Any] | None = None,
         *,
-        results: ResultSink | None = None,
+        results: ResultStore | None = None,
         concurrency: int = 1,
         poll: float = 0.5,
         stats_interval: float = 10.0,
@@ -71,6 +66,7 @@ class Worker:
         self._stopping = threading.Event()
         self._replies: dict[str, Queue[Any]] = {}
         self._replies_lock = threading.Lock()
+        self._functions: dict[str, Callable[..., Any]] = {}
 
     # -- running ---------------------------------------------------------------------------
 
@@ -192,20 +188,29 @@ class Worker:
             return
         if self.results is None:
             raise DistQueueError("this worker runs Executor tasks but has no results store")
+        task_id = item["task"]
         try:
-            function = tasks.resolve_function(item["fn"])
-            outcome = tasks.success(function(*item["args"], **item["kwargs"]))
+            function = self._functions.get(item["fn"]) or tasks.resolve_function(item["fn"])
+            self._functions[item["fn"]] = function
+            value = function(*item["args"], **item["kwargs"])
         except Exception as exc:
             self._count(failed=True)
-            logger.info("task %s (%s) raised %s: %s", item["task"], item["fn"], type(exc).__name__, exc)
-            outcome = tasks.failure(exc)
-        try:
-            self.results.store(item["task"], outcome)
-        except TypeError as exc:  # a return value the serializer cannot carry
-            self.results.store(item["task"], tasks.failure(exc))
-        self._reply(item["reply"], item["task"])
+            logger.info("task %s (%s) raised %s: %s", task_id, item["fn"], type(exc).__name__, exc)
+            self._store_exception(task_id, exc)
+        else:
+            try:
+                self.results.set_result(task_id, value)
+            except (TypeError, ValueError) as exc:  # a value the results store cannot carry
+                self._store_exception(task_id, exc)
+        self._reply(item["reply"], task_id)
         message.ack()
         self._count()
+
+    def _store_exception(self, task_id: str, exc: BaseException) -> None:
+        assert self.results is not None
+        self.results.set_exception(
+            task_id, tasks.exception_type_name(exc), str(exc), tasks.traceback_text(exc)
+        )
 
     def _reply(self, reply_name: str, task_id: str) -> None:
         with self._replies_lock:
@@ -215,7 +220,10 @@ class Worker:
                 if len(self._replies) > 1000:
                     self._replies.pop(next(iter(self._replies))).close()
                 self._replies[reply_name] = reply
-        reply.put(task_id)
+        try:
+            reply.put(task_id)
+        except ShutDown:  # the submitter is gone; the result stays in the store until its TTL
+            logger.info("the submitter of task %s no longer listens", task_id)
 
     def _count(self, *, failed: bool = False) -> None:
         with self._count_lock:

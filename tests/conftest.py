@@ -68,3 +68,50 @@ def make_queue(backend: str, request: pytest.FixtureRequest) -> Iterator[Callabl
     yield make
     for q in made:
         q.close()
+
+
+# -- memcached and the cache layer ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def memcached_pair() -> Iterator[tuple[Any, Any]]:
+    """Two memcached servers for the session, on free ports of 127.0.0.1."""
+    from servers import MemcachedProcess
+
+    binary = require_binary("memcached")
+    pair = (MemcachedProcess(binary), MemcachedProcess(binary))
+    yield pair
+    for server in pair:
+        server.kill()
+
+
+@pytest.fixture
+def memcached_url(memcached_pair: tuple[Any, Any]) -> str:
+    """``memcached://`` URL listing both session servers."""
+    return "memcached://" + ",".join(server.address for server in memcached_pair)
+
+
+@pytest.fixture
+def own_memcached_pair() -> Iterator[tuple[Any, Any]]:
+    """Two memcached servers of this test's own, which the test may kill and restart."""
+    from servers import MemcachedProcess
+
+    binary = require_binary("memcached")
+    pair = (MemcachedProcess(binary), MemcachedProcess(binary))
+    yield pair
+    for server in pair:
+        server.kill()
+
+
+CACHE_BACKENDS = ["memory", "redis", "memcached"]
+
+
+@pytest.fixture(params=CACHE_BACKENDS)
+def cache_url(request: pytest.FixtureRequest) -> str:
+    """A URL for the cache layer on each backend: memory, a real redis-server, and two real
+    memcached servers."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "redis":
+        return str(request.getfixturevalue("redis_url"))
+    return str(request.getfixturevalue("memcached_url"))

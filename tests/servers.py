@@ -109,3 +109,33 @@ class MemcachedServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+
+class MemcachedProcess(MemcachedServer):
+    """A memcached process that a test may kill and restart on the same port.
+
+    Unlike :class:`MemcachedServer` it also starts when the tests run as root (memcached
+    refuses to without ``-u``), and it takes an item size limit (``-I``, e.g. ``"2m"``).
+    """
+
+    def __init__(self, binary: str, *, item_size_max: str | None = None) -> None:
+        self.item_size_max = item_size_max
+        super().__init__(binary)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        args = [self.binary, "-l", "127.0.0.1", "-p", str(self.port), "-U", "0", "-m", "64"]
+        if os.geteuid() == 0:
+            args += ["-u", "root"]
+        if self.item_size_max is not None:
+            args += ["-I", self.item_size_max]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)

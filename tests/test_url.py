@@ -75,6 +75,7 @@ def test_the_public_names() -> None:
             "DeserializationError",
             "DistQueueError",
             "Empty",
+            "Executor",
             "Full",
             "LifoQueue",
             "PriorityQueue",
