@@ -213,3 +213,29 @@ def test_a_memory_queue_refuses_to_travel_to_another_process() -> None:
 
     with pytest.raises(TypeError, match="memory"):
         pickle.dumps(distqueue.Queue())
+
+
+def test_a_blocked_get_sees_a_shutdown_whose_wake_up_was_lost(
+    redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distqueue.backends.redis as redis_backend
+
+    monkeypatch.setattr(redis_backend, "BLOCK_SLICE", 0.3)
+    q = distqueue.Queue(url=redis_url, name=fresh_name())
+    outcome: list[Any] = []
+
+    def get() -> None:
+        try:
+            outcome.append(q.get(timeout=30))
+        except Exception as exc:  # reported to the test below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=get, daemon=True)
+    thread.start()
+    thread.join(0.2)
+    # the flag without its token: as if the process that took the token died before passing
+    # it on
+    raw.hset(f"dq:{{{q.name}}}:meta", "shutdown", "1")
+    thread.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], distqueue.ShutDown), outcome
+    q.close()

@@ -523,3 +523,24 @@ def test_delete_removes_the_queue_for_every_handle(make_queue: MakeQueue) -> Non
     assert (fresh.qsize(), fresh.unfinished_tasks, fresh.is_shutdown) == (0, 0, False)
     fresh.put(3)
     assert fresh.get() == 3
+
+
+def test_a_batch_that_does_not_fit_yet_does_not_hold_up_a_put_that_does(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(distqueue.Queue, 3, name="batch-vs-one")
+    batcher = make_queue(distqueue.Queue, 3, name="batch-vs-one")
+    single = make_queue(distqueue.Queue, 3, name="batch-vs-one")
+    q.put_many([1, 2, 3])
+    batch_thread, batch_outcome = run_in_thread(lambda: batcher.put_many(["a", "b"], timeout=30))
+    wait_until_blocked(batch_thread, 0.2)
+    single_thread, single_outcome = run_in_thread(lambda: single.put("x", timeout=30))
+    wait_until_blocked(single_thread, 0.2)
+    assert q.get() == 1  # room for one: the single put goes in, the batch keeps waiting
+    single_thread.join(3)  # well below the 5 s slice of a blocking wait
+    assert single_outcome == [None]
+    assert batch_thread.is_alive()
+    assert [q.get(), q.get()] == [2, 3]
+    batch_thread.join(10)
+    assert batch_outcome == [None]
+    assert q.get_many(3) == ["x", "a", "b"]

@@ -33,6 +33,8 @@ class _Store:
         self.not_empty = threading.Condition(self.mutex)
         self.not_full = threading.Condition(self.mutex)
         self.all_tasks_done = threading.Condition(self.mutex)
+        self.not_full_batch = threading.Condition(self.mutex)  # put_many() waiting for room
+        self.batch_waiters = 0
         self.unfinished_tasks = 0
         self.is_shutdown = False
         # For priority: entries are (item, sequence) so that items that compare equal stay
@@ -303,12 +305,22 @@ class MemoryBackend:
         if timeout is not None and timeout <= 0:
             raise Full
         deadline = Deadline(timeout)
+        store = self._store
+        # A batch waits on a condition of its own, woken at every free slot: on the shared one
+        # it could take the only wake-up meant for a smaller put that fits.
+        condition = self._not_full if n == 1 else store.not_full_batch
         while len(self._items) + n > maxsize:
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise Full
-            self._not_full.wait(remaining)
-            if self._store.is_shutdown:
+            if n > 1:
+                store.batch_waiters += 1
+            try:
+                condition.wait(remaining)
+            finally:
+                if n > 1:
+                    store.batch_waiters -= 1
+            if store.is_shutdown:
                 raise ShutDown
 
     # -- getting ---------------------------------------------------------------------------
@@ -325,6 +337,8 @@ class MemoryBackend:
             else:
                 item = self._pop()
             self._not_full.notify()
+            if self._store.batch_waiters:
+                self._store.not_full_batch.notify_all()
             return item
 
     def get(self, timeout: float | None) -> Any:
@@ -333,6 +347,8 @@ class MemoryBackend:
                 self._wait_for_item(timeout)
             item = self._unwrap(self._take()) if self._store.redelivered else self._pop()
             self._not_full.notify()
+            if self._store.batch_waiters:
+                self._store.not_full_batch.notify_all()
             return item
 
     def get_many(self, n: int, timeout: float | None) -> list[Any]:
@@ -348,6 +364,8 @@ class MemoryBackend:
                 pop = self._pop
                 items = [pop() for _ in range(count)]
             self._not_full.notify(len(items))
+            if self._store.batch_waiters:
+                self._store.not_full_batch.notify_all()
             return items
 
     def _unwrap(self, element: Any) -> Any:
@@ -429,6 +447,7 @@ class MemoryBackend:
                 self._all_tasks_done.notify_all()
             self._not_empty.notify_all()
             self._not_full.notify_all()
+            store.not_full_batch.notify_all()
 
     def is_shutdown(self) -> bool:
         return self._store.is_shutdown
@@ -446,6 +465,8 @@ class MemoryBackend:
                 leases = self._lease_available(n, lease_seconds, max_deliveries)
                 if leases:
                     self._not_full.notify(len(leases))
+                    if store.batch_waiters:
+                        store.not_full_batch.notify_all()
                     return leases
                 if store.is_shutdown:
                     raise ShutDown
@@ -646,6 +667,7 @@ class MemoryBackend:
             store.unfinished_tasks = 0
             self._not_empty.notify_all()
             self._not_full.notify_all()
+            store.not_full_batch.notify_all()
             self._all_tasks_done.notify_all()
 
     def close(self) -> None:

@@ -61,6 +61,9 @@ _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution; never send 0 ("f
 
 _SHUT_DOWN = -1
 _NO_ROOM = -2
+_TOO_LITTLE_ROOM = -3
+_BATCH_BACKOFF_MIN = 0.01
+_BATCH_BACKOFF_MAX = 0.5
 _NONE_LEASED = -2
 
 REF_PREFIX = b"\x00dq:ref:"
@@ -421,6 +424,7 @@ class RedisBackend:
 
     def _put(self, args: list[Any], maxsize: int, timeout: float | None) -> None:
         deadline: Deadline | None = None
+        backoff = _BATCH_BACKOFF_MIN / 2
         try:
             while True:
                 result = self._put_script(*args)
@@ -432,10 +436,19 @@ class RedisBackend:
                     if timeout is not None and timeout <= 0:
                         raise Full
                     deadline = Deadline(timeout)
-                wait = self._wait_time(deadline)
+                if result == _TOO_LITTLE_ROOM:
+                    # A batch that does not fit yet while smaller puts could: the script left
+                    # the room token for them; this batch looks again after a back-off
+                    # (a wait that a shutdown still ends at once).
+                    backoff = min(backoff * 2, _BATCH_BACKOFF_MAX)
+                    wait = self._wait_time(deadline, backoff)
+                    keys = [self.keys.shutdown]
+                else:
+                    wait = self._wait_time(deadline)
+                    keys = [self.keys.notfull, self.keys.shutdown]
                 if wait is None:
                     raise Full
-                woke = self._client.blpop([self.keys.notfull, self.keys.shutdown], wait)
+                woke = self._client.blpop(keys, wait)
                 if woke is not None and woke[0] == self.keys.shutdown.encode():
                     self._signal("shutdown")
         except redis.exceptions.RedisError as exc:
@@ -473,7 +486,14 @@ class RedisBackend:
                 raise Empty
             woke = self._blocking_pop(self._wait_keys, wait)
             if woke is None:
-                continue
+                # A quiet slice: look once without blocking, so that a shutdown whose token
+                # was lost (its taker died before handing it on) is still seen.
+                popped = self._pop_script(self._kind_arg, 1)
+                if popped == _SHUT_DOWN:
+                    raise ShutDown
+                if not popped:
+                    continue
+                return bytes(popped[0])
             if woke[0] == self._wait_shutdown_key:
                 self._signal("shutdown")
                 raise ShutDown
@@ -491,8 +511,10 @@ class RedisBackend:
             return bytes(raw)
 
     @staticmethod
-    def _wait_time(deadline: Deadline, cap: float = BLOCK_SLICE) -> float | None:
+    def _wait_time(deadline: Deadline, cap: float | None = None) -> float | None:
         """Seconds for the next blocking command, or ``None`` when the deadline has passed."""
+        if cap is None:
+            cap = BLOCK_SLICE
         remaining = deadline.remaining()
         if remaining is None:
             return cap

@@ -7,17 +7,25 @@
 -- KEYS[5] avail    list  token: "there may be an item", for consumers that lease
 -- ARGV[1] maxsize (0 = unbounded), ARGV[2..] the payloads, in order
 --
--- Returns the new length, -1 if the queue is shut down, -2 if there is no room for all items
--- (nothing is written in either case).
+-- Returns the new length; -1 if the queue is shut down; -2 if it is full; -3 if there is some
+-- room but not for all the items (nothing is written in those cases).
 local n = #ARGV - 1
 local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'leasewait')
 if flags[1] then
     return -1
 end
 local maxsize = tonumber(ARGV[1])
-if maxsize > 0 and redis.call('LLEN', KEYS[1]) + n > maxsize then
-    redis.call('HSET', KEYS[2], 'fullwait', '1')
-    return -2
+if maxsize > 0 then
+    local size = redis.call('LLEN', KEYS[1])
+    if size + n > maxsize then
+        redis.call('HSET', KEYS[2], 'fullwait', '1')
+        if size < maxsize then
+            -- some room, not enough for this batch: leave it to smaller puts
+            token(KEYS[3])
+            return -3
+        end
+        return -2
+    end
 end
 local len = 0
 for i = 2, #ARGV, 4000 do

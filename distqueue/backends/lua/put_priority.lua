@@ -13,17 +13,25 @@
 -- that compare equal first-in-first-out and makes every member unique, so two identical items
 -- stay two entries.
 --
--- Returns the new size, -1 if the queue is shut down, -2 if there is no room for all items
--- (nothing is written in either case).
+-- Returns the new size; -1 if the queue is shut down; -2 if it is full; -3 if there is some
+-- room but not for all the items (nothing is written in those cases).
 local n = (#ARGV - 1) / 2
 local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'leasewait')
 if flags[1] then
     return -1
 end
 local maxsize = tonumber(ARGV[1])
-if maxsize > 0 and redis.call('ZCARD', KEYS[1]) + n > maxsize then
-    redis.call('HSET', KEYS[2], 'fullwait', '1')
-    return -2
+if maxsize > 0 then
+    local size = redis.call('ZCARD', KEYS[1])
+    if size + n > maxsize then
+        redis.call('HSET', KEYS[2], 'fullwait', '1')
+        if size < maxsize then
+            -- some room, not enough for this batch: leave it to smaller puts
+            token(KEYS[3])
+            return -3
+        end
+        return -2
+    end
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', n) - n
 local size = 0
