@@ -9,7 +9,16 @@ import time
 
 from .harness import ServerUnavailable
 
-BENCHMARKS = ("memory", "redis_ops", "redis_batch", "priority", "pipeline", "timeout", "workers")
+BENCHMARKS = (
+    "memory",
+    "redis_ops",
+    "redis_batch",
+    "priority",
+    "pipeline",
+    "timeout",
+    "workers",
+    "cache",
+)
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 
 

@@ -4,6 +4,8 @@ Swap ``import queue`` for ``import distqueue``, give a URL, and producer/consume
 unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 """
 
+from .backends.base import DeadLetter
+from .cache import Cache, CacheStats, Outcome, ResultStore, cached
 from .errors import (
     BackendConnectionError,
     BackendError,
@@ -11,28 +13,44 @@ from .errors import (
     DistQueueError,
     Empty,
     Full,
+    ResultMissing,
+    ResultTimeout,
     SerializationError,
     ShutDown,
+    TaskFailed,
+    ValueTooLargeError,
     WrongTypeError,
 )
 from .executor import Executor
+from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
 
 __all__ = [
     "BackendConnectionError",
     "BackendError",
+    "Cache",
+    "CacheStats",
+    "DeadLetter",
     "DeserializationError",
     "DistQueueError",
     "Empty",
     "Executor",
     "Full",
     "LifoQueue",
+    "Message",
+    "Outcome",
     "PriorityQueue",
     "Queue",
+    "ResultMissing",
+    "ResultStore",
+    "ResultTimeout",
     "SerializationError",
     "ShutDown",
     "SimpleQueue",
+    "TaskFailed",
+    "ValueTooLargeError",
     "WrongTypeError",
+    "cached",
 ]
 
 __version__ = "0.1.0"

@@ -12,6 +12,13 @@ The tree::
           │                          raised before anything is written
           ├── DeserializationError   (also a ValueError) a stored payload that cannot be decoded;
           │                          names the queue and keeps the raw bytes
+          ├── ValueTooLargeError     (also a ValueError) a cache value larger than the server's
+          │                          item limit, with chunking turned off; nothing was written
+          ├── ResultMissing          (also a LookupError) no task result under an id: it expired,
+          │                          was evicted or forgotten
+          ├── ResultTimeout          (also a TimeoutError) a task still pending at the deadline
+          ├── TaskFailed             a task raised an exception that is not a built-in type;
+          │                          carries the remote type name, message and traceback
           └── BackendError           the storage server failed or refused a command
                ├── BackendConnectionError  (also a ConnectionError) the server is down or went
                │                           away, after a bounded retry
@@ -72,3 +79,53 @@ class WrongTypeError(BackendError, TypeError):
     def __init__(self, message: str, *, key: str | None = None):
         super().__init__(message)
         self.key = key
+
+
+class ValueTooLargeError(DistQueueError, ValueError):
+    """A value does not fit in one item of the server and chunking is turned off.
+
+    ``size`` is the encoded size in bytes and ``limit`` the largest size that fits. Nothing was
+    written.
+    """
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+
+class ResultMissing(DistQueueError, LookupError):
+    """There is no result and no pending task under ``task_id``.
+
+    The result expired (its TTL passed), was evicted by the server (memcached drops items when
+    it runs out of memory, or a chunk of a large result), was deleted with ``forget()``, or the
+    id was never marked pending.
+    """
+
+    def __init__(self, message: str, *, task_id: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+
+
+class ResultTimeout(DistQueueError, TimeoutError):
+    """The task was still pending when the wait's timeout passed."""
+
+    def __init__(self, message: str, *, task_id: str, timeout: float) -> None:
+        super().__init__(message)
+        self.task_id = task_id
+        self.timeout = timeout
+
+
+class TaskFailed(DistQueueError):
+    """The task raised an exception in the process that ran it.
+
+    ``exc_type`` is the name of the exception's type there (``"ValueError"``), ``message`` its
+    ``str()``, ``traceback_text`` the formatted traceback.
+    """
+
+    def __init__(self, task_id: str, exc_type: str, message: str, traceback_text: str) -> None:
+        super().__init__(f"task {task_id} raised {exc_type}: {message}")
+        self.task_id = task_id
+        self.exc_type = exc_type
+        self.message = message
+        self.traceback_text = traceback_text

@@ -73,6 +73,11 @@ class Message(Generic[T]):
         self._keeper.release(self.id)
         return self._keeper.backend.bury([self.id], reason) == 1
 
+    def abandon(self) -> None:
+        """Stop renewing the lease, without telling the server: the item is delivered again
+        once the lease runs out. For a consumer that can no longer reach the server."""
+        self._keeper.release(self.id)
+
     def extend(self, seconds: float | None = None) -> bool:
         """Renew the lease to ``seconds`` from now (default: the queue's lease length).
 

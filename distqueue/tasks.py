@@ -15,9 +15,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .cache.errors import TaskFailed
 from .cache.results import Outcome
-from .errors import DistQueueError
+from .errors import DistQueueError, TaskFailed
 
 
 class TaskNotFound(DistQueueError, LookupError):

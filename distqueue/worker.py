@@ -64,6 +64,7 @@ class Worker:
         self.failed = 0
         self._count_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._crashed = False
         self._replies: dict[str, Queue[Any]] = {}
         self._replies_lock = threading.Lock()
         self._functions: dict[str, Callable[..., Any]] = {}
@@ -75,7 +76,7 @@ class Worker:
         if handle_signals:
             self._install_signal_handlers()
         threads = [
-            threading.Thread(target=self._loop, name=f"distqueue-worker-{i}", daemon=True)
+            threading.Thread(target=self._guarded_loop, name=f"distqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
         ]
         logger.info(
@@ -101,7 +102,7 @@ class Worker:
         with self._replies_lock:
             for reply in self._replies.values():
                 reply.close()
-        return 0
+        return 1 if self._crashed else 0
 
     def stop(self) -> None:
         """Take no new work; items in hand finish. :meth:`run` then returns 0."""
@@ -120,6 +121,16 @@ class Worker:
 
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+
+    def _guarded_loop(self) -> None:
+        try:
+            self._loop()
+        except BaseException:
+            # Nothing is expected to get here; if something does, the worker stops as a
+            # whole and says so with its exit status, rather than serving with fewer threads.
+            logger.exception("a worker thread failed; stopping the worker")
+            self._crashed = True
+            self._stopping.set()
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
@@ -141,12 +152,28 @@ class Worker:
                 continue
             try:
                 self._handle(message)
+            except BackendConnectionError as exc:
+                # The server went away while the item was in hand (storing a result, or
+                # acknowledging). The item's lease runs out and it is delivered again: a
+                # duplicate run at worst, never a lost item. The worker waits and goes on.
+                self._count(failed=True)
+                logger.error("lost the server while handling item %s: %s", message.id, exc)
+                self._leave(message)
+                self._stopping.wait(1.0)
             # The worker outlives any failure of one item: it is logged, counted and the
             # item handled by the lease rules; the loop goes on with the next item.
             except Exception:
                 self._count(failed=True)
                 logger.exception("failed to handle item %s", message.id)
-                self._give_back(message, "the worker failed to handle it")
+                try:
+                    self._give_back(message, "the worker failed to handle it")
+                except DistQueueError as exc:
+                    logger.error("could not give item %s back: %s", message.id, exc)
+                    self._leave(message)
+
+    def _leave(self, message: Message[Any]) -> None:
+        """Stop renewing the lease of an item this worker can no longer finish."""
+        message.abandon()
 
     # -- one item --------------------------------------------------------------------------
 

@@ -1,0 +1,217 @@
+"""Turning user keys and function calls into storage keys that every server accepts.
+
+Storage keys
+------------
+Every key the cache writes has the form ``{namespace}:{kind}:{key}`` or, when ``key`` is not
+safe as it is, ``{namespace}:{kind}#{digest}``::
+
+    kind  holds                                   written by
+    v     a value                                 Cache.set, add, set_many, incr, decr
+    c     one chunk of a large value              any write of a value over the item limit
+    f     a cached function's result              @cached
+    g     a cached function's generation counter  @cached (cache_clear)
+    l     a stampede lock                         @cached
+    r     a task's result, or its pending marker  ResultStore
+    n     a task's wake-up token (Redis only)     ResultStore
+
+A key is used as it is when all its bytes are printable ASCII other than the space (``!`` to
+``~``) and the storage key fits in memcached's 250 bytes; otherwise it is replaced by
+``digest``, the URL-safe base64 of its 24-byte BLAKE2b hash. Text keys are encoded as UTF-8
+first (lone surrogates included), so ``"abc"`` and ``b"abc"`` are the same key. The namespace
+may not contain ``:`` or ``#``, so two different (namespace, kind, key) never share a storage
+key.
+
+Call keys
+---------
+``@cached`` keys a call by the function's qualified name and its arguments, bound to the
+function's signature (so ``f(1)``, ``f(x=1)`` and ``f(1, y=<default>)`` are one call) and
+written in a canonical form that is the same in every process: ``module.qualname(arg, ...)``.
+Arguments may be ``None``, ``bool``, ``int``, ``float``, ``str``, ``bytes``, ``tuple``, ``list``,
+``dict``, ``set``, ``frozenset``, ``datetime`` values, ``Decimal``, ``UUID`` and enum members, in
+any nesting; sets and dicts are written in a sorted order, never in hash order (which differs
+between processes). Any other argument raises ``TypeError``: pass ``key=`` to ``cached()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import decimal
+import enum
+import hashlib
+import inspect
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["MAX_KEY_LENGTH", "CallKeys", "Keyspace", "call_key", "function_name"]
+
+MAX_KEY_LENGTH = 250
+"""memcached's limit on a key, in bytes."""
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.\-/]{1,64}")
+
+# Bytes of a key that is safe as it is: printable ASCII except the space.
+_SAFE_BYTES = bytes(range(0x21, 0x7F))
+
+
+def _digest(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(hashlib.blake2b(raw, digest_size=24).digest())
+
+
+class Keyspace:
+    """The storage keys of one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+            raise ValueError(
+                f"invalid namespace {namespace!r}: use 1 to 64 letters, digits and '_', '.', "
+                "'-', '/'"
+            )
+        self.namespace = namespace
+        self._plain: dict[str, bytes] = {}
+        self._hashed: dict[str, bytes] = {}
+        for kind in "vcfglrn":
+            self._plain[kind] = f"{namespace}:{kind}:".encode("ascii")
+            self._hashed[kind] = f"{namespace}:{kind}#".encode("ascii")
+        self._value_prefix = self._plain["v"]
+        self._value_room = MAX_KEY_LENGTH - len(self._value_prefix)
+
+    def value_key(self, key: str | bytes) -> bytes:
+        """The storage key of a value stored under the user's ``key``."""
+        # The common case, a short printable ASCII str, is checked without encoding twice.
+        if type(key) is str:
+            if (
+                key.isascii()
+                and key.isprintable()
+                and " " not in key
+                and len(key) <= self._value_room
+            ):
+                return self._value_prefix + key.encode("ascii")
+            return self._hashed["v"] + _digest(key.encode("utf-8", "surrogatepass"))
+        return self.key("v", key)
+
+    def key(self, kind: str, key: str | bytes) -> bytes:
+        """The storage key of ``key`` for ``kind`` (one of the letters in the module docstring)."""
+        if type(key) is str:
+            raw = key.encode("utf-8", "surrogatepass")
+        elif isinstance(key, (bytes, bytearray, memoryview)):
+            raw = bytes(key)
+        else:
+            raise TypeError(f"a cache key must be a str or bytes, not {type(key).__name__}")
+        prefix = self._plain[kind]
+        if len(prefix) + len(raw) <= MAX_KEY_LENGTH and not raw.translate(None, _SAFE_BYTES):
+            return prefix + raw
+        return self._hashed[kind] + _digest(raw)
+
+    def chunk_key(self, version: str, index: int) -> bytes:
+        """The storage key of chunk ``index`` of the value written with ``version``."""
+        return self._plain["c"] + f"{version}:{index}".encode("ascii")
+
+
+# --------------------------------------------------------------------------------------------
+# Call keys
+# --------------------------------------------------------------------------------------------
+
+_INT_LIMIT = 10**600  # beyond this, Python may refuse int -> str; such ints are written in hex
+
+
+def _encode(obj: object) -> str:
+    kind = type(obj)
+    if kind is str or kind is bytes or kind is bool or obj is None or kind is float:
+        return repr(obj)
+    if kind is int:
+        if -_INT_LIMIT < obj < _INT_LIMIT:  # type: ignore[operator]
+            return repr(obj)
+        return f"int({obj:#x})"
+    if kind is tuple:
+        return "(" + "".join(_encode(item) + "," for item in obj) + ")"  # type: ignore[attr-defined]
+    if kind is list:
+        return "[" + ",".join(_encode(item) for item in obj) + "]"  # type: ignore[attr-defined]
+    if kind is dict:
+        pairs = sorted(f"{_encode(k)}:{_encode(v)}" for k, v in obj.items())  # type: ignore[attr-defined]
+        return "{" + ",".join(pairs) + "}"
+    if kind is set or kind is frozenset:
+        return f"{kind.__name__}({{{','.join(sorted(_encode(item) for item in obj))}}})"  # type: ignore[attr-defined]
+    if kind in _REPR_TYPES:
+        return repr(obj)
+    if isinstance(obj, enum.Enum):
+        return f"{kind.__module__}.{kind.__qualname__}.{obj.name}"
+    raise TypeError(
+        f"cannot build a cache key from an argument of type {kind.__qualname__!r}: pass "
+        "key=... to cached() to choose what identifies a call"
+    )
+
+
+_REPR_TYPES = frozenset(
+    {
+        datetime.datetime,
+        datetime.date,
+        datetime.time,
+        datetime.timedelta,
+        decimal.Decimal,
+        uuid.UUID,
+    }
+)
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """``module.qualname`` of ``func``, the same in a process started by multiprocessing."""
+    module = getattr(func, "__module__", None) or "?"
+    if module == "__mp_main__":  # the main module, as seen by a spawned child
+        module = "__main__"
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+    return f"{module}.{qualname}"
+
+
+def call_key(
+    name: str, signature: inspect.Signature | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> str:
+    """The canonical text of the call ``name(*args, **kwargs)``; ``TypeError`` if it has none.
+
+    With a ``signature``, the arguments are bound to it first (``TypeError`` for arguments that
+    do not fit it, as the call itself would raise).
+    """
+    try:
+        if signature is not None:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return name + "(" + ",".join(map(_encode, bound.arguments.values())) + ")"
+        parts = [_encode(value) for value in args]
+        parts += [f"{k}={_encode(v)}" for k, v in sorted(kwargs.items())]
+        return name + "(" + ",".join(parts) + ")"
+    except RecursionError:
+        raise TypeError("cannot build a cache key: an argument is nested too deeply") from None
+
+
+class CallKeys:
+    """:func:`call_key` for one function, with a fast path for the common call.
+
+    A call that passes every parameter positionally, to a function whose parameters are all
+    plain positional-or-keyword ones, needs no binding: its arguments are already in the
+    order of the signature. Its text is the one :func:`call_key` gives.
+    """
+
+    def __init__(self, name: str, func: Callable[..., Any]) -> None:
+        self.name = name
+        self._open = name + "("
+        try:
+            self.signature: inspect.Signature | None = inspect.signature(func)
+        except (TypeError, ValueError):  # some builtins have none: key by the args as given
+            self.signature = None
+            self._arity = -1
+            return
+        parameters = self.signature.parameters.values()
+        plain = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters)
+        self._arity = len(self.signature.parameters) if plain else -1
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        if not kwargs and len(args) == self._arity:
+            try:
+                return self._open + ",".join(map(_encode, args)) + ")"
+            except RecursionError:
+                raise TypeError(
+                    "cannot build a cache key: an argument is nested too deeply"
+                ) from None
+        return call_key(self.name, self.signature, args, kwargs)

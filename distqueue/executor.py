@@ -1,0 +1,227 @@
+"""``Executor``: a ``concurrent.futures.Executor`` whose work runs on distqueue workers.
+
+``submit(fn, *args, **kwargs)`` puts a task on a queue and returns a
+``concurrent.futures.Future``; a worker (``distqueue worker --url URL --queue NAME``) anywhere
+runs it and stores the outcome in the results store; the Executor learns of it through a reply
+queue of its own (a blocking wait, no polling), fetches the outcome and completes the future.
+``map``, ``shutdown``, and ``concurrent.futures.wait``/``as_completed`` work as usual.
+
+Functions travel by import path, arguments and results through the safe serializer; see
+:mod:`distqueue.tasks`. A result that expired or was evicted before it was fetched completes
+its future with ``ResultMissing``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Executor as _FuturesExecutor
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
+
+from . import tasks
+from .cache.results import ResultStore
+from .errors import BackendError, DistQueueError, Empty, ShutDown
+from .queue import Queue
+from .serializers import Serializer
+
+logger = logging.getLogger("distqueue.executor")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+DEFAULT_QUEUE = "distqueue-tasks"
+
+_BATCH = 256  # announcements taken from the reply queue at once
+_REPLY_LEASE = 30.0  # seconds before an announcement not acknowledged comes back
+_REPLY_DELIVERIES = 1_000_000  # announcements are retried, never dead-lettered
+_RETRY_DELAY = 1.0  # seconds before reading a result whose server was away, again
+
+
+class Executor(_FuturesExecutor):
+    """Run calls on distqueue workers, as ``concurrent.futures`` runs them on threads.
+
+    ``url``: the queue's URL (``None``: ``$DISTQUEUE_URL``, else memory, where only workers in
+    this process can serve it); ``queue``: the queue's name, which workers are started with;
+    ``results``: the results store's URL (``memcached://``, ``redis://``, ``memory://``;
+    default: the queue's URL); ``result_ttl``: seconds a result is kept for fetching.
+
+    ``Future.cancel()`` stops the future from ever completing here; a worker that already took
+    the task still runs it.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        queue: str = DEFAULT_QUEUE,
+        results: str | None = None,
+        *,
+        result_ttl: float | None = 24 * 3600.0,
+        serializer: Serializer | str | None = None,
+    ) -> None:
+        self._queue: Queue[Any] = Queue(url=url, name=queue, serializer=serializer)
+        queue_url = self._queue.url
+        assert queue_url is not None
+        self.url = queue_url
+        self._results = ResultStore(results or queue_url, ttl=result_ttl, serializer=serializer)
+        self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
+        self._replies: Queue[Any] = Queue(url=queue_url, name=self._reply_name)
+        self._pending: dict[str, Future[Any]] = {}
+        self._lock = threading.Lock()
+        self._shutdown = False
+        self._closed = False
+        self._collector: threading.Thread | None = None
+
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+        """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
+
+        Raises ``ValueError`` for a function a worker cannot import (a lambda, a local
+        function, one defined in ``__main__``), ``TypeError`` (``SerializationError``) for
+        arguments the serializer cannot carry, ``RuntimeError`` after :meth:`shutdown`;
+        nothing is queued in those cases.
+        """
+        path = tasks.function_path(fn)
+        task_id = uuid.uuid4().hex
+        future: Future[R] = Future()
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            self._pending[task_id] = future
+            if self._collector is None:
+                self._collector = threading.Thread(
+                    target=self._collect, name="distqueue-executor-results", daemon=True
+                )
+                self._collector.start()
+        task = tasks.make_task(task_id, path, args, dict(kwargs), self._reply_name)
+        try:
+            if not self._queue._backend.copies_items:
+                # in memory, too, arguments must be what a worker elsewhere could receive
+                self._queue.serializer.dumps(task)
+            # No "pending" marker is needed: the future is completed only after the worker
+            # announced the result, so a result not found then has expired or been evicted.
+            self._queue.put(task)
+        except BaseException:
+            with self._lock:
+                self._pending.pop(task_id, None)
+            raise
+        return future
+
+    def _collect(self) -> None:
+        """Complete futures as their results are announced on the reply queue.
+
+        Announcements are leased in batches, and their results read and deleted in one round
+        trip per batch, so that the submitting process is not the bottleneck. An announcement
+        is acknowledged only once its future is complete: one lost on a dropped connection, or
+        whose result could not be read because the results server was away, comes back.
+        """
+        replies = self._replies._backend
+        while True:
+            with self._lock:
+                if self._shutdown and not self._pending:
+                    return
+            try:
+                leases = replies.lease(_BATCH, 5.0, _REPLY_LEASE, _REPLY_DELIVERIES)
+            except Empty:
+                continue
+            except ShutDown:
+                return
+            except DistQueueError as exc:
+                logger.error("cannot read the reply queue, retrying: %s", exc)
+                threading.Event().wait(1.0)
+                continue
+            ready: dict[str, Future[Any]] = {}
+            with self._lock:
+                for lease in leases:
+                    future = self._pending.get(lease.item) if lease.item is not None else None
+                    if future is not None:  # None: the wake-up from shutdown(), or cancelled
+                        ready[lease.item] = future
+            retry = self._complete(ready) if ready else set()
+            done = [lease.id for lease in leases if lease.item not in retry]
+            again = [lease.id for lease in leases if lease.item in retry]
+            try:
+                if done:
+                    replies.ack(done)
+                if again:
+                    replies.nack(again, _RETRY_DELAY)
+            except DistQueueError as exc:  # they come back when their lease runs out
+                logger.warning("could not settle %d announcement(s): %s", len(leases), exc)
+
+    def _complete(self, ready: dict[str, Future[Any]]) -> set[str]:
+        """Complete the futures whose results can be read; return the ids to try again."""
+        try:
+            outcomes = self._results.fetch_many(list(ready))
+        except BackendError as exc:  # the results store failed as a whole
+            outcomes = dict.fromkeys(ready, exc)
+        retry = {
+            task_id
+            for task_id, outcome in outcomes.items()
+            if isinstance(outcome, BackendError)  # its server is away: the result may be there
+        }
+        finished = []
+        for task_id, future in ready.items():
+            if task_id in retry:
+                continue
+            with self._lock:
+                self._pending.pop(task_id, None)
+            finished.append(task_id)
+            if not future.set_running_or_notify_cancel():
+                continue  # cancelled meanwhile
+            outcome = outcomes[task_id]
+            if isinstance(outcome, DistQueueError):  # ResultMissing, an undecodable result
+                future.set_exception(outcome)
+            elif outcome.failed:
+                future.set_exception(tasks.exception_from(outcome))
+            else:
+                future.set_result(outcome.value)
+        if retry:
+            logger.warning(
+                "results server unreachable; %d result(s) will be read again", len(retry)
+            )
+        try:
+            if finished:
+                self._results.forget_many(finished)
+        except DistQueueError as exc:  # they expire by their TTL anyway
+            logger.debug("could not delete %d result(s): %s", len(finished), exc)
+        return retry
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Accept no more tasks; with ``wait``, return once every future is done.
+
+        ``cancel_futures`` cancels the futures of tasks not yet completed (their tasks may
+        still run on workers). Connections are released once the last future is done.
+        """
+        with self._lock:
+            already = self._shutdown
+            self._shutdown = True
+            pending = list(self._pending.items())
+        if cancel_futures:
+            for task_id, future in pending:
+                if future.cancel():
+                    with self._lock:
+                        self._pending.pop(task_id, None)
+        if not already:
+            self._replies.put(None)  # wake the collector so that it sees the shutdown
+        collector = self._collector
+        if collector is None:
+            self._close()
+        elif wait:
+            collector.join()
+            self._close()
+        else:
+            threading.Thread(target=self._close_after, args=(collector,), daemon=True).start()
+
+    def _close_after(self, collector: threading.Thread) -> None:
+        collector.join()
+        self._close()
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._replies.delete()
+        self._replies.close()
+        self._queue.close()
+        self._results.close()

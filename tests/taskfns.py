@@ -1,0 +1,96 @@
+"""Functions that tests run on workers; importable by worker processes (tests/ on PYTHONPATH)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+
+class CustomError(Exception):
+    pass
+
+
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+def echo(*args: Any, **kwargs: Any) -> Any:
+    return [args, kwargs]
+
+
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+def fail_custom(message: str) -> None:
+    raise CustomError(message)
+
+
+def unserializable_result() -> object:
+    return object()
+
+
+def sleep_then(seconds: float, value: Any) -> Any:
+    time.sleep(seconds)
+    return value
+
+
+def pid() -> int:
+    return os.getpid()
+
+
+def record(item: Any) -> None:
+    """Worker function: append ``item`` to the Redis list named by $RECORD_KEY at $RECORD_URL."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["RECORD_URL"])
+    try:
+        if isinstance(item, dict) and item.get("fail"):
+            raise RuntimeError(f"failing on purpose: {item['fail']}")
+        if isinstance(item, dict) and item.get("sleep"):
+            time.sleep(item["sleep"])
+        client.rpush(os.environ["RECORD_KEY"], repr(item))
+    finally:
+        client.close()
+
+
+_record_clients: dict[str, Any] = {}
+
+
+def _record_client() -> Any:
+    """One Redis client per process for the recording functions, made on first use."""
+    import redis
+
+    url = os.environ["RECORD_URL"]
+    client = _record_clients.get(url)
+    if client is None:
+        client = _record_clients[url] = redis.Redis.from_url(url)
+    return client
+
+
+def record_start_end(item: Any) -> None:
+    """Worker function: record ``[pid, item]`` (JSON) when the work on ``item`` starts and ends.
+
+    Appends to the Redis lists ``$RECORD_KEY:start`` and ``$RECORD_KEY:end`` at $RECORD_URL; in
+    between, sleeps ``item["sleep"]`` seconds for a dict item, else ``$RECORD_PAUSE`` (default
+    0). An item with a start and no end was in the hands of a process that died.
+    """
+    client = _record_client()
+    key = os.environ["RECORD_KEY"]
+    entry = json.dumps([os.getpid(), item])
+    client.rpush(f"{key}:start", entry)
+    if isinstance(item, dict) and item.get("sleep"):
+        time.sleep(item["sleep"])
+    else:
+        time.sleep(float(os.environ.get("RECORD_PAUSE", "0")))
+    client.rpush(f"{key}:end", entry)
+
+
+def fail_with_attempt(item: Any) -> None:
+    """Worker function: always raise ``RuntimeError("attempt N at ITEM")``, where N counts the
+    calls for this item so far (a Redis counter ``$RECORD_KEY:attempts:ITEM`` at $RECORD_URL)."""
+    client = _record_client()
+    attempt = client.incr(f"{os.environ['RECORD_KEY']}:attempts:{json.dumps(item)}")
+    raise RuntimeError(f"attempt {attempt} at {item!r}")

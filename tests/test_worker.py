@@ -1,0 +1,428 @@
+"""``distqueue worker`` as a real process, and the ``dead`` and ``stats`` commands.
+
+Each test starts ``python -m distqueue worker`` processes on a real redis-server (results on
+Redis or on real memcached servers) and watches what they do from outside: the functions they
+run (:mod:`taskfns`) append to Redis lists, the queue's own counters and dead letters say where
+every item went, and the worker's stderr is its log. Durations are never asserted; every wait
+has a generous limit (``GUARD``) so that a bug fails a test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import redis
+import taskfns
+
+import distqueue
+from distqueue.cache.errors import TaskFailed
+
+pytestmark = pytest.mark.redis
+
+GUARD = 60.0
+"""Seconds any single wait may last before the test fails instead of hanging."""
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], what: str, timeout: float = GUARD) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail naming
+    ``what`` (and the last value seen) when ``timeout`` passes first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout} s for {what}; last seen: {value!r}")
+        time.sleep(0.05)
+
+
+def fresh_name(prefix: str = "worker") -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def distqueue_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "distqueue", *args]
+
+
+class Workers:
+    """``distqueue worker`` processes of one test, each logging to a file of its own.
+
+    The processes find :mod:`taskfns` on ``PYTHONPATH``, run in the test's temp dir, and record
+    to the Redis lists named ``record_key`` at ``record_url``. Those still running when the test
+    ends are killed.
+    """
+
+    def __init__(self, directory: Path, record_url: str) -> None:
+        self.directory = directory
+        self.record_url = record_url
+        self.record_key = fresh_name("record")
+        paths = [str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+            "RECORD_URL": record_url,
+            "RECORD_KEY": self.record_key,
+        }
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self._logs: dict[int, Path] = {}
+
+    def start(
+        self, url: str, queue: str, *options: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``distqueue worker --url URL --queue QUEUE OPTIONS...``."""
+        log = self.directory / f"worker-{len(self.processes)}.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                distqueue_command("worker", "--url", url, "--queue", queue, *options),
+                env={**self.env, **(env or {})},
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.processes.append(process)
+        self._logs[process.pid] = log
+        return process
+
+    def log(self, process: subprocess.Popen[bytes]) -> str:
+        """What ``process`` wrote to stderr so far."""
+        return self._logs[process.pid].read_text("utf-8", "replace")
+
+    def wait_for_log(self, process: subprocess.Popen[bytes], text: str) -> None:
+        wait_until(lambda: text in self.log(process), f"{text!r} in the worker's log")
+
+    def wait_exit(self, process: subprocess.Popen[bytes], timeout: float = GUARD) -> int:
+        """The exit status of ``process``; fails if it is still running after ``timeout``."""
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(
+                f"worker {process.pid} still running after {timeout} s; its log:\n"
+                + self.log(process)
+            )
+
+    def stop(self, process: subprocess.Popen[bytes], signum: int = signal.SIGTERM) -> int:
+        """Send ``signum`` and return the exit status."""
+        process.send_signal(signum)
+        return self.wait_exit(process)
+
+    def cli(self, *args: str) -> str:
+        """Run ``distqueue ARGS...``; its stdout. Fails (with its stderr) unless it exits 0."""
+        done = subprocess.run(
+            distqueue_command(*args),
+            env=self.env,
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+            timeout=GUARD,
+            check=False,
+        )
+        assert done.returncode == 0, f"distqueue {' '.join(args)} failed:\n{done.stderr}"
+        return done.stdout
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+
+
+class Records:
+    """What the :mod:`taskfns` recording functions appended under one key."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.key = key
+        self.client = redis.Redis.from_url(url)
+
+    def items(self) -> list[Any]:
+        """The items :func:`taskfns.record` recorded, in order."""
+        return [ast.literal_eval(raw.decode()) for raw in self.client.lrange(self.key, 0, -1)]
+
+    def starts(self) -> list[tuple[int, Any]]:
+        """``(pid, item)`` for each start of work in :func:`taskfns.record_start_end`, in order."""
+        return self._pairs("start")
+
+    def ends(self) -> list[tuple[int, Any]]:
+        """``(pid, item)`` for each end of work in :func:`taskfns.record_start_end`, in order."""
+        return self._pairs("end")
+
+    def _pairs(self, which: str) -> list[tuple[int, Any]]:
+        pairs = (json.loads(raw) for raw in self.client.lrange(f"{self.key}:{which}", 0, -1))
+        return [(pid, item) for pid, item in pairs]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_url: str) -> Iterator[Workers]:
+    started = Workers(tmp_path, redis_url)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def records(workers: Workers) -> Iterator[Records]:
+    found = Records(workers.record_url, workers.record_key)
+    yield found
+    found.close()
+
+
+@pytest.fixture
+def queue(redis_url: str) -> Iterator[distqueue.Queue[Any]]:
+    """A queue of its own on the session's redis-server (deleted afterwards)."""
+    q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=fresh_name())
+    yield q
+    q.delete()
+    q.close()
+
+
+def settled(q: distqueue.Queue[Any]) -> tuple[int, int, int]:
+    """(waiting, in flight, unfinished)."""
+    return q.qsize(), q.in_flight(), q.unfinished_tasks
+
+
+# -- Executor tasks ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["redis", "memcached"])
+def results_url(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """Where results are kept: the queue's redis-server, or two real memcached servers."""
+    if request.param == "redis":
+        return redis_url
+    return str(request.getfixturevalue("memcached_url"))
+
+
+def test_a_worker_process_runs_executor_tasks(
+    workers: Workers, redis_url: str, results_url: str
+) -> None:
+    name = fresh_name("tasks")
+    worker = workers.start(redis_url, name, "--results", results_url)
+    with distqueue.Executor(url=redis_url, queue=name, results=results_url) as executor:
+        assert executor.submit(taskfns.pid).result(timeout=GUARD) == worker.pid
+        assert executor.submit(taskfns.add, 2, 3).result(timeout=GUARD) == 5
+        echoed = executor.submit(taskfns.echo, (1, 2), b"x", key={"a": (3,)})
+        assert echoed.result(timeout=GUARD) == [((1, 2), b"x"), {"key": {"a": (3,)}}]
+
+        with pytest.raises(ValueError, match="bad input") as builtin:
+            executor.submit(taskfns.fail, "bad input").result(timeout=GUARD)
+        assert "taskfns.py" in builtin.value.remote_traceback  # type: ignore[attr-defined]
+        with pytest.raises(TaskFailed) as custom:
+            executor.submit(taskfns.fail_custom, "nope").result(timeout=GUARD)
+        assert (custom.value.exc_type, custom.value.message) == ("taskfns.CustomError", "nope")
+        assert "CustomError" in custom.value.traceback_text
+
+        # the tasks that raised did not hurt the worker: it goes on with the next ones
+        squares = executor.map(taskfns.add, range(20), range(20), timeout=GUARD)
+        assert list(squares) == [2 * i for i in range(20)]
+    assert worker.poll() is None, workers.log(worker)
+    assert workers.stop(worker) == 0
+    assert "ValueError" in workers.log(worker)
+
+
+# -- a function of the user's -------------------------------------------------------------------
+
+
+def test_function_mode_calls_the_function_with_each_item_in_order(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    items: list[Any] = [0, "text", [1, 2], {"k": (1, 2)}, b"bytes", None, 2.5]
+    queue.put_many(items)
+    worker = workers.start(redis_url, queue.name, "taskfns:record")
+    wait_until(lambda: len(records.items()) == len(items), f"{len(items)} records")
+    assert records.items() == items
+    wait_until(lambda: settled(queue) == (0, 0, 0), "every item acknowledged")
+    assert workers.stop(worker) == 0
+
+
+def test_a_failing_item_is_retried_with_back_off_then_becomes_a_dead_letter(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    worker = workers.start(redis_url, queue.name, "--max-deliveries", "3", "taskfns:record")
+    put_at = time.monotonic()
+    queue.put({"fail": "boom"})
+    [letter] = wait_until(queue.dead_letters, "the failing item to become a dead letter")
+    waited = time.monotonic() - put_at
+
+    assert letter.item == {"fail": "boom"}
+    assert letter.deliveries == 3
+    assert "failed 3 times" in letter.error
+    assert "RuntimeError: failing on purpose: boom" in letter.error
+    # back-off: delivered again 1 s after the first failure and 2 s after the second, never
+    # at once (a lower bound only: a busy machine makes it longer, never shorter)
+    assert waited >= 2.9, f"three deliveries within {waited:.2f} s: no back-off"
+    log = workers.log(worker)
+    for delivery in (1, 2, 3):
+        assert f"(delivery {delivery})" in log, log
+    assert records.items() == []
+    assert settled(queue) == (0, 0, 0)
+
+    queue.put("after")  # the worker is still there
+    wait_until(lambda: records.items() == ["after"], "the next item to be recorded")
+    assert workers.stop(worker) == 0
+
+
+def test_a_dead_letter_carries_the_error_of_the_last_delivery(
+    workers: Workers, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    worker = workers.start(
+        redis_url, queue.name, "--max-deliveries", "2", "taskfns:fail_with_attempt"
+    )
+    queue.put("x")
+    [letter] = wait_until(queue.dead_letters, "the failing item to become a dead letter")
+    assert "RuntimeError: attempt 2 at 'x'" in letter.error
+    assert "attempt 1" not in letter.error
+    assert workers.stop(worker) == 0
+
+
+def test_a_payload_that_cannot_be_decoded_becomes_a_dead_letter_and_the_worker_goes_on(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    poison = b"{this is not json"
+    with redis.Redis.from_url(redis_url) as client:  # as `redis-cli LPUSH` would
+        client.execute_command("LPUSH", f"dq:{{{queue.name}}}:items", poison)
+    queue.put("after")  # behind the poison payload
+    worker = workers.start(redis_url, queue.name, "taskfns:record")
+
+    wait_until(lambda: records.items() == ["after"], "the item behind the poison payload")
+    [letter] = queue.dead_letters()
+    assert (letter.item, letter.payload) == (None, poison)
+    assert "could not be decoded" in letter.error
+    assert worker.poll() is None, workers.log(worker)
+    assert "could not be decoded" in workers.log(worker)
+    assert workers.stop(worker) == 0
+
+
+def test_dead_and_stats_commands_list_requeue_and_purge_dead_letters(
+    workers: Workers, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    poison = b"not json at all"
+    with redis.Redis.from_url(redis_url) as client:
+        client.execute_command("LPUSH", f"dq:{{{queue.name}}}:items", poison)
+    queue.put({"fail": "nope"})
+    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", "taskfns:record")
+    wait_until(lambda: len(queue.dead_letters()) == 2, "two dead letters")
+    assert workers.stop(worker) == 0
+    where = ["--url", redis_url, "--queue", queue.name]
+
+    def stats() -> dict[str, Any]:
+        counts: dict[str, Any] = json.loads(workers.cli("stats", *where))
+        return counts
+
+    assert stats() == {
+        "queue": queue.name,
+        "waiting": 0,
+        "in_flight": 0,
+        "unfinished": 0,
+        "dead": 2,
+        "shut_down": False,
+    }
+
+    listed = [json.loads(line) for line in workers.cli("dead", "list", *where).splitlines()]
+    assert [letter["payload"] for letter in listed] == [
+        poison.decode(),
+        json.dumps({"fail": "nope"}, separators=(",", ":")),
+    ], listed  # oldest first
+    undecodable, failed = listed
+    assert undecodable["item"] == "None"
+    assert "could not be decoded" in undecodable["error"]
+    assert failed["item"] == repr({"fail": "nope"})
+    assert failed["deliveries"] == 1
+    assert "RuntimeError: failing on purpose: nope" in failed["error"]
+
+    assert workers.cli("dead", "requeue", *where, "--limit", "1").strip() == (
+        "requeued 1 dead letter(s)"
+    )
+    counts = stats()
+    assert (counts["waiting"], counts["unfinished"], counts["dead"]) == (1, 1, 1)
+    [left] = [json.loads(line) for line in workers.cli("dead", "list", *where).splitlines()]
+    assert left["id"] == failed["id"]
+
+    assert workers.cli("dead", "purge", *where).strip() == "purged 1 dead letter(s)"
+    assert workers.cli("dead", "list", *where) == ""
+    counts = stats()
+    assert (counts["waiting"], counts["dead"]) == (1, 0)
+
+
+def test_a_failing_item_does_not_stop_the_worker_and_the_log_counts_it(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    queue.put({"fail": "first"})
+    queue.put_many(range(10))
+    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", "taskfns:record")
+    wait_until(lambda: len(records.items()) == 10, "the ten good items")
+    assert records.items() == list(range(10))
+    wait_until(lambda: settled(queue) == (0, 0, 0), "every item acknowledged")
+    assert worker.poll() is None, workers.log(worker)
+    assert workers.stop(worker) == 0
+
+    log = workers.log(worker)
+    assert "failing on purpose: first" in log, log
+    summary = [line for line in log.splitlines() if "processed" in line]
+    assert summary, f"no throughput line in the worker's log:\n{log}"
+    assert re.search(r"\b10\b", summary[-1]) and re.search(r"\b1\b[^\n]*failed", summary[-1]), (
+        summary[-1]
+    )
+
+
+# -- stopping ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_lets_the_item_in_hand_finish_then_the_worker_exits_0(
+    workers: Workers,
+    records: Records,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    signum: int,
+) -> None:
+    slow = {"sleep": 2, "n": 1}
+    queue.put_many([slow, "next"])
+    worker = workers.start(
+        redis_url, queue.name, "--visibility-timeout", "1", "taskfns:record_start_end"
+    )
+    wait_until(lambda: records.starts() == [(worker.pid, slow)], "the slow item to start")
+
+    assert workers.stop(worker, signum) == 0
+    assert records.ends() == [(worker.pid, slow)]  # it finished the item in hand ...
+    assert records.starts() == [(worker.pid, slow)]  # ... and took no new one
+    assert settled(queue) == (1, 0, 1)
+    assert queue.get(timeout=0) == "next"
+
+
+def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    slow = {"sleep": 3, "n": 2}
+    queue.put(slow)
+    options = ("--visibility-timeout", "1", "taskfns:record_start_end")
+    first = workers.start(redis_url, queue.name, *options)
+    wait_until(lambda: records.starts() == [(first.pid, slow)], "the slow item to start")
+
+    first.send_signal(signal.SIGTERM)
+    workers.wait_for_log(first, "SIGTERM: finishing")  # the first signal was handled
+    status = workers.stop(first, signal.SIGTERM)
+    assert status > 0, f"exit status {status} after a second signal; log:\n{workers.log(first)}"
+    assert records.ends() == []  # it did not finish the item
+
+    second = workers.start(redis_url, queue.name, *options)
+    wait_until(lambda: records.ends() == [(second.pid, slow)], "the item to be delivered again")
+    assert records.starts() == [(first.pid, slow), (second.pid, slow)]
+    wait_until(lambda: settled(queue) == (0, 0, 0), "the item acknowledged")
+    assert workers.stop(second) == 0
