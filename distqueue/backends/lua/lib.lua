@@ -124,3 +124,16 @@ local function start(meta_key, joined_key, n)
     end
 end
 
+-- The code a put script returns when `n` more items do not fit (-2: the queue is full; -3: some
+-- room, not enough for all of them, which is left to smaller puts), or nil when they fit.
+local function no_room(meta_key, notfull_key, size, n, maxsize)
+    if size + n <= maxsize then
+        return nil
+    end
+    redis.call('HSET', meta_key, 'fullwait', '1')
+    if size < maxsize then
+        token(notfull_key)
+        return -3
+    end
+    return -2
+end

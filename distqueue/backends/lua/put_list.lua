@@ -16,15 +16,9 @@ if flags[1] then
 end
 local maxsize = tonumber(ARGV[1])
 if maxsize > 0 then
-    local size = redis.call('LLEN', KEYS[1])
-    if size + n > maxsize then
-        redis.call('HSET', KEYS[2], 'fullwait', '1')
-        if size < maxsize then
-            -- some room, not enough for this batch: leave it to smaller puts
-            token(KEYS[3])
-            return -3
-        end
-        return -2
+    local code = no_room(KEYS[2], KEYS[3], redis.call('LLEN', KEYS[1]), n, maxsize)
+    if code then
+        return code
     end
 end
 local len = 0
