@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--results", help="results store URL (default: the queue's URL)")
     worker.add_argument("--concurrency", type=int, default=1, help="threads (%(default)s)")
     worker.add_argument(
+        "--prefetch",
+        type=int,
+        default=4,
+        help="items a thread leases at once when that many wait (%(default)s)",
+    )
+    worker.add_argument(
         "--visibility-timeout",
         type=float,
         default=30.0,
@@ -89,7 +95,9 @@ def _worker(args: argparse.Namespace) -> int:
         max_deliveries=args.max_deliveries,
     )
     results = None if function else ResultStore(args.results or args.url)
-    worker = Worker(queue, function, results=results, concurrency=args.concurrency)
+    worker = Worker(
+        queue, function, results=results, concurrency=args.concurrency, prefetch=args.prefetch
+    )
     try:
         return worker.run()
     finally:

@@ -319,12 +319,30 @@ class Queue(_QueueBase[T]):
         lives and holds it; if the process dies, the item is delivered again once the lease
         has run out. ``task_done()`` does not acknowledge messages: call ``ack()``.
         """
+        return self.get_messages(1, block, timeout)[0]
+
+    def get_messages(
+        self, n: int, block: bool = True, timeout: float | None = None
+    ) -> list[Message[T]]:
+        """Lease up to ``n`` items in one round trip, as :meth:`get_many` takes them, each as a
+        :class:`Message` (see :meth:`get_message`)."""
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"get_messages() needs n >= 1, not {n!r}")
         lease_seconds = self.visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT
-        lease = self._backend.lease(
-            1, _check_timeout(block, timeout), lease_seconds, self.max_deliveries
-        )[0]
-        self._leases.hold(lease, for_task_done=False)
-        return Message(self._leases, lease)
+        leases = self._backend.lease(
+            n, _check_timeout(block, timeout), lease_seconds, self.max_deliveries
+        )
+        for lease in leases:
+            self._leases.hold(lease, for_task_done=False)
+        return [Message(self._leases, lease) for lease in leases]
+
+    def ack_many(self, messages: Iterable[Message[T]]) -> int:
+        """Acknowledge several messages in one round trip; returns how many were still held
+        (see :meth:`Message.ack`)."""
+        ids = [message.id for message in messages]
+        for lease_id in ids:
+            self._leases.release(lease_id)
+        return self._backend.ack(ids) if ids else 0
 
     @contextlib.contextmanager
     def lease(

@@ -38,8 +38,9 @@ class Worker:
     """Runs the items of ``queue`` in ``concurrency`` threads until stopped.
 
     ``function``: called with each item (user mode); ``None`` runs Executor tasks, which needs
-    ``results``. ``poll`` is how long one wait for an item lasts before the worker checks
-    whether it was asked to stop (a blocking server wait, not a busy loop).
+    ``results``. Each thread leases up to ``prefetch`` items at once when that many wait.
+    ``poll`` is how long one wait for an item lasts before the worker checks whether it was
+    asked to stop (a blocking server wait, not a busy loop).
     """
 
     def __init__(
@@ -49,11 +50,15 @@ class Worker:
         *,
         results: ResultStore | None = None,
         concurrency: int = 1,
+        prefetch: int = 4,
         poll: float = 0.5,
         stats_interval: float = 10.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if prefetch < 1:
+            raise ValueError(f"prefetch must be >= 1, not {prefetch}")
+        self.prefetch = prefetch
         self.queue = queue
         self.function = function
         self.results = results
@@ -133,9 +138,10 @@ class Worker:
             self._stopping.set()
 
     def _loop(self) -> None:
+        finished = _Finished(self)
         while not self._stopping.is_set():
             try:
-                message = self.queue.get_message(timeout=self.poll)
+                messages = self.queue.get_messages(self.prefetch, timeout=self.poll)
             except Empty:
                 continue
             except ShutDown:
@@ -150,26 +156,51 @@ class Worker:
                 logger.error("cannot reach the queue's server, retrying: %s", exc)
                 self._stopping.wait(1.0)
                 continue
+            for i, message in enumerate(messages):
+                if self._stopping.is_set():  # a graceful stop: give back what was not begun
+                    self._release(messages[i:])
+                    break
+                self._handle_safely(message, finished)
+            self._settle(finished)
+
+    def _handle_safely(self, message: Message[Any], finished: _Finished) -> None:
+        try:
+            self._handle(message, finished)
+        except BackendConnectionError as exc:
+            # The server went away while the item was in hand (storing a result, or
+            # acknowledging). The item's lease runs out and it is delivered again: a
+            # duplicate run at worst, never a lost item. The worker waits and goes on.
+            self._count(failed=True)
+            logger.error("lost the server while handling item %s: %s", message.id, exc)
+            self._leave(message)
+            self._stopping.wait(1.0)
+        # The worker outlives any failure of one item: it is logged, counted and the
+        # item handled by the lease rules; the loop goes on with the next item.
+        except Exception:
+            self._count(failed=True)
+            logger.exception("failed to handle item %s", message.id)
             try:
-                self._handle(message)
-            except BackendConnectionError as exc:
-                # The server went away while the item was in hand (storing a result, or
-                # acknowledging). The item's lease runs out and it is delivered again: a
-                # duplicate run at worst, never a lost item. The worker waits and goes on.
-                self._count(failed=True)
-                logger.error("lost the server while handling item %s: %s", message.id, exc)
+                self._give_back(message, "the worker failed to handle it")
+            except DistQueueError as exc:
+                logger.error("could not give item %s back: %s", message.id, exc)
                 self._leave(message)
-                self._stopping.wait(1.0)
-            # The worker outlives any failure of one item: it is logged, counted and the
-            # item handled by the lease rules; the loop goes on with the next item.
-            except Exception:
-                self._count(failed=True)
-                logger.exception("failed to handle item %s", message.id)
-                try:
-                    self._give_back(message, "the worker failed to handle it")
-                except DistQueueError as exc:
-                    logger.error("could not give item %s back: %s", message.id, exc)
-                    self._leave(message)
+        if finished.due():
+            self._settle(finished)
+
+    def _settle(self, finished: _Finished) -> None:
+        try:
+            finished.flush()
+        except DistQueueError as exc:
+            logger.error("could not report %d finished item(s): %s", len(finished), exc)
+            finished.abandon()
+            self._stopping.wait(1.0)
+
+    def _release(self, messages: list[Message[Any]]) -> None:
+        for message in messages:
+            try:
+                message.nack()
+            except DistQueueError:  # its lease runs out and it comes back anyway
+                message.abandon()
 
     def _leave(self, message: Message[Any]) -> None:
         """Stop renewing the lease of an item this worker can no longer finish."""
@@ -177,13 +208,13 @@ class Worker:
 
     # -- one item --------------------------------------------------------------------------
 
-    def _handle(self, message: Message[Any]) -> None:
+    def _handle(self, message: Message[Any], finished: _Finished) -> None:
         if self.function is not None:
-            self._run_function(message)
+            self._run_function(message, finished)
         else:
-            self._run_task(message)
+            self._run_task(message, finished)
 
-    def _run_function(self, message: Message[Any]) -> None:
+    def _run_function(self, message: Message[Any], finished: _Finished) -> None:
         assert self.function is not None
         try:
             self.function(message.item)
@@ -197,7 +228,7 @@ class Worker:
             )
             self._give_back(message, f"{type(exc).__name__}: {exc}")
             return
-        message.ack()
+        finished.add(message)
         self._count()
 
     def _give_back(self, message: Message[Any], error: str) -> None:
@@ -206,7 +237,7 @@ class Worker:
         else:
             message.nack(retry_delay_for(message.deliveries))
 
-    def _run_task(self, message: Message[Any]) -> None:
+    def _run_task(self, message: Message[Any], finished: _Finished) -> None:
         item = message.item
         if not tasks.is_task(item):
             self._count(failed=True)
@@ -229,8 +260,7 @@ class Worker:
                 self.results.set_result(task_id, value)
             except (TypeError, ValueError) as exc:  # a value the results store cannot carry
                 self._store_exception(task_id, exc)
-        self._reply(item["reply"], task_id)
-        message.ack()
+        finished.add(message, reply=item["reply"], task_id=task_id)
         self._count()
 
     def _store_exception(self, task_id: str, exc: BaseException) -> None:
@@ -239,7 +269,7 @@ class Worker:
             task_id, tasks.exception_type_name(exc), str(exc), tasks.traceback_text(exc)
         )
 
-    def _reply(self, reply_name: str, task_id: str) -> None:
+    def _reply_queue(self, reply_name: str) -> Queue[Any]:
         with self._replies_lock:
             reply = self._replies.get(reply_name)
             if reply is None:
@@ -247,10 +277,7 @@ class Worker:
                 if len(self._replies) > 1000:
                     self._replies.pop(next(iter(self._replies))).close()
                 self._replies[reply_name] = reply
-        try:
-            reply.put(task_id)
-        except ShutDown:  # the submitter is gone; the result stays in the store until its TTL
-            logger.info("the submitter of task %s no longer listens", task_id)
+            return reply
 
     def _count(self, *, failed: bool = False) -> None:
         with self._count_lock:
@@ -258,3 +285,53 @@ class Worker:
                 self.failed += 1
             else:
                 self.processed += 1
+
+
+class _Finished:
+    """Items one worker thread finished and has yet to report: announcements to put on the
+    submitters' reply queues, then acknowledgements, both in one round trip per batch.
+
+    The report is sent once a batch is done, or as soon as the oldest finished item has waited
+    ``FLUSH_AFTER`` seconds, so that slow items are reported one by one.
+    """
+
+    FLUSH_AFTER = 0.005
+
+    def __init__(self, worker: Worker) -> None:
+        self._worker = worker
+        self._messages: list[Message[Any]] = []
+        self._replies: dict[str, list[str]] = {}
+        self._since = 0.0
+
+    def __len__(self) -> int:
+        return len(self._messages)
+
+    def add(self, message: Message[Any], *, reply: str | None = None, task_id: str = "") -> None:
+        if not self._messages:
+            self._since = time.monotonic()
+        self._messages.append(message)
+        if reply is not None:
+            self._replies.setdefault(reply, []).append(task_id)
+
+    def due(self) -> bool:
+        return bool(self._messages) and time.monotonic() - self._since >= self.FLUSH_AFTER
+
+    def flush(self) -> None:
+        if not self._messages:
+            return
+        # Announce first, then acknowledge: a worker that dies in between has its items run
+        # again (at least once), never announced without a stored result.
+        for reply_name, task_ids in list(self._replies.items()):
+            try:
+                self._worker._reply_queue(reply_name).put_many(task_ids)
+            except ShutDown:  # the submitter is gone; the results stay until their TTL
+                logger.info("the submitter of %d task(s) no longer listens", len(task_ids))
+            del self._replies[reply_name]
+        self._worker.queue.ack_many(self._messages)
+        self._messages.clear()
+
+    def abandon(self) -> None:
+        for message in self._messages:
+            message.abandon()
+        self._messages.clear()
+        self._replies.clear()
