@@ -221,7 +221,10 @@ class Executor(_FuturesExecutor):
             if self._closed:
                 return
             self._closed = True
-        self._replies.delete()
+        try:
+            self._replies.delete()
+        except DistQueueError as exc:  # the server is away: the reply queue stays behind
+            logger.warning("could not delete the reply queue %r: %s", self._reply_name, exc)
         self._replies.close()
         self._queue.close()
         self._results.close()

@@ -8,23 +8,27 @@ lease ran out and the item was delivered again) from one processed twice for no 
 and an item processed at least once from one lost.
 
 Durations are never asserted; every wait has a generous limit so that a bug fails a test
-instead of hanging it. The seed of the random kills is in every failure message.
+instead of hanging it. The test that kills at random prints its seed (pytest shows it with a
+failure), and names it in the messages of its main checks.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import random
+import re
 import socket
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import taskfns
 from servers import RedisServer, require_binary
 from test_worker import GUARD, Records, Workers, fresh_name, settled, wait_until
@@ -118,9 +122,25 @@ def starts_by_item(pairs: list[tuple[int, Any]]) -> dict[Any, list[int]]:
     return found
 
 
-def all_processed(records: Records, items: list[int]) -> bool:
-    """Whether every int of ``items`` was processed (other items are left out)."""
-    return set(items) <= {item for _, item in records.ends() if isinstance(item, int)}
+def unprocessed(records: Records, items: list[int]) -> list[int]:
+    """The ints of ``items`` that no worker finished processing."""
+    done = {item for _, item in records.ends() if isinstance(item, int)}
+    return sorted(set(items) - done)
+
+
+def acknowledged(records: Records, url: str, name: str) -> set[int]:
+    """The items processed and acknowledged: recorded as finished, and no longer held by the
+    queue's server, neither waiting nor leased (per the key layout documented in
+    :mod:`distqueue.backends.redis`: waiting payloads, or references to leased ones, in
+    ``items``; the payloads of leased items in ``payloads``)."""
+    finished = {item for _, item in records.ends()}
+    with redis.Redis.from_url(url) as client:
+        pipe = client.pipeline(transaction=True)
+        pipe.lrange(f"dq:{{{name}}}:items", 0, -1)
+        pipe.hvals(f"dq:{{{name}}}:payloads")
+        waiting, leased = pipe.execute()
+    held = {json.loads(raw) for raw in [*waiting, *leased] if not raw.startswith(b"\0dq:ref:")}
+    return finished - held
 
 
 def assert_workers_alive(workers: Workers, processes: list[Any]) -> None:
@@ -135,6 +155,7 @@ def test_workers_killed_at_random_lose_no_item_and_repeat_only_what_they_held(
     workers: Workers, records: Records, redis_url: str
 ) -> None:
     seed = random.randrange(2**32)
+    print(f"seed of the random kills: {seed}")
     rng = random.Random(seed)
     name = fresh_name("chaos")
     options = ("--visibility-timeout", "1", *RECORDING)
@@ -191,12 +212,22 @@ def test_a_redis_restart_loses_no_item_and_workers_reconnect_by_themselves(
     running = [workers.start(url, name, *options, env=env) for _ in range(3)]
     producer = Producer(url, name, batches=100, size=20, pause=0.05)  # 2,000 items
     producer.start()
+    crashes: list[tuple[set[int], int]] = []  # (acknowledged then, starts recorded then)
     for share in (4, 2):  # restart when a quarter and when half of the items were processed
         wait_until(lambda s=share: len(records.ends()) >= 2000 // s, f"1/{share} processed")
+        crashes.append((acknowledged(records, url, name), len(records.starts())))
         crash_and_restart(restartable_redis)
     items = producer.finish()
 
-    wait_until(lambda: all_processed(records, items), "every item put to be processed")
+    wait_until(
+        lambda: not unprocessed(records, items),
+        "every item put to be processed",
+        show=lambda: f"{len(unprocessed(records, items))} not processed",
+    )
+    starts = records.starts()
+    for done, recorded in crashes:
+        again = sorted(done & {item for _, item in starts[recorded:]})
+        assert not again, f"acknowledged before a crash, delivered again after it: {again[:20]}"
     assert_workers_alive(workers, running)
     with distqueue.Queue(url=url, name=name) as q:
         assert q.join(timeout=GUARD), f"not drained: {settled(q)}"
@@ -249,16 +280,6 @@ class Submitter(threading.Thread):
         return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="futures fail or hang after a restart of a fraction of a second: "
-    "(1) Executor._complete() completes a future with BackendConnectionError when its result "
-    "cannot be fetched at once, and after one failed call the ResultStore's Redis client "
-    "fails every call at once for dead_retry (1 s), so every call answered in that second "
-    "fails although its result is stored and the server is back; (2) a reply popped by the "
-    "collector's BRPOP whose response is lost with the connection is gone, and its future "
-    "never completes (see test_an_executor_call_completes_when_its_reply_is_lost_in_transit)",
-)
 def test_executor_calls_complete_across_redis_restarts(
     workers: Workers, restartable_redis: RedisServer
 ) -> None:
@@ -270,10 +291,14 @@ def test_executor_calls_complete_across_redis_restarts(
     submitter = Submitter(executor, count=300 * restarts)
     submitter.start()
     for restart in range(1, restarts + 1):
-        wait_until(lambda r=restart: submitter.done() >= 200 * r, f"{200 * restart} calls done")
+        wait_until(
+            lambda r=restart: submitter.done() >= 200 * r,
+            f"{200 * restart} calls done",
+            show=lambda: f"{submitter.done()} done of {len(submitter.futures)} submitted",
+        )
         crash_and_restart(restartable_redis)
-    outcomes = submitter.outcomes(timeout=30.0)
-    executor.shutdown(wait=False, cancel_futures=True)
+    outcomes = submitter.outcomes(timeout=GUARD)
+    shut_down(executor, submitter.futures.values())
 
     wrong = {i: got for i, got in outcomes.items() if got != 2 * i}
     assert not wrong, (
@@ -284,12 +309,23 @@ def test_executor_calls_complete_across_redis_restarts(
         assert workers.stop(worker) == 0
 
 
+def shut_down(
+    executor: distqueue.Executor, futures: Iterable[concurrent.futures.Future[Any]]
+) -> None:
+    """Shut ``executor`` down: waiting for it when every future is done, else cancelling the
+    rest (a test that failed must not hang here)."""
+    if all(future.done() for future in futures):
+        executor.shutdown(wait=True)
+    else:
+        executor.shutdown(wait=False, cancel_futures=True)
+
+
 class CuttingProxy:
     """A TCP proxy to a server on 127.0.0.1. Once :attr:`armed`, it cuts the first connection
-    on which the server sends bytes containing ``marker``, without passing those bytes on, as a
+    on which the server sends bytes matching ``marker``, without passing those bytes on, as a
     network failure right after the server answered would; then it is disarmed."""
 
-    def __init__(self, target_port: int, marker: bytes) -> None:
+    def __init__(self, target_port: int, marker: re.Pattern[bytes]) -> None:
         self.target_port = target_port
         self.marker = marker
         self.armed = threading.Event()
@@ -317,7 +353,7 @@ class CuttingProxy:
     def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
-                if from_server and self.marker in data:
+                if from_server and self.marker.search(data):
                     with self._lock:
                         cut_now = self.armed.is_set()
                         self.armed.clear()
@@ -336,44 +372,36 @@ class CuttingProxy:
                 sock.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Executor takes replies off its reply queue with a plain BRPOP: when the "
-    "connection fails after the server popped a reply and before the client read it, the "
-    "reply is gone and its future never completes (nor does shutdown(wait=True))",
-)
 def test_an_executor_call_completes_when_its_reply_is_lost_in_transit(
     workers: Workers, redis_url: str
 ) -> None:
     name = fresh_name("tasks")
     worker = workers.start(redis_url, name)
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
-    proxy = CuttingProxy(port, marker=b":replies:")  # only a BRPOP's answer names the reply list
+    # Only the Executor's traffic goes through the proxy (the worker and the results store
+    # connect directly), and of what the server sends it, only a reply taken off the reply
+    # queue holds a task id as a JSON string: 32 hex digits in double quotes.
+    proxy = CuttingProxy(port, marker=re.compile(rb'"[0-9a-f]{32}"'))
     executor = distqueue.Executor(
         url=f"redis://127.0.0.1:{proxy.port}/0", queue=name, results=redis_url
     )
+    futures: list[concurrent.futures.Future[int]] = []
     try:
         proxy.armed.set()
-        first = executor.submit(taskfns.add, 1, 2)
+        futures.append(executor.submit(taskfns.add, 1, 2))
         wait_until(proxy.cut.is_set, "the connection carrying the reply to be cut")
-        second = executor.submit(taskfns.add, 3, 4)
-        assert second.result(timeout=GUARD) == 7  # the Executor reconnected by itself
-        concurrent.futures.wait([first], timeout=30.0)
-        assert first.done(), "the call whose reply was lost in transit never completed"
-        assert first.result() == 3
+        futures.append(executor.submit(taskfns.add, 3, 4))
+        assert futures[1].result(timeout=GUARD) == 7  # the Executor reconnected by itself
+        # the lost reply may come back only once a lease on it runs out: a long wait
+        concurrent.futures.wait(futures, timeout=GUARD)
+        assert futures[0].done(), "the call whose reply was lost in transit never completed"
+        assert futures[0].result() == 3
     finally:
-        executor.shutdown(wait=False, cancel_futures=True)
+        shut_down(executor, futures)
         proxy.close()
     assert workers.stop(worker) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Worker._loop() catches BackendConnectionError only around get_message(): when "
-    "ack() fails after redis-py's retries (about 3 s), _give_back()'s nack() fails too, the "
-    "exception ends the worker thread, and the worker process exits with status 0 as if "
-    "stopped, leaving the queue unserved",
-)
 def test_workers_outlive_an_outage_longer_than_the_client_retries(
     workers: Workers, records: Records, restartable_redis: RedisServer
 ) -> None:
@@ -388,8 +416,11 @@ def test_workers_outlive_an_outage_longer_than_the_client_retries(
     crash_and_restart(restartable_redis, down_for=8.0)
 
     wait_until(
-        lambda: all_processed(records, [*range(30)]) or any(p.poll() is not None for p in running),
+        lambda: (
+            not unprocessed(records, [*range(30)]) or any(p.poll() is not None for p in running)
+        ),
         "every item processed (or a worker gone)",
+        show=lambda: f"not processed: {unprocessed(records, [*range(30)])}",
     )
     assert_workers_alive(workers, running)
     for worker in running:

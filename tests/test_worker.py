@@ -39,16 +39,22 @@ TESTS_DIR = Path(__file__).resolve().parent
 T = TypeVar("T")
 
 
-def wait_until(condition: Callable[[], T], what: str, timeout: float = GUARD) -> T:
+def wait_until(
+    condition: Callable[[], T],
+    what: str,
+    timeout: float = GUARD,
+    show: Callable[[], object] | None = None,
+) -> T:
     """Poll ``condition`` until it returns something true, and return that; fail naming
-    ``what`` (and the last value seen) when ``timeout`` passes first."""
+    ``what`` and what ``show`` returns (else the last value seen) when ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"waited {timeout} s for {what}; last seen: {value!r}")
+            seen = show() if show is not None else value
+            pytest.fail(f"waited {timeout} s for {what}; last seen: {seen!r}")
         time.sleep(0.05)
 
 
@@ -229,8 +235,8 @@ def test_a_worker_process_runs_executor_tasks(
         assert "CustomError" in custom.value.traceback_text
 
         # the tasks that raised did not hurt the worker: it goes on with the next ones
-        squares = executor.map(taskfns.add, range(20), range(20), timeout=GUARD)
-        assert list(squares) == [2 * i for i in range(20)]
+        doubled = executor.map(taskfns.add, range(20), range(20), timeout=GUARD)
+        assert list(doubled) == [2 * i for i in range(20)]
     assert worker.poll() is None, workers.log(worker)
     assert workers.stop(worker) == 0
     assert "ValueError" in workers.log(worker)
@@ -245,9 +251,13 @@ def test_function_mode_calls_the_function_with_each_item_in_order(
     items: list[Any] = [0, "text", [1, 2], {"k": (1, 2)}, b"bytes", None, 2.5]
     queue.put_many(items)
     worker = workers.start(redis_url, queue.name, "taskfns:record")
-    wait_until(lambda: len(records.items()) == len(items), f"{len(items)} records")
+    wait_until(
+        lambda: len(records.items()) == len(items), f"{len(items)} records", show=records.items
+    )
     assert records.items() == items
-    wait_until(lambda: settled(queue) == (0, 0, 0), "every item acknowledged")
+    wait_until(
+        lambda: settled(queue) == (0, 0, 0), "every item acknowledged", show=lambda: settled(queue)
+    )
     assert workers.stop(worker) == 0
 
 
@@ -274,7 +284,7 @@ def test_a_failing_item_is_retried_with_back_off_then_becomes_a_dead_letter(
     assert settled(queue) == (0, 0, 0)
 
     queue.put("after")  # the worker is still there
-    wait_until(lambda: records.items() == ["after"], "the next item to be recorded")
+    wait_until(lambda: records.items() == ["after"], "the next item", show=records.items)
     assert workers.stop(worker) == 0
 
 
@@ -300,7 +310,9 @@ def test_a_payload_that_cannot_be_decoded_becomes_a_dead_letter_and_the_worker_g
     queue.put("after")  # behind the poison payload
     worker = workers.start(redis_url, queue.name, "taskfns:record")
 
-    wait_until(lambda: records.items() == ["after"], "the item behind the poison payload")
+    wait_until(
+        lambda: records.items() == ["after"], "the item behind the poison", show=records.items
+    )
     [letter] = queue.dead_letters()
     assert (letter.item, letter.payload) == (None, poison)
     assert "could not be decoded" in letter.error
@@ -366,9 +378,11 @@ def test_a_failing_item_does_not_stop_the_worker_and_the_log_counts_it(
     queue.put({"fail": "first"})
     queue.put_many(range(10))
     worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", "taskfns:record")
-    wait_until(lambda: len(records.items()) == 10, "the ten good items")
+    wait_until(lambda: len(records.items()) == 10, "the ten good items", show=records.items)
     assert records.items() == list(range(10))
-    wait_until(lambda: settled(queue) == (0, 0, 0), "every item acknowledged")
+    wait_until(
+        lambda: settled(queue) == (0, 0, 0), "every item acknowledged", show=lambda: settled(queue)
+    )
     assert worker.poll() is None, workers.log(worker)
     assert workers.stop(worker) == 0
 
@@ -422,7 +436,11 @@ def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
     assert records.ends() == []  # it did not finish the item
 
     second = workers.start(redis_url, queue.name, *options)
-    wait_until(lambda: records.ends() == [(second.pid, slow)], "the item to be delivered again")
+    wait_until(
+        lambda: records.ends() == [(second.pid, slow)],
+        "the item to be delivered again",
+        show=lambda: {"starts": records.starts(), "ends": records.ends()},
+    )
     assert records.starts() == [(first.pid, slow), (second.pid, slow)]
     wait_until(lambda: settled(queue) == (0, 0, 0), "the item acknowledged")
     assert workers.stop(second) == 0
