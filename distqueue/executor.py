@@ -13,6 +13,7 @@ its future with ``ResultMissing``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -73,6 +74,7 @@ class Executor(_FuturesExecutor):
         self._shutdown = False
         self._closed = False
         self._collector: threading.Thread | None = None
+        self._paths: dict[Callable[..., Any], str] = {}  # functions checked once, not per call
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
@@ -82,7 +84,12 @@ class Executor(_FuturesExecutor):
         arguments the serializer cannot carry, ``RuntimeError`` after :meth:`shutdown`;
         nothing is queued in those cases.
         """
-        path = tasks.function_path(fn)
+        try:
+            path = self._paths[fn]
+        except (KeyError, TypeError):  # TypeError: an unhashable callable, looked up each time
+            path = tasks.function_path(fn)
+            with contextlib.suppress(TypeError):
+                self._paths[fn] = path
         task_id = uuid.uuid4().hex
         future: Future[R] = Future()
         with self._lock:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import tasks
-from .cache.results import ResultStore
+from .cache.results import Outcome, ResultStore
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
 from .leases import Message, retry_delay_for
 from .queue import Queue
@@ -250,24 +250,19 @@ class Worker:
         try:
             function = self._functions.get(item["fn"]) or tasks.resolve_function(item["fn"])
             self._functions[item["fn"]] = function
-            value = function(*item["args"], **item["kwargs"])
+            outcome = Outcome(task_id, function(*item["args"], **item["kwargs"]))
         except Exception as exc:
             self._count(failed=True)
             logger.info("task %s (%s) raised %s: %s", task_id, item["fn"], type(exc).__name__, exc)
-            self._store_exception(task_id, exc)
-        else:
-            try:
-                self.results.set_result(task_id, value)
-            except (TypeError, ValueError) as exc:  # a value the results store cannot carry
-                self._store_exception(task_id, exc)
-        finished.add(message, reply=item["reply"], task_id=task_id)
+            outcome = Outcome(
+                task_id,
+                None,
+                tasks.exception_type_name(exc),
+                str(exc),
+                tasks.traceback_text(exc),
+            )
+        finished.add(message, reply=item["reply"], outcome=outcome)
         self._count()
-
-    def _store_exception(self, task_id: str, exc: BaseException) -> None:
-        assert self.results is not None
-        self.results.set_exception(
-            task_id, tasks.exception_type_name(exc), str(exc), tasks.traceback_text(exc)
-        )
 
     def _reply_queue(self, reply_name: str) -> Queue[Any]:
         with self._replies_lock:
@@ -301,17 +296,21 @@ class _Finished:
         self._worker = worker
         self._messages: list[Message[Any]] = []
         self._replies: dict[str, list[str]] = {}
+        self._outcomes: list[Outcome] = []
         self._since = 0.0
 
     def __len__(self) -> int:
         return len(self._messages)
 
-    def add(self, message: Message[Any], *, reply: str | None = None, task_id: str = "") -> None:
+    def add(
+        self, message: Message[Any], *, reply: str | None = None, outcome: Outcome | None = None
+    ) -> None:
         if not self._messages:
             self._since = time.monotonic()
         self._messages.append(message)
-        if reply is not None:
-            self._replies.setdefault(reply, []).append(task_id)
+        if reply is not None and outcome is not None:
+            self._replies.setdefault(reply, []).append(outcome.task_id)
+            self._outcomes.append(outcome)
 
     def due(self) -> bool:
         return bool(self._messages) and time.monotonic() - self._since >= self.FLUSH_AFTER
@@ -319,8 +318,13 @@ class _Finished:
     def flush(self) -> None:
         if not self._messages:
             return
-        # Announce first, then acknowledge: a worker that dies in between has its items run
-        # again (at least once), never announced without a stored result.
+        # Store results, announce them, then acknowledge: a worker that dies in between has
+        # its items run again (at least once), and nothing is announced before it is stored.
+        if self._outcomes:
+            results = self._worker.results
+            assert results is not None
+            results.set_many(self._outcomes)
+            self._outcomes.clear()
         for reply_name, task_ids in list(self._replies.items()):
             try:
                 self._worker._reply_queue(reply_name).put_many(task_ids)
@@ -335,3 +339,4 @@ class _Finished:
             message.abandon()
         self._messages.clear()
         self._replies.clear()
+        self._outcomes.clear()

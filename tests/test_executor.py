@@ -125,3 +125,10 @@ def test_the_executor_is_a_context_manager(executor: distqueue.Executor) -> None
     with executor as ex:
         results.append(ex.submit(taskfns.add, 20, 22))
     assert results[0].result(timeout=0) == 42
+
+
+def test_many_calls_complete_with_their_own_results(executor: distqueue.Executor) -> None:
+    futures = {i: executor.submit(taskfns.add, i, 1000) for i in range(300)}
+    assert {i: f.result(timeout=60) for i, f in futures.items()} == {
+        i: i + 1000 for i in range(300)
+    }

@@ -103,6 +103,13 @@ class CacheBackend(Protocol):
         """Store ``item`` and wake the callers of :meth:`wait_item` on ``key``."""
         ...
 
+    def publish_many(
+        self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
+    ) -> list[Failure]:
+        """:meth:`publish` for several keys (``wake_keys``: key -> its wake key), in one round
+        trip per server; return the failed servers' keys."""
+        ...
+
     def wait_item(
         self,
         key: bytes,

@@ -406,6 +406,11 @@ class MemcachedBackend:
     def publish(self, key: bytes, item: bytes, ttl: float | None, wake_key: bytes) -> None:
         self.set(key, item, ttl)  # waiters poll
 
+    def publish_many(
+        self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
+    ) -> list[Failure]:
+        return self.set_many(items, ttl)  # waiters poll
+
     def wait_item(
         self,
         key: bytes,

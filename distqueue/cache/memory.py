@@ -165,6 +165,11 @@ class MemoryBackend:
     def publish(self, key: bytes, item: bytes, ttl: float | None, wake_key: bytes) -> None:
         self.set(key, item, ttl)  # every write wakes the waiters
 
+    def publish_many(
+        self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
+    ) -> list[Failure]:
+        return self.set_many(items, ttl)  # every write wakes the waiters
+
     def wait_item(
         self,
         key: bytes,

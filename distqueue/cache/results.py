@@ -158,6 +158,30 @@ class ResultStore:
         body = self._store.encode([_ERROR, exc_type_name, message, traceback_text])
         self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
 
+    def set_many(self, outcomes: Sequence[Outcome]) -> None:
+        """Store several outcomes (values or exceptions) and wake their waiters, in one round
+        trip per server. An outcome whose value the serializer cannot carry, or that is too
+        large with chunking off, is stored as that error instead (``TypeError``,
+        ``ValueTooLargeError``). Raises ``BackendConnectionError`` if a server is away."""
+        bodies: dict[bytes, bytes] = {}
+        wake_keys: dict[bytes, bytes] = {}
+        for outcome in outcomes:
+            key = self._key(outcome.task_id)
+            if outcome.exc_type is None:
+                stored: list[Any] = [_OK, outcome.value]
+            else:
+                stored = [_ERROR, outcome.exc_type, outcome.message, outcome.traceback_text]
+            try:
+                body = self._store.encode(stored)
+                self._store.check_fits(body)
+            except (TypeError, ValueError) as exc:
+                name = type(exc).__name__
+                text = f"the result could not be stored: {exc}"
+                body = self._store.encode([_ERROR, name, text, ""])
+            bodies[key] = body
+            wake_keys[key] = self._keys.key("n", outcome.task_id)
+        self._store.publish_many(bodies, self.ttl, wake_keys)
+
     def wait(self, task_id: str, timeout: float | None = None) -> Outcome:
         """The outcome of ``task_id``, waiting for it at most ``timeout`` seconds.
 

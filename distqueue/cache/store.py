@@ -112,6 +112,24 @@ class ValueStore:
             self._write_chunks(key, chunks, ttl)
         self.backend.publish(key, head, ttl, wake_key)
 
+    def check_fits(self, body: bytes) -> None:
+        """Raise ``ValueTooLargeError`` now if writing ``body`` would (chunking off)."""
+        if len(body) > _ALWAYS_FITS:
+            self._plan(body)
+
+    def publish_many(
+        self, bodies: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
+    ) -> None:
+        """:meth:`publish` for several bodies, in one round trip per server when they fit in one
+        item each (a large one is published on its own); raise the first failure."""
+        small = {key: body for key, body in bodies.items() if len(body) <= _ALWAYS_FITS}
+        for key, body in bodies.items():
+            if key not in small:
+                self.publish(key, body, ttl, wake_keys[key])
+        failures = self.backend.publish_many(small, ttl, wake_keys)
+        if failures:
+            raise failures[0].error
+
     def _write_chunks(self, key: bytes, chunks: dict[bytes, bytes], ttl: float | None) -> None:
         failures = self.backend.set_many(chunks, ttl)
         if failures:
