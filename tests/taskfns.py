@@ -75,7 +75,7 @@ def record_start_end(item: Any) -> None:
 
     Appends to the Redis lists ``$RECORD_KEY:start`` and ``$RECORD_KEY:end`` at $RECORD_URL; in
     between, sleeps ``item["sleep"]`` seconds for a dict item, else ``$RECORD_PAUSE`` (default
-    0). An item with a start and no end was in the hands of a process that died.
+    0). An item with a start and no end is in hand, or was in the hands of a process that died.
     """
     client = _record_client()
     key = os.environ["RECORD_KEY"]

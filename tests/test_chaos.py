@@ -407,13 +407,22 @@ def test_workers_outlive_an_outage_longer_than_the_client_retries(
 ) -> None:
     url = restartable_redis.url
     name = fresh_name("outage")
-    slow = [{"sleep": 1, "n": n} for n in range(3)]
-    with distqueue.Queue(url=url, name=name) as q:
-        q.put_many([*slow, *range(30)])
     options = ("--visibility-timeout", "2", *RECORDING)
     running = [workers.start(url, name, *options) for _ in range(3)]
-    wait_until(lambda: len(records.starts()) == 3, "each worker to hold a slow item")
-    crash_and_restart(restartable_redis, down_for=8.0)
+    for worker in running:
+        workers.wait_for_log(worker, name)  # started: it names its queue
+
+    def holders() -> set[int]:
+        return {pid for pid, item in records.starts() if isinstance(item, dict)}
+
+    with distqueue.Queue(url=url, name=name) as q:
+        # one slow item at a time, so that each worker holds one (a worker that is busy takes
+        # no more) when the server goes away
+        for n in range(3):
+            q.put({"sleep": 3, "n": n})
+            wait_until(lambda n=n: len(holders()) == n + 1, f"{n + 1} slow items in hand")
+        q.put_many(range(30))
+    crash_and_restart(restartable_redis, down_for=10.0)  # longer than the clients' retries
 
     wait_until(
         lambda: (

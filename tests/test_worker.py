@@ -430,7 +430,7 @@ def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
     wait_until(lambda: records.starts() == [(first.pid, slow)], "the slow item to start")
 
     first.send_signal(signal.SIGTERM)
-    workers.wait_for_log(first, "SIGTERM: finishing")  # the first signal was handled
+    workers.wait_for_log(first, "SIGTERM")  # handled: two signals at once could count as one
     status = workers.stop(first, signal.SIGTERM)
     assert status > 0, f"exit status {status} after a second signal; log:\n{workers.log(first)}"
     assert records.ends() == []  # it did not finish the item
