@@ -81,8 +81,9 @@ def main() -> None:
     expected = sum(2 * n + 1 for n in range(count))
     print(f"items per consumer: {[done for done, _ in reports]}")
     print(f"{count} items in {elapsed:.2f} s: {count / elapsed:,.0f} items/s")
-    if shared:
-        results.shutdown(immediate=True)
+    if shared:  # the demo's queues are its own: remove them from the server
+        jobs.delete()
+        results.delete()
     jobs.close()
     results.close()
     if sum(done for done, _ in reports) != count or sum(t for _, t in reports) != expected:
