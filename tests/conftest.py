@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from processes import Records, Workers
 from servers import RedisServer, require_binary
 
 import distqueue
@@ -115,3 +117,19 @@ def cache_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
     return str(request.getfixturevalue("memcached_url"))
+
+
+@pytest.fixture
+def workers(tmp_path: Path, redis_url: str) -> Iterator[Workers]:
+    """Worker processes started by the test, stopped (or killed) afterwards."""
+    started = Workers(tmp_path, redis_url)
+    yield started
+    started.close()
+
+
+@pytest.fixture
+def records(workers: Workers) -> Iterator[Records]:
+    """What the workers' recording functions wrote."""
+    found = Records(workers.record_url, workers.record_key)
+    yield found
+    found.close()

@@ -30,8 +30,8 @@ from typing import Any
 import pytest
 import redis
 import taskfns
+from processes import GUARD, Records, Workers, fresh_name, settled, wait_until
 from servers import RedisServer, require_binary
-from test_worker import GUARD, Records, Workers, fresh_name, settled, wait_until
 
 import distqueue
 
@@ -39,20 +39,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 
 RECORDING = ("--max-deliveries", "100", "taskfns:record_start_end")
 """Options of the recording workers: no item of these tests should ever become a dead letter."""
-
-
-@pytest.fixture
-def workers(tmp_path: Path, redis_url: str) -> Iterator[Workers]:
-    started = Workers(tmp_path, redis_url)
-    yield started
-    started.close()
-
-
-@pytest.fixture
-def records(workers: Workers) -> Iterator[Records]:
-    found = Records(workers.record_url, workers.record_key)
-    yield found
-    found.close()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 from servers import RedisServer, free_port, require_binary
+from threads import run_in_thread, wait_until_blocked
 
 import distqueue
 
@@ -162,18 +162,8 @@ def test_a_server_that_is_down_gives_a_connection_error_not_a_hang() -> None:
 def test_a_blocked_get_survives_a_server_restart(own_redis: RedisServer) -> None:
     name = fresh_name()
     consumer = distqueue.Queue(url=own_redis.url, name=name)
-    outcome: list[Any] = []
-
-    def get() -> None:
-        try:
-            outcome.append(consumer.get(timeout=60))
-        except Exception as exc:  # reported to the test below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=get, daemon=True)
-    thread.start()
-    thread.join(0.3)
-    assert thread.is_alive()
+    thread, outcome = run_in_thread(lambda: consumer.get(timeout=60))
+    wait_until_blocked(thread)
     own_redis.kill()
     own_redis.start()
     producer = distqueue.Queue(url=own_redis.url, name=name)
@@ -222,17 +212,8 @@ def test_a_blocked_get_sees_a_shutdown_whose_wake_up_was_lost(
 
     monkeypatch.setattr(redis_backend, "BLOCK_SLICE", 0.3)
     q = distqueue.Queue(url=redis_url, name=fresh_name())
-    outcome: list[Any] = []
-
-    def get() -> None:
-        try:
-            outcome.append(q.get(timeout=30))
-        except Exception as exc:  # reported to the test below
-            outcome.append(exc)
-
-    thread = threading.Thread(target=get, daemon=True)
-    thread.start()
-    thread.join(0.2)
+    thread, outcome = run_in_thread(lambda: q.get(timeout=30))
+    wait_until_blocked(thread, 0.2)
     # the flag without its token: as if the process that took the token died before passing
     # it on
     raw.hset(f"dq:{{{q.name}}}:meta", "shutdown", "1")

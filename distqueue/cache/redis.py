@@ -23,6 +23,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
+from typing import Any
 
 import redis
 import redis.exceptions
@@ -105,14 +106,24 @@ class RedisBackend:
         self.health.succeeded()
 
     def set_many(self, items: Mapping[bytes, bytes], ttl: float | None) -> list[Failure]:
-        if not items:
-            return []
         px = None if ttl is None else _ms(ttl)
-        try:
-            self.health.check()
-            pipe = self._client.pipeline(transaction=False)
+
+        def write(pipe: Any) -> None:
             for key, item in items.items():
                 pipe.set(key, item, px=px)
+
+        return self._pipelined(items, write, transaction=False)
+
+    def _pipelined(
+        self, items: Mapping[bytes, bytes], write: Callable[[Any], None], *, transaction: bool
+    ) -> list[Failure]:
+        """Run ``write``'s commands for ``items`` in one round trip; the failure, if any."""
+        if not items:
+            return []
+        try:
+            self.health.check()
+            pipe = self._client.pipeline(transaction=transaction)
+            write(pipe)
             pipe.execute()
         except BackendError as exc:
             return [Failure(self.health.name, list(items), exc)]
@@ -199,13 +210,9 @@ class RedisBackend:
     def publish_many(
         self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
     ) -> list[Failure]:
-        if not items:
-            return []
         px = None if ttl is None else _ms(ttl)
-        try:
-            self.health.check()
-            # as publish(), in one MULTI: a waiter never sees a wake-up before its item
-            pipe = self._client.pipeline(transaction=True)
+
+        def write(pipe: Any) -> None:
             for key, item in items.items():
                 wake_key = wake_keys[key]
                 pipe.set(key, item, px=px)
@@ -213,13 +220,9 @@ class RedisBackend:
                 pipe.rpush(wake_key, b"1")
                 if px is not None:
                     pipe.pexpire(wake_key, px)
-            pipe.execute()
-        except BackendError as exc:
-            return [Failure(self.health.name, list(items), exc)]
-        except redis.exceptions.RedisError as exc:
-            return [Failure(self.health.name, list(items), self._error(exc))]
-        self.health.succeeded()
-        return []
+
+        # as publish(), in one MULTI: a waiter never sees a wake-up before its item
+        return self._pipelined(items, write, transaction=True)
 
     def wait_item(
         self,
