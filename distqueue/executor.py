@@ -74,6 +74,9 @@ class Executor(_FuturesExecutor):
         self._shutdown = False
         self._closed = False
         self._collector: threading.Thread | None = None
+        self._sender: threading.Thread | None = None
+        self._outbox: list[tuple[str, dict[str, Any]]] = []  # submitted, not yet queued
+        self._outbox_ready = threading.Condition(self._lock)
         self._paths: dict[Callable[..., Any], str] = {}  # functions checked once, not per call
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
@@ -82,7 +85,8 @@ class Executor(_FuturesExecutor):
         Raises ``ValueError`` for a function a worker cannot import (a lambda, a local
         function, one defined in ``__main__``), ``TypeError`` (``SerializationError``) for
         arguments the serializer cannot carry, ``RuntimeError`` after :meth:`shutdown`;
-        nothing is queued in those cases.
+        nothing is queued in those cases. The task is queued by a background thread right
+        away; if its queue's server cannot be reached, the future gets that error.
         """
         try:
             path = self._paths[fn]
@@ -91,6 +95,10 @@ class Executor(_FuturesExecutor):
             with contextlib.suppress(TypeError):
                 self._paths[fn] = path
         task_id = uuid.uuid4().hex
+        task = tasks.make_task(task_id, path, args, dict(kwargs), self._reply_name)
+        # Arguments must be what a worker elsewhere can receive: checked here, so that the
+        # caller gets the SerializationError, before anything is queued.
+        self._queue.serializer.dumps(task)
         future: Future[R] = Future()
         with self._lock:
             if self._shutdown:
@@ -101,19 +109,37 @@ class Executor(_FuturesExecutor):
                     target=self._collect, name="distqueue-executor-results", daemon=True
                 )
                 self._collector.start()
-        task = tasks.make_task(task_id, path, args, dict(kwargs), self._reply_name)
-        try:
-            if not self._queue._backend.copies_items:
-                # in memory, too, arguments must be what a worker elsewhere could receive
-                self._queue.serializer.dumps(task)
-            # No "pending" marker is needed: the future is completed only after the worker
-            # announced the result, so a result not found then has expired or been evicted.
-            self._queue.put(task)
-        except BaseException:
-            with self._lock:
-                self._pending.pop(task_id, None)
-            raise
+                self._sender = threading.Thread(
+                    target=self._send, name="distqueue-executor-tasks", daemon=True
+                )
+                self._sender.start()
+            self._outbox.append((task_id, task))
+            self._outbox_ready.notify()
         return future
+
+    def _send(self) -> None:
+        """Put submitted tasks on the queue: each batch that gathered while the previous one was
+        on its way goes in one round trip, so a lone submit is sent at once and a burst of
+        them does not pay a round trip each. A task that cannot be queued fails its future."""
+        while True:
+            with self._lock:
+                while not self._outbox and not self._shutdown:
+                    self._outbox_ready.wait()
+                if not self._outbox:
+                    return
+                batch = self._outbox[:_BATCH]
+                del self._outbox[:_BATCH]
+            batch = [(task_id, task) for task_id, task in batch if task_id in self._pending]
+            if not batch:
+                continue
+            try:
+                self._queue.put_many([task for _, task in batch])
+            except (DistQueueError, ShutDown) as exc:  # the queue's server, or the queue, is gone
+                with self._lock:
+                    failed = [self._pending.pop(task_id, None) for task_id, _ in batch]
+                for future in failed:
+                    if future is not None and future.set_running_or_notify_cancel():
+                        future.set_exception(exc)
 
     def _collect(self) -> None:
         """Complete futures as their results are announced on the reply queue.
@@ -203,13 +229,17 @@ class Executor(_FuturesExecutor):
             already = self._shutdown
             self._shutdown = True
             pending = list(self._pending.items())
+            self._outbox_ready.notify_all()  # the sender sends what is left, then ends
         if cancel_futures:
             for task_id, future in pending:
                 if future.cancel():
                     with self._lock:
                         self._pending.pop(task_id, None)
         if not already:
-            self._replies.put(None)  # wake the collector so that it sees the shutdown
+            try:
+                self._replies.put(None)  # wake the collector so that it sees the shutdown
+            except DistQueueError as exc:  # it sees it at the end of its current wait
+                logger.warning("could not wake the result collector: %s", exc)
         collector = self._collector
         if collector is None:
             self._close()
@@ -228,6 +258,8 @@ class Executor(_FuturesExecutor):
             if self._closed:
                 return
             self._closed = True
+        if self._sender is not None:
+            self._sender.join()
         try:
             self._replies.delete()
         except DistQueueError as exc:  # the server is away: the reply queue stays behind

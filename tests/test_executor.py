@@ -132,3 +132,12 @@ def test_many_calls_complete_with_their_own_results(executor: distqueue.Executor
     assert {i: f.result(timeout=60) for i, f in futures.items()} == {
         i: i + 1000 for i in range(300)
     }
+
+
+def test_a_task_that_cannot_be_queued_fails_its_future() -> None:
+    from servers import free_port
+
+    executor = distqueue.Executor(url=f"redis://127.0.0.1:{free_port()}/0", queue="unreachable")
+    future = executor.submit(taskfns.add, 1, 2)
+    assert isinstance(future.exception(timeout=60), distqueue.BackendConnectionError)
+    executor.shutdown(wait=True)
