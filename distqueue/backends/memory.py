@@ -116,6 +116,8 @@ def _lt_fallback(a: Any, b: Any, seq_a: int, seq_b: int) -> bool:
 # the list (only the heap order is off, and heapify restores it). The pure-Python fallback
 # shifts instead and could lose one, so without the C module every heap starts safe.
 _C_HEAPQ = heapq.heappush.__module__ == "_heapq"
+_heappush = heapq.heappush  # bound once: the hot paths of the priority queue use them
+_heappop = heapq.heappop
 
 
 # Items of these exact types that compare equal cannot be told apart (no identity, no state
@@ -281,7 +283,7 @@ class MemoryBackend:
             if heap.bare is type(item) and (
                 heap.bare is not float or (item == item and item != 0.0)
             ):
-                heapq.heappush(self._items, item)
+                _heappush(self._items, item)
             else:
                 heap.push(item)
             store.unfinished_tasks += 1
@@ -331,7 +333,7 @@ class MemoryBackend:
             if not self._items:
                 self._wait_for_item(timeout)
             if self._heap.bare is not None:
-                item = heapq.heappop(self._items)
+                item = _heappop(self._items)
             elif self._store.redelivered:
                 item = self._unwrap(self._take())
             else:
