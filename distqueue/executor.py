@@ -68,7 +68,12 @@ class Executor(_FuturesExecutor):
         self.url = queue_url
         self._results = ResultStore(results or queue_url, ttl=result_ttl, serializer=serializer)
         self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
-        self._replies: Queue[Any] = Queue(url=queue_url, name=self._reply_name)
+        self._replies: Queue[Any] = Queue(
+            url=queue_url,
+            name=self._reply_name,
+            visibility_timeout=_REPLY_LEASE,
+            max_deliveries=_REPLY_DELIVERIES,
+        )
         self._pending: dict[str, Future[Any]] = {}
         self._lock = threading.Lock()
         self._shutdown = False
@@ -149,13 +154,12 @@ class Executor(_FuturesExecutor):
         is acknowledged only once its future is complete: one lost on a dropped connection, or
         whose result could not be read because the results server was away, comes back.
         """
-        replies = self._replies._backend
         while True:
             with self._lock:
                 if self._shutdown and not self._pending:
                     return
             try:
-                leases = replies.lease(_BATCH, 5.0, _REPLY_LEASE, _REPLY_DELIVERIES)
+                messages = self._replies.get_messages(_BATCH, timeout=5.0)
             except Empty:
                 continue
             except ShutDown:
@@ -166,20 +170,21 @@ class Executor(_FuturesExecutor):
                 continue
             ready: dict[str, Future[Any]] = {}
             with self._lock:
-                for lease in leases:
-                    future = self._pending.get(lease.item) if lease.item is not None else None
+                for message in messages:
+                    task_id = message.item
+                    future = self._pending.get(task_id) if task_id is not None else None
                     if future is not None:  # None: the wake-up from shutdown(), or cancelled
-                        ready[lease.item] = future
+                        ready[task_id] = future
             retry = self._complete(ready) if ready else set()
-            done = [lease.id for lease in leases if lease.item not in retry]
-            again = [lease.id for lease in leases if lease.item in retry]
             try:
-                if done:
-                    replies.ack(done)
-                if again:
-                    replies.nack(again, _RETRY_DELAY)
+                self._replies.ack_many(m for m in messages if m.item not in retry)
+                for message in messages:
+                    if message.item in retry:
+                        message.nack(_RETRY_DELAY)
             except DistQueueError as exc:  # they come back when their lease runs out
-                logger.warning("could not settle %d announcement(s): %s", len(leases), exc)
+                logger.warning("could not settle %d announcement(s): %s", len(messages), exc)
+                for message in messages:
+                    message.abandon()
 
     def _complete(self, ready: dict[str, Future[Any]]) -> set[str]:
         """Complete the futures whose results can be read; return the ids to try again."""

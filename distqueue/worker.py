@@ -172,7 +172,7 @@ class Worker:
             # duplicate run at worst, never a lost item. The worker waits and goes on.
             self._count(failed=True)
             logger.error("lost the server while handling item %s: %s", message.id, exc)
-            self._leave(message)
+            message.abandon()
             self._stopping.wait(1.0)
         # The worker outlives any failure of one item: it is logged, counted and the
         # item handled by the lease rules; the loop goes on with the next item.
@@ -183,7 +183,7 @@ class Worker:
                 self._give_back(message, "the worker failed to handle it")
             except DistQueueError as exc:
                 logger.error("could not give item %s back: %s", message.id, exc)
-                self._leave(message)
+                message.abandon()
         if finished.due():
             self._settle(finished)
 
@@ -201,10 +201,6 @@ class Worker:
                 message.nack()
             except DistQueueError:  # its lease runs out and it comes back anyway
                 message.abandon()
-
-    def _leave(self, message: Message[Any]) -> None:
-        """Stop renewing the lease of an item this worker can no longer finish."""
-        message.abandon()
 
     # -- one item --------------------------------------------------------------------------
 

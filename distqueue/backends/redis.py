@@ -60,7 +60,6 @@ BLOCK_SLICE = 5.0
 _MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution; never send 0 ("forever").
 
 _SHUT_DOWN = -1
-_NO_ROOM = -2
 _TOO_LITTLE_ROOM = -3
 _BATCH_BACKOFF_MIN = 0.01
 _BATCH_BACKOFF_MAX = 0.5
