@@ -7,12 +7,15 @@ unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 from .backends.base import DeadLetter
 from .cache import Cache, CacheStats, Outcome, ResultStore, cached
 from .errors import (
+    AuthenticationError,
     BackendConnectionError,
     BackendError,
     DeserializationError,
     DistQueueError,
     Empty,
     Full,
+    LeaseLost,
+    OutcomeUnknownError,
     ResultMissing,
     ResultTimeout,
     SerializationError,
@@ -26,6 +29,7 @@ from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
 
 __all__ = [
+    "AuthenticationError",
     "BackendConnectionError",
     "BackendError",
     "Cache",
@@ -36,9 +40,11 @@ __all__ = [
     "Empty",
     "Executor",
     "Full",
+    "LeaseLost",
     "LifoQueue",
     "Message",
     "Outcome",
+    "OutcomeUnknownError",
     "PriorityQueue",
     "Queue",
     "ResultMissing",

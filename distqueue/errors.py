@@ -19,9 +19,15 @@ The tree::
           ├── ResultTimeout          (also a TimeoutError) a task still pending at the deadline
           ├── TaskFailed             a task raised an exception that is not a built-in type;
           │                          carries the remote type name, message and traceback
+          ├── LeaseLost              task_done() for an item whose lease ran out and which was
+          │                          delivered to another consumer; nothing was counted
           └── BackendError           the storage server failed or refused a command
+               ├── AuthenticationError  (also a PermissionError) the server refused the
+               │                        credentials (or their rights); never retried
                ├── BackendConnectionError  (also a ConnectionError) the server is down or went
-               │                           away, after a bounded retry
+               │    │                      away, after a bounded retry
+               │    └── OutcomeUnknownError  a call that changes state got no answer: it may or
+               │                           may not have taken effect
                └── WrongTypeError    (also a TypeError) a key of the wrong type sits where a
                                      queue's key should be; names the key
 
@@ -71,6 +77,22 @@ class BackendError(DistQueueError):
 
 class BackendConnectionError(BackendError, ConnectionError):
     """The storage server cannot be reached, or went away, after a bounded retry."""
+
+
+class AuthenticationError(BackendError, PermissionError):
+    """The server refused the credentials given (or they lack the rights a command needs)."""
+
+
+class OutcomeUnknownError(BackendConnectionError):
+    """A call that changes state was sent and never answered, for longer than it may be retried:
+    it may or may not have taken effect. Within the retry window a lost answer is never a
+    problem: the retry returns the first outcome."""
+
+
+class LeaseLost(DistQueueError):
+    """``task_done()`` for an item whose lease ran out before it was acknowledged, and which was
+    delivered again (to this or another consumer). Nothing was counted: the new delivery's
+    ``task_done()`` counts it."""
 
 
 class WrongTypeError(BackendError, TypeError):

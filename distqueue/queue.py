@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .backends.base import DeadLetter, Kind, QueueBackend
+from .errors import LeaseLost
 from .leases import (
     DEFAULT_VISIBILITY_TIMEOUT,
     LeaseKeeper,
@@ -211,12 +212,19 @@ class Queue(_QueueBase[T]):
         leased by get() (or, if it holds none, this queue object's oldest), which then leaves
         the queue for good.
 
-        Raises ``ValueError`` if called more times than there were items placed in the queue.
+        Raises ``ValueError`` if called more times than there were items placed in the queue;
+        with ``visibility_timeout``, ``LeaseLost`` if the item's lease ran out (this process
+        was paused or cut off for longer than the timeout) and it was delivered again.
         """
         if self.visibility_timeout is not None:
             lease_id = self._leases.oldest_for_task_done()
             if lease_id is not None:
-                self._backend.ack([lease_id])
+                if self._backend.ack([lease_id]) == 0:
+                    raise LeaseLost(
+                        f"queue {self.name!r}: the lease on this item ran out before "
+                        "task_done() and the item was delivered again; this call counted "
+                        "nothing"
+                    )
                 return
         self._backend.task_done()
 

@@ -6,9 +6,12 @@ Accepted forms::
     memory://                              in-process storage
     redis://[[user]:password@]host[:port][/db]
     rediss://...                           Redis over TLS
-    unix:///path/to/redis.sock[?db=N]      Redis over a Unix socket
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]   Redis over a Unix socket
 
-Anything else raises ``ValueError`` naming the URL.
+A Redis URL's query may set the client's time limits, in seconds: ``socket_timeout``,
+``connect_timeout``, ``retry_window``, ``outage_limit`` (see
+:class:`distqueue.backends.connection.RedisOptions`). Anything else raises ``ValueError``
+naming the URL.
 """
 
 from __future__ import annotations
@@ -23,15 +26,6 @@ from .serializers import Serializer
 ENV_VAR = "DISTQUEUE_URL"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-CONNECT_TIMEOUT = 5.0
-"""Seconds to wait for a connection to the server."""
-
-SOCKET_TIMEOUT = 15.0
-"""Seconds to wait for a reply; larger than the longest single blocking command."""
-
-RETRIES = 6
-"""Attempts redis-py makes after a connection error, with exponential back-off (about 3 s)."""
 
 
 def resolve_url(url: str | None) -> str:
@@ -58,25 +52,41 @@ def scheme_of(url: str) -> str:
     )
 
 
+def _query(url: str, text: str) -> dict[str, str]:
+    """A URL's query parameters; ``ValueError`` for one given twice or without a value."""
+    found: dict[str, str] = {}
+    for key, values in parse_qs(text, keep_blank_values=True, strict_parsing=False).items():
+        if len(values) != 1 or not values[0]:
+            raise ValueError(f"malformed Redis URL {url!r}: give {key!r} one value")
+        found[key] = values[0]
+    return found
+
+
 def redis_connection_kwargs(url: str) -> dict[str, Any]:
-    """Check a Redis URL and return the keyword arguments for ``redis.Redis``."""
+    """Check a Redis URL's location and credentials and return them as keyword arguments for
+    ``redis.Redis``. Query parameters other than ``db`` are left to the caller."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    query = parse_qs(parts.query)
+    query = _query(url, parts.query)
     kwargs: dict[str, Any] = {}
     try:
         if scheme == "unix":
-            path = unquote(parts.netloc + parts.path)
+            if parts.hostname:
+                raise ValueError("a unix:// URL takes an absolute path: unix:///path/to/socket")
+            path = unquote(parts.path)
             if not path:
                 raise ValueError("no socket path")
             kwargs["unix_socket_path"] = path
-            db_text = query.get("db", ["0"])[0]
+            db_text = query.get("db", "0")
         else:
             if not parts.hostname:
                 raise ValueError("no host")
             kwargs["host"] = parts.hostname
             kwargs["port"] = parts.port if parts.port is not None else 6379
-            db_text = parts.path.lstrip("/") or query.get("db", ["0"])[0]
+            path_db = parts.path.lstrip("/")
+            if path_db and "db" in query:
+                raise ValueError("the database is given twice, in the path and as ?db=")
+            db_text = path_db or query.get("db", "0")
             if scheme == "rediss":
                 kwargs["ssl"] = True
         kwargs["db"] = int(db_text)
@@ -91,21 +101,17 @@ def redis_connection_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
-def make_redis_client(url: str) -> Any:
-    """A ``redis.Redis`` client for ``url`` with timeouts and a bounded retry always set."""
-    import redis
-    from redis.backoff import ExponentialWithJitterBackoff
-    from redis.retry import Retry
+def redis_options(url: str) -> Any:
+    """The time limits a Redis URL's query sets (:class:`~.backends.connection.RedisOptions`);
+    ``ValueError`` naming any parameter that is unknown or malformed."""
+    from .backends.connection import RedisOptions
 
-    kwargs = redis_connection_kwargs(url)
-    return redis.Redis(
-        **kwargs,
-        socket_connect_timeout=CONNECT_TIMEOUT,
-        socket_timeout=SOCKET_TIMEOUT,
-        socket_keepalive=True,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), RETRIES),
-        health_check_interval=30,
-    )
+    query = _query(url, urlsplit(url).query)
+    query.pop("db", None)
+    try:
+        return RedisOptions.from_query(query)
+    except ValueError as exc:
+        raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
 def open_backend(
@@ -130,6 +136,9 @@ def open_backend(
         from .backends.memory import MemoryBackend
 
         return MemoryBackend(name, kind)
+    from .backends.connection import make_clients
     from .backends.redis import RedisBackend
 
-    return RedisBackend(make_redis_client(url), name, kind, serializer)
+    options = redis_options(url)
+    commands, waits = make_clients(redis_connection_kwargs(url), options)
+    return RedisBackend(commands, name, kind, serializer, waits=waits, options=options)

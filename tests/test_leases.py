@@ -189,23 +189,96 @@ def test_a_plain_get_takes_a_redelivered_item_too(make_queue: MakeQueue) -> None
     assert plain.join(timeout=1)
 
 
-def test_acknowledging_an_item_waiting_for_redelivery_takes_it_out(make_queue: MakeQueue) -> None:
+def test_a_late_ack_before_the_item_is_delivered_again_still_counts(
+    make_queue: MakeQueue,
+) -> None:
     q = make_queue(distqueue.Queue, name="late-ack")
     holder = make_queue(distqueue.Queue, visibility_timeout=0.2, name="late-ack")
     q.put("slow")
     message = holder.get_message()
     holder._leases.close()  # stop renewing, as a stalled process would
-    time.sleep(0.4)
     q.put("next")
-    # the lease ran out; the next lease call puts "slow" back in front ...
-    again = q.get_message(timeout=1)
-    assert again.item == "slow"
-    again.nack()
-    # ... and the late acknowledgement still counts, once, and takes it out of the queue
+    # once its lease ends, the item waits again (ahead of "next")
+    deadline = time.monotonic() + 5
+    while q.qsize() < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert q.qsize() == 2, "the lapsed lease is counted as waiting again"
+    # nobody took it yet: the late acknowledgement counts, once, and takes it out of the queue
     assert message.ack() is True
+    assert message.ack() is False
     assert q.get(timeout=1) == "next"
     assert q.qsize() == 0
     assert q.unfinished_tasks == 1
+
+
+def test_a_stale_holder_cannot_settle_an_item_delivered_again(make_queue: MakeQueue) -> None:
+    stale = make_queue(distqueue.Queue, name="fenced")
+    fresh = make_queue(distqueue.Queue, name="fenced")
+    fresh.put("job")
+    old = stale.get_message()
+    stale._leases.close()  # paused past its deadline: no renewal
+    assert old.extend(0.2) is True  # still its own delivery: its lease now ends soon
+    new = fresh.get_message(timeout=5)
+    assert (new.item, new.deliveries) == ("job", 2)
+    assert new.id != old.id
+    # the stale holder wakes up: nothing it does touches the new delivery
+    assert old.ack() is False
+    assert old.nack() is False
+    assert old.extend(60) is False
+    assert old.reject("stale") is False
+    assert fresh.in_flight() == 1
+    assert fresh.dead_letters() == []
+    assert fresh.unfinished_tasks == 1
+    assert fresh.join(timeout=0) is False
+    # the new holder's work stands
+    assert new.ack() is True
+    assert fresh.unfinished_tasks == 0
+    assert fresh.join(timeout=1)
+
+
+def test_task_done_for_a_lease_that_ran_out_raises_lease_lost(make_queue: MakeQueue) -> None:
+    slow = make_queue(distqueue.Queue, visibility_timeout=0.3, name="lost")
+    other = make_queue(distqueue.Queue, visibility_timeout=30, name="lost")
+    slow.put("job")
+    assert slow.get() == "job"
+    slow._leases.close()  # paused past the visibility timeout
+    assert other.get(timeout=5) == "job"  # delivered again once the lease ran out
+    with pytest.raises(distqueue.LeaseLost):
+        slow.task_done()
+    assert other.unfinished_tasks == 1
+    other.task_done()
+    assert other.join(timeout=1)
+
+
+def test_a_plain_consumer_gets_an_item_whose_lease_ran_out(make_queue: MakeQueue) -> None:
+    leasing = make_queue(distqueue.Queue, visibility_timeout=0.3, name="lapsed-plain")
+    plain = make_queue(distqueue.Queue, name="lapsed-plain")
+    leasing.put_many(["a", "b"])
+    assert leasing.get_many(2) == ["a", "b"]
+    leasing.close()  # the leasing consumer dies; only plain consumers are left
+    # a blocked plain get() wakes when the earliest lease runs out, with no other call
+    got = [plain.get(timeout=5), plain.get(timeout=5)]
+    assert sorted(got) == ["a", "b"]
+    assert (plain.qsize(), plain.in_flight(), plain.unfinished_tasks) == (0, 0, 2)
+    plain.task_done()
+    plain.task_done()
+    assert plain.join(timeout=1)
+
+
+def test_qsize_and_join_see_an_item_whose_lease_ran_out(make_queue: MakeQueue) -> None:
+    leasing = make_queue(distqueue.PriorityQueue, visibility_timeout=0.2, name="lapsed-size")
+    watcher = make_queue(distqueue.PriorityQueue, name="lapsed-size")
+    leasing.put((1, "x"))
+    leasing.get()
+    leasing.close()
+    assert watcher.join(timeout=0.1) is False
+    deadline = time.monotonic() + 5
+    while watcher.qsize() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (watcher.qsize(), watcher.in_flight()) == (1, 0)
+    assert watcher.get_nowait() == (1, "x")
+    watcher.task_done()
+    assert watcher.join(timeout=1)
 
 
 def test_join_waits_for_redelivered_items(make_queue: MakeQueue) -> None:

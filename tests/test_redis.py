@@ -94,6 +94,12 @@ def test_a_payload_pushed_by_hand_that_cannot_be_decoded_is_dead_lettered(
     assert letter.payload == info.value.payload
     assert letter.item is None
     assert "could not be decoded" in letter.error
+    # never counted, so not counted as done: join() waits exactly for the real item
+    assert q.unfinished_tasks == 1
+    q.task_done()
+    assert q.join(timeout=1)
+    with pytest.raises(ValueError, match="too many"):
+        q.task_done()
     q.close()
 
 
@@ -132,7 +138,14 @@ def test_a_payload_written_by_another_serializer_is_dead_lettered(redis_url: str
     pickled.put(("a", 1))
     with pytest.raises(distqueue.DeserializationError, match="json"):
         plain.get(timeout=1)
-    assert plain.unfinished_tasks == 0  # taken off the queue: join() does not wait for it
+    # Not counted as done (a payload that cannot be read may never have been counted): join()
+    # waits until someone who can read it handles it.
+    assert (plain.qsize(), plain.unfinished_tasks, len(plain.dead_letters())) == (0, 1, 1)
+    assert pickled.requeue_dead() == 1
+    assert pickled.get(timeout=1) == ("a", 1)
+    pickled.task_done()
+    pickled.task_done()  # the requeued dead letter counted once more
+    assert plain.join(timeout=1)
     pickled.close()
     plain.close()
 
@@ -208,9 +221,9 @@ def test_a_memory_queue_refuses_to_travel_to_another_process() -> None:
 def test_a_blocked_get_sees_a_shutdown_whose_wake_up_was_lost(
     redis_url: str, raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import distqueue.backends.redis as redis_backend
+    import distqueue.backends.connection as connection
 
-    monkeypatch.setattr(redis_backend, "BLOCK_SLICE", 0.3)
+    monkeypatch.setattr(connection, "BLOCK_SLICE", 0.3)
     q = distqueue.Queue(url=redis_url, name=fresh_name())
     thread, outcome = run_in_thread(lambda: q.get(timeout=30))
     wait_until_blocked(thread, 0.2)

@@ -70,6 +70,7 @@ def test_a_fresh_queue_gets_a_unique_name() -> None:
 def test_the_public_names() -> None:
     assert sorted(distqueue.__all__) == sorted(
         [
+            "AuthenticationError",
             "BackendConnectionError",
             "BackendError",
             "Cache",
@@ -80,9 +81,11 @@ def test_the_public_names() -> None:
             "Empty",
             "Executor",
             "Full",
+            "LeaseLost",
             "LifoQueue",
             "Message",
             "Outcome",
+            "OutcomeUnknownError",
             "PriorityQueue",
             "Queue",
             "ResultMissing",

@@ -40,24 +40,35 @@ class _Store:
         # For priority: entries are (item, sequence) so that items that compare equal stay
         # first-in-first-out; items Python cannot compare fall back to the sequence as well.
         self.items: Any = _PriorityHeap() if kind is Kind.PRIORITY else deque()
-        # Leases: id -> the leased element and its deadline; redelivered elements waiting in
-        # the queue (id -> element); how often each id was delivered; dead letters.
+        # Leases. An item gets an id when first leased; each delivery of it gets a token,
+        # "id:stamp", never used twice, so that only the holder of the current delivery can
+        # settle it. leased: token -> the leased element and its deadline; redelivered:
+        # token of the delivery that lapsed -> its element, waiting in the queue again;
+        # deliveries: item id -> times delivered; dead letters: (item id, element, error).
         self.leased: dict[str, tuple[Any, float]] = {}
         self.redelivered: dict[str, Any] = {}
         self.deliveries: dict[str, int] = {}
         self.dead: deque[tuple[str, Any, str]] = deque()
         self.lease_ids = itertools.count(1)
-        self.lease_of_seq: dict[int, str] = {}  # priority entries that carry a lease id
+        self.lease_of_seq: dict[int, str] = {}  # priority entries waiting again -> token
 
 
 class _Redelivery:
-    """An item back in a FIFO or LIFO queue after its lease ended, with its lease id."""
+    """An item back in a FIFO or LIFO queue after its lease ended, with that lease's token."""
 
     __slots__ = ("id", "item")
 
     def __init__(self, lease_id: str, item: Any) -> None:
         self.id = lease_id
         self.item = item
+
+
+_GONE = object()  # what _release() returns for a delivery that is over
+
+
+def _item_of(token: str) -> str:
+    """The item id of a lease token ``"id:stamp"``."""
+    return token.partition(":")[0]
 
 
 def _store_for(name: str, kind: Kind) -> _Store:
@@ -330,6 +341,8 @@ class MemoryBackend:
     def _get_priority(self, timeout: float | None) -> Any:
         # get() for a priority queue, with the heap's commonest case inlined (see __init__)
         with self._not_empty:
+            if self._store.leased:
+                self._requeue_expired()
             if not self._items:
                 self._wait_for_item(timeout)
             if self._heap.bare is not None:
@@ -345,6 +358,8 @@ class MemoryBackend:
 
     def get(self, timeout: float | None) -> Any:
         with self._not_empty:
+            if self._store.leased:
+                self._requeue_expired()
             if not self._items:
                 self._wait_for_item(timeout)
             item = self._unwrap(self._take()) if self._store.redelivered else self._pop()
@@ -355,6 +370,8 @@ class MemoryBackend:
 
     def get_many(self, n: int, timeout: float | None) -> list[Any]:
         with self._not_empty:
+            if self._store.leased:
+                self._requeue_expired()
             if not self._items:
                 self._wait_for_item(timeout)
             count = min(n, len(self._items))
@@ -377,10 +394,11 @@ class MemoryBackend:
             self._forget(lease_id, element)
         return item
 
-    def _forget(self, lease_id: str, stored: Any) -> None:
+    def _forget(self, token: str, stored: Any) -> None:
+        """An item leaves for good: forget its lease state (``token``: its last delivery's)."""
         store = self._store
-        store.redelivered.pop(lease_id, None)
-        store.deliveries.pop(lease_id, None)
+        store.redelivered.pop(token, None)
+        store.deliveries.pop(_item_of(token), None)
         if self.kind is Kind.PRIORITY:
             store.lease_of_seq.pop(stored[1], None)
 
@@ -404,14 +422,26 @@ class MemoryBackend:
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise Empty
-            self._not_empty.wait(remaining)
+            self._not_empty.wait(self._until_lease_ends(remaining))
+            if self._store.leased:
+                self._requeue_expired()
             if self._store.is_shutdown and not self._items:
                 raise ShutDown
+
+    def _until_lease_ends(self, wait: float | None) -> float | None:
+        """``wait``, shortened to when the earliest lease runs out (its item then comes back)."""
+        leased = self._store.leased
+        if not leased:
+            return wait
+        first = max(0.001, min(at for _, at in leased.values()) - time.monotonic())
+        return first if wait is None else min(wait, first)
 
     # -- tasks, size, shutdown -------------------------------------------------------------
 
     def qsize(self) -> int:
         with self._mutex:
+            if self._store.leased:
+                self._requeue_expired()
             return len(self._items)
 
     def task_done(self) -> None:
@@ -475,11 +505,7 @@ class MemoryBackend:
                 remaining = deadline.remaining()
                 if remaining is not None and remaining <= 0:
                     raise Empty
-                wait = remaining
-                if store.leased:
-                    first = min(at for _, at in store.leased.values()) - time.monotonic()
-                    wait = first if wait is None else min(wait, first)
-                self._not_empty.wait(max(wait, 0.001) if wait is not None else None)
+                self._not_empty.wait(self._until_lease_ends(remaining))
 
     def _requeue_expired(self) -> None:
         store = self._store
@@ -490,23 +516,25 @@ class MemoryBackend:
             ((at, lease_id) for lease_id, (_, at) in store.leased.items() if at <= now),
             reverse=True,
         )
-        for _, lease_id in expired:
-            element, _ = store.leased.pop(lease_id)
-            self._push_next(lease_id, element)
+        for _, token in expired:
+            element, _ = store.leased.pop(token)
+            self._push_next(token, element)
 
-    def _push_next(self, lease_id: str, element: Any) -> None:
-        """Put a leased element back where consumers take the next item from."""
+    def _push_next(self, token: str, element: Any) -> None:
+        """Put a leased element back where consumers take the next item from, as the lapsed
+        delivery ``token``."""
         store = self._store
         if self.kind is Kind.PRIORITY:
             self._heap.push_entry(element)
+            store.lease_of_seq[element[1]] = token
             waiting = element
         else:
-            waiting = _Redelivery(lease_id, element)
+            waiting = _Redelivery(token, element)
             if self.kind is Kind.FIFO:
                 self._items.appendleft(waiting)
             else:
                 self._items.append(waiting)
-        store.redelivered[lease_id] = waiting
+        store.redelivered[token] = waiting
         self._not_empty.notify()
 
     def _lease_available(self, n: int, lease_seconds: float, max_deliveries: int) -> list[Lease]:
@@ -515,26 +543,28 @@ class MemoryBackend:
         dead = 0
         while self._items and len(leases) < n:
             element = self._take()
-            lease_id, item = self._open(element)
-            if lease_id is None:
-                lease_id = str(next(store.lease_ids))
-                if self.kind is Kind.PRIORITY:
-                    store.lease_of_seq[element[1]] = lease_id
+            lapsed, item = self._open(element)
+            if lapsed is None:
+                item_id = str(next(store.lease_ids))
             else:
-                store.redelivered.pop(lease_id, None)
+                store.redelivered.pop(lapsed, None)
+                if self.kind is Kind.PRIORITY:
+                    store.lease_of_seq.pop(element[1], None)
+                item_id = _item_of(lapsed)
             stored = element if self.kind is Kind.PRIORITY else item
-            deliveries = store.deliveries.get(lease_id, 0) + 1
+            deliveries = store.deliveries.get(item_id, 0) + 1
             if deliveries > max_deliveries:
                 reason = (
                     f"delivered {deliveries - 1} times and never acknowledged "
                     f"(max_deliveries {max_deliveries})"
                 )
-                store.dead.append((lease_id, stored, reason))
+                store.dead.append((item_id, stored, reason))
                 dead += 1
                 continue
-            store.deliveries[lease_id] = deliveries
-            store.leased[lease_id] = (stored, time.monotonic() + lease_seconds)
-            leases.append(Lease(lease_id, item, deliveries))
+            store.deliveries[item_id] = deliveries
+            token = f"{item_id}:{next(store.lease_ids)}"
+            store.leased[token] = (stored, time.monotonic() + lease_seconds)
+            leases.append(Lease(token, item, deliveries))
         self._finish(dead)
         return leases
 
@@ -547,25 +577,33 @@ class MemoryBackend:
                 self._all_tasks_done.notify_all()
 
     def ack(self, ids: Sequence[str]) -> int:
-        store = self._store
         acked = 0
         with self._mutex:
-            for lease_id in ids:
-                held = store.leased.pop(lease_id, None)
-                if held is not None:
-                    stored = held[0]
-                else:
-                    stored = store.redelivered.get(lease_id)
-                    if stored is None:
-                        continue
-                    if self.kind is Kind.PRIORITY:
-                        self._heap.remove(stored[1])
-                    else:
-                        self._items.remove(stored)
-                self._forget(lease_id, stored)
-                acked += 1
+            for token in ids:
+                stored = self._release(token)
+                if stored is not _GONE:
+                    self._forget(token, stored)
+                    acked += 1
             self._finish(acked)
         return acked
+
+    def _release(self, token: str) -> Any:
+        """The element of delivery ``token`` if it is still its holder's: leased (the lease
+        ends), or lapsed and waiting, not yet handed out again (it leaves the queue);
+        else ``_GONE``. Called with the lock held."""
+        store = self._store
+        held = store.leased.pop(token, None)
+        if held is not None:
+            return held[0]
+        waiting = store.redelivered.pop(token, None)
+        if waiting is None:
+            return _GONE
+        if self.kind is Kind.PRIORITY:
+            self._heap.remove(waiting[1])
+            store.lease_of_seq.pop(waiting[1], None)
+            return waiting
+        self._items.remove(waiting)
+        return waiting.item
 
     def nack(self, ids: Sequence[str], delay: float) -> int:
         store = self._store
@@ -588,10 +626,10 @@ class MemoryBackend:
         store = self._store
         with self._mutex:
             buried = 0
-            for lease_id in ids:
-                held = store.leased.pop(lease_id, None)
-                if held is not None:
-                    store.dead.append((lease_id, held[0], error))
+            for token in ids:
+                stored = self._release(token)
+                if stored is not _GONE:
+                    store.dead.append((_item_of(token), stored, error))
                     buried += 1
             self._finish(buried)
             return buried
@@ -630,15 +668,17 @@ class MemoryBackend:
         with self._mutex:
             requeued = 0
             while store.dead and requeued < limit:
-                lease_id, stored, _ = store.dead.popleft()
-                store.deliveries[lease_id] = 0
+                item_id, stored, _ = store.dead.popleft()
+                store.deliveries[item_id] = 0
+                token = f"{item_id}:0"
                 if self.kind is Kind.PRIORITY:
                     self._heap.push_entry(stored)
-                    store.redelivered[lease_id] = stored
+                    store.lease_of_seq[stored[1]] = token
+                    store.redelivered[token] = stored
                 else:
-                    waiting = _Redelivery(lease_id, stored)
+                    waiting = _Redelivery(token, stored)
                     self._items.append(waiting)
-                    store.redelivered[lease_id] = waiting
+                    store.redelivered[token] = waiting
                 requeued += 1
             store.unfinished_tasks += requeued
             self._not_empty.notify(requeued)
@@ -649,8 +689,8 @@ class MemoryBackend:
         with self._mutex:
             purged = 0
             while store.dead and purged < limit:
-                lease_id, stored, _ = store.dead.popleft()
-                self._forget(lease_id, stored)
+                item_id, stored, _ = store.dead.popleft()
+                self._forget(f"{item_id}:0", stored)
                 purged += 1
             return purged
 

@@ -1,9 +1,9 @@
 -- Delete dead letters for good, oldest first.
 --
--- KEYS[1] payloads    hash  lease id -> raw value
--- KEYS[2] deliveries  hash  lease id -> times delivered
--- KEYS[3] dead        list  lease ids of dead letters, newest at the left
--- KEYS[4] errors      hash  lease id -> why it is a dead letter
+-- KEYS[1] payloads    hash  item id -> raw value
+-- KEYS[2] deliveries  hash  item id -> times delivered
+-- KEYS[3] dead        list  item ids of dead letters, newest at the left
+-- KEYS[4] errors      hash  item id -> why it is a dead letter
 -- ARGV[1] how many at most
 --
 -- Returns the number deleted.

@@ -4,11 +4,11 @@
 -- KEYS[1] items       list or zset
 -- KEYS[2] meta        hash    counters and flags (see lib.lua)
 -- KEYS[3] joined      list    token: "no task is unfinished", for join()
--- KEYS[4] avail       list    token: "there may be an item", for consumers that lease
--- KEYS[5] payloads    hash    lease id -> raw value
--- KEYS[6] deliveries  hash    lease id -> times delivered
--- KEYS[7] dead        list    lease ids of dead letters, newest at the left
--- KEYS[8] errors      hash    lease id -> why it is a dead letter
+-- KEYS[4] avail       list    token: "there may be an item", for blocked consumers
+-- KEYS[5] payloads    hash    item id -> raw value
+-- KEYS[6] deliveries  hash    item id -> times delivered
+-- KEYS[7] dead        list    item ids of dead letters, newest at the left
+-- KEYS[8] errors      hash    item id -> why it is a dead letter
 -- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2] how many at most
 --
 -- Returns the number requeued.
@@ -23,7 +23,7 @@ for _ = 1, tonumber(ARGV[2]) do
     redis.call('HDEL', KEYS[8], id)
     if raw then
         redis.call('HSET', KEYS[6], id, 0)
-        push_new(kind, KEYS[1], make_ref(kind, raw, id))
+        push_new(kind, KEYS[1], make_ref(kind, raw, id .. ':0'))
         requeued = requeued + 1
     end
 end

@@ -7,11 +7,23 @@
 --
 -- The queue's "meta" hash holds its counters and flags: "shutdown" once shut down;
 -- "unfinished" (items put and not yet marked done); "seq" (the priority queue's last sequence
--- number); "leaseseq" (the last lease id); "fullwait" once a producer found the queue full and
--- "leasewait" once a leasing consumer found it empty (only then do the scripts keep the
--- "notfull" and "avail" tokens up to date, which costs every put and get a little).
--- A leased item that goes back to the queue is stored as a reference, REF .. lease id, in the
--- payload's place; the raw value stays in the queue's "payloads" hash under its lease id.
+-- number); "leaseseq" (the last item id or delivery stamp handed out); "fullwait" once a
+-- producer found the queue full and "waiting" once a consumer found it empty (only then do the
+-- scripts keep the "notfull" and "avail" tokens up to date, which costs every put and get a
+-- little).
+--
+-- Leases. An item gets an id when it is first leased; its raw value is kept in the "payloads"
+-- hash under that id until it is done, and "deliveries" counts its deliveries. Each delivery
+-- has a lease token, "id:stamp", with a stamp that is never used twice; the "leases" sorted
+-- set holds the tokens of the deliveries in progress, scored by their deadline. A leased item
+-- that goes back to the queue is stored as a reference, REF .. token, in the payload's place,
+-- so that only the holder of that very delivery can still acknowledge it before it is handed
+-- out again.
+--
+-- Replies. A script that changes state is wrapped (see scripts.py) so that a retry of the same
+-- call, under the same request id, returns the first call's reply and changes nothing: replies
+-- are kept in two hashes that take turns, one per REPLY_WINDOW_MS, so each stays at least that
+-- long.
 
 local REF = '\0dq:ref:'
 
@@ -36,7 +48,7 @@ local function payload_of(kind, value)
     return string.sub(value, length + 17, -9)
 end
 
--- The lease id a stored value refers to, or nil when it is an item's own payload.
+-- The lease token a stored value refers to, or nil when it is an item's own payload.
 local function ref_of(kind, value)
     local payload = payload_of(kind, value)
     if payload and string.sub(payload, 1, #REF) == REF then
@@ -45,12 +57,17 @@ local function ref_of(kind, value)
     return nil
 end
 
--- The stored value that refers to lease `id`, whose raw value is `raw`.
-local function make_ref(kind, raw, id)
+-- The stored value that refers to the delivery `token` of an item whose raw value is `raw`.
+local function make_ref(kind, raw, token)
     if kind ~= 'priority' then
-        return REF .. id
+        return REF .. token
     end
-    return string.sub(raw, 1, key_length(raw) + 16) .. REF .. id .. string.sub(raw, -8)
+    return string.sub(raw, 1, key_length(raw) + 16) .. REF .. token .. string.sub(raw, -8)
+end
+
+-- The item id of a lease token "id:stamp", or nil if `token` is not one.
+local function item_of(token)
+    return string.match(token, '^(%d+):%d+$')
 end
 
 -- Put a value where consumers take the next item from (redelivery comes first).
@@ -136,4 +153,108 @@ local function no_room(meta_key, notfull_key, size, n, maxsize)
         return -3
     end
     return -2
+end
+
+-- Leases that ran out go back to the front of the queue (at most `limit` of them), each as a
+-- reference to the delivery that lapsed. Returns how many went back.
+local function reclaim(kind, items, leases, payloads, now, limit)
+    local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, limit)
+    for i = #expired, 1, -1 do
+        local token = expired[i]
+        redis.call('ZREM', leases, token)
+        local id = item_of(token)
+        local raw = id and redis.call('HGET', payloads, id)
+        if raw then
+            push_next(kind, items, make_ref(kind, raw, token))
+        end
+    end
+    return #expired
+end
+
+-- Take a waiting reference to the delivery `token` out of the queue; true if it was there.
+local function unqueue_ref(kind, items, payloads, token)
+    local id = item_of(token)
+    local raw = id and redis.call('HGET', payloads, id)
+    if not raw then
+        return false
+    end
+    if kind == 'priority' then
+        return redis.call('ZREM', items, make_ref(kind, raw, token)) == 1
+    end
+    return redis.call('LREM', items, 1, make_ref(kind, raw, token)) == 1
+end
+
+-- Whether the delivery `token` is still its holder's: leased (the lease is removed), or lapsed
+-- and waiting in the queue, not yet handed out again (it is taken out of the queue).
+local function release(kind, items, leases, payloads, token)
+    if redis.call('ZREM', leases, token) == 1 then
+        return true
+    end
+    return unqueue_ref(kind, items, payloads, token)
+end
+
+local REPLY_WINDOW_MS = 60000
+
+-- The reply hash of the current window (cleared when its turn comes again) and the previous.
+local function reply_hashes(first, second)
+    local t = redis.call('TIME')
+    local window = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+        / REPLY_WINDOW_MS)
+    local current, previous = first, second
+    if window % 2 == 1 then
+        current, previous = second, first
+    end
+    if tonumber(redis.call('HGET', current, '.window')) ~= window then
+        redis.call('DEL', current)
+        redis.call('HSET', current, '.window', window)
+        redis.call('PEXPIRE', current, 2 * REPLY_WINDOW_MS + 1000)
+    end
+    return current, previous
+end
+
+-- A reply as remembered: a number, a string, false, or an array of numbers and strings.
+local function pack_one(value)
+    if type(value) == 'number' then
+        return 'n' .. string.format('%d', value)
+    elseif type(value) == 'string' then
+        return 's' .. value
+    end
+    return 'f'
+end
+
+local function unpack_one(packed)
+    local tag = string.sub(packed, 1, 1)
+    if tag == 'n' then
+        return tonumber(string.sub(packed, 2))
+    elseif tag == 's' then
+        return string.sub(packed, 2)
+    end
+    return false
+end
+
+local function pack_reply(reply)
+    if type(reply) ~= 'table' then
+        return pack_one(reply)
+    end
+    local parts = {'t'}
+    for _, value in ipairs(reply) do
+        local packed = pack_one(value)
+        parts[#parts + 1] = #packed .. ':' .. packed
+    end
+    return table.concat(parts)
+end
+
+local function unpack_reply(packed)
+    if string.sub(packed, 1, 1) ~= 't' then
+        return unpack_one(packed)
+    end
+    local out = {}
+    local at = 2
+    while at <= #packed do
+        local colon = string.find(packed, ':', at, true)
+        local length = tonumber(string.sub(packed, at, colon - 1))
+        out[#out + 1] = unpack_one(string.sub(packed, colon + 1, colon + length))
+        at = colon + length + 1
+    end
+    return out
 end

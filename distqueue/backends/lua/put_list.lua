@@ -4,28 +4,30 @@
 -- KEYS[2] meta     hash  counters and flags (see lib.lua)
 -- KEYS[3] notfull  list  token: "there may be room", for blocked producers
 -- KEYS[4] joined   list  token: "no task is unfinished", for join()
--- KEYS[5] avail    list  token: "there may be an item", for consumers that lease
+-- KEYS[5] avail    list  token: "there may be an item", for blocked consumers
 -- ARGV[1] maxsize (0 = unbounded), ARGV[2..] the payloads, in order
 --
 -- Returns the new length; -1 if the queue is shut down; -2 if it is full; -3 if there is some
--- room but not for all the items (nothing is written in those cases).
+-- room but not for all the items (nothing is written in those cases). Every check that can
+-- fail (a key of the wrong type, a counter that is not a number) comes before the first write.
 local n = #ARGV - 1
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'leasewait')
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting')
 if flags[1] then
     return -1
 end
 local maxsize = tonumber(ARGV[1])
+local size = redis.call('LLEN', KEYS[1])
 if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], redis.call('LLEN', KEYS[1]), n, maxsize)
+    local code = no_room(KEYS[2], KEYS[3], size, n, maxsize)
     if code then
         return code
     end
 end
+start(KEYS[2], KEYS[4], n)
 local len = 0
 for i = 2, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
-start(KEYS[2], KEYS[4], n)
 if flags[3] then
     token(KEYS[5])
 end

@@ -3,11 +3,9 @@
 -- KEYS[1] items       list or zset
 -- KEYS[2] meta        hash  counters and flags (see lib.lua); "shutdown" is set here
 -- KEYS[3] joined      list  token: "no task is unfinished", for join()
--- KEYS[4] shutdown    list  token that wakes blocked producers, join(), leasing consumers and
---                           FIFO/LIFO consumers (who block on the items list and this one)
--- KEYS[5] shutdownz   zset  token that wakes blocked consumers of a priority queue
--- KEYS[6] payloads    hash  lease id -> raw value (of redelivered items waiting in the queue)
--- KEYS[7] deliveries  hash  lease id -> times delivered
+-- KEYS[4] shutdown    list  token that wakes every blocked producer, consumer and join()
+-- KEYS[5] payloads    hash  item id -> raw value (of items delivered before, waiting again)
+-- KEYS[6] deliveries  hash  item id -> times delivered
 -- ARGV[1] "fifo", "lifo" or "priority"
 -- ARGV[2] "1" to drop the waiting items (each counts as done), "0" to keep them for get()
 --
@@ -23,10 +21,11 @@ if ARGV[2] == '1' then
         values = redis.call('LRANGE', KEYS[1], 0, -1)
     end
     for _, value in ipairs(values) do
-        local id = ref_of(kind, value)
+        local lease = ref_of(kind, value)
+        local id = lease and item_of(lease)
         if id then
+            redis.call('HDEL', KEYS[5], id)
             redis.call('HDEL', KEYS[6], id)
-            redis.call('HDEL', KEYS[7], id)
         end
     end
     dropped = #values
@@ -37,5 +36,4 @@ if ARGV[2] == '1' then
     end
 end
 token(KEYS[4])
-redis.call('ZADD', KEYS[5], 0, 'shutdown')
 return dropped

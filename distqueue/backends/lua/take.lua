@@ -1,0 +1,128 @@
+-- Take up to ARGV[2] items, in the order get() hands them out: without a lease (ARGV[3] = 0)
+-- they leave the queue; with one they move to "leases", from where they are acknowledged
+-- (ack.lua) or, once the lease runs out, delivered again.
+--
+-- KEYS[1]  items       list or zset
+-- KEYS[2]  meta        hash  counters and flags (see lib.lua)
+-- KEYS[3]  notfull     list  token: "there may be room", for blocked producers
+-- KEYS[4]  joined      list  token: "no task is unfinished", for join()
+-- KEYS[5]  avail       list  token: "there may be an item", for blocked consumers
+-- KEYS[6]  leases      zset  lease token -> deadline (server time, ms)
+-- KEYS[7]  payloads    hash  item id -> raw value
+-- KEYS[8]  deliveries  hash  item id -> times delivered
+-- KEYS[9]  dead        list  item ids of dead letters, newest at the left
+-- KEYS[10] errors      hash  item id -> why it is a dead letter
+-- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2] how many items at most;
+-- ARGV[3] lease length in ms, 0 for none; ARGV[4] max deliveries
+--
+-- First, leases that ran out go back to the front of the queue (at most 100 per call), for
+-- every consumer, leasing or not. Under a lease, an item about to be delivered more than max
+-- deliveries times becomes a dead letter instead.
+-- Returns, when items were taken: {raw1, raw2, ...} without a lease, {token1, raw1,
+-- deliveries1, token2, ...} with one; when none was: -1 if the queue is shut down, else the ms
+-- until the earliest lease runs out, or -2 if no item is leased.
+local kind = ARGV[1]
+local want = tonumber(ARGV[2])
+local lease_ms = tonumber(ARGV[3])
+local max_deliveries = tonumber(ARGV[4])
+local now = now_ms()
+reclaim(kind, KEYS[1], KEYS[6], KEYS[7], now, 100)
+
+local out = {}
+local dead = 0
+if lease_ms == 0 then
+    local popped
+    if kind == 'fifo' then
+        popped = redis.call('RPOP', KEYS[1], want)
+    elseif kind == 'lifo' then
+        popped = redis.call('LPOP', KEYS[1], want)
+    else
+        local pairs_ = redis.call('ZPOPMIN', KEYS[1], want)
+        popped = {}
+        for i = 1, #pairs_, 2 do
+            popped[#popped + 1] = pairs_[i]
+        end
+    end
+    if popped and redis.call('EXISTS', KEYS[7]) == 1 then
+        -- leases are in use: some values may be references to items delivered before
+        for _, value in ipairs(popped) do
+            local token = ref_of(kind, value)
+            if token then
+                local id = item_of(token)
+                value = id and redis.call('HGET', KEYS[7], id)
+                if id then
+                    redis.call('HDEL', KEYS[7], id)
+                    redis.call('HDEL', KEYS[8], id)
+                end
+            end
+            if value then
+                out[#out + 1] = value
+            end
+        end
+    elseif popped then
+        out = popped
+    end
+else
+    local taken = 0
+    while taken < want do
+        local value = pop_one(kind, KEYS[1])
+        if not value then
+            break
+        end
+        local id = nil
+        local raw = value
+        local token = ref_of(kind, value)
+        if token then
+            id = item_of(token)
+            raw = id and redis.call('HGET', KEYS[7], id)
+        else
+            id = tostring(redis.call('HINCRBY', KEYS[2], 'leaseseq', 1))
+            redis.call('HSET', KEYS[7], id, raw)
+        end
+        if raw then
+            local n = redis.call('HINCRBY', KEYS[8], id, 1)
+            if n > max_deliveries then
+                redis.call('HINCRBY', KEYS[8], id, -1)
+                redis.call('HSET', KEYS[10], id,
+                    'delivered ' .. (n - 1) .. ' times and never acknowledged (max_deliveries '
+                    .. max_deliveries .. ')')
+                redis.call('LPUSH', KEYS[9], id)
+                dead = dead + 1
+            else
+                local lease = id .. ':' .. redis.call('HINCRBY', KEYS[2], 'leaseseq', 1)
+                redis.call('ZADD', KEYS[6], now + lease_ms, lease)
+                out[#out + 1] = lease
+                out[#out + 1] = raw
+                out[#out + 1] = n
+                taken = taken + 1
+            end
+        end
+    end
+    finish(KEYS[2], KEYS[4], dead)
+end
+
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting')
+if #out > 0 then
+    if flags[2] then
+        token(KEYS[3])
+    end
+    if flags[3] and size_of(kind, KEYS[1]) > 0 then
+        token(KEYS[5])  -- more items: wake the next blocked consumer too
+    end
+    return out
+end
+if dead > 0 and flags[2] then
+    token(KEYS[3])
+end
+redis.call('DEL', KEYS[5])
+if not flags[3] then
+    redis.call('HSET', KEYS[2], 'waiting', '1')
+end
+if flags[1] then
+    return -1
+end
+local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+if #first == 0 then
+    return -2
+end
+return math.max(1, tonumber(first[2]) - now)
