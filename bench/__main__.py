@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench`` for all of them, ``python -m bench NAME`` for one."""
+"""Run the benchmarks: ``python -m bench`` for all of them, ``python -m bench NAME ...`` for some."""
 
 from __future__ import annotations
 
@@ -28,10 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Benchmarks of distqueue against a baseline measured in the same run.",
     )
     parser.add_argument(
-        "name", nargs="?", choices=BENCHMARKS, help="run only this benchmark (default: all)"
+        "names", nargs="*", choices=BENCHMARKS, help="run only these benchmarks (default: all)"
     )
     args = parser.parse_args(argv)
-    names = [args.name] if args.name else list(BENCHMARKS)
+    names = list(args.names) or list(BENCHMARKS)
 
     unavailable: list[str] = []
     started = time.perf_counter()

@@ -27,9 +27,14 @@
 
 local REF = '\0dq:ref:'
 
+-- Server time in ms, read once per script run (one TIME call, however often it is asked).
+local clock_ms = nil
 local function now_ms()
-    local t = redis.call('TIME')
-    return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    if not clock_ms then
+        local t = redis.call('TIME')
+        clock_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    end
+    return clock_ms
 end
 
 local function key_length(member)
@@ -197,9 +202,7 @@ local REPLY_WINDOW_MS = 60000
 
 -- The reply hash of the current window (cleared when its turn comes again) and the previous.
 local function reply_hashes(first, second)
-    local t = redis.call('TIME')
-    local window = math.floor((tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
-        / REPLY_WINDOW_MS)
+    local window = math.floor(now_ms() / REPLY_WINDOW_MS)
     local current, previous = first, second
     if window % 2 == 1 then
         current, previous = second, first
