@@ -233,3 +233,17 @@ def test_a_blocked_get_sees_a_shutdown_whose_wake_up_was_lost(
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], distqueue.ShutDown), outcome
     q.close()
+
+
+@pytest.mark.parametrize("cls", [distqueue.Queue, distqueue.PriorityQueue])
+def test_a_put_refused_by_a_corrupted_count_writes_nothing(
+    redis_url: str, raw: redis.Redis, cls: Any
+) -> None:
+    q = cls(url=redis_url, name=fresh_name())
+    raw.hset(f"dq:{{{q.name}}}:meta", "unfinished", "garbage")
+    with pytest.raises(distqueue.BackendError, match="not a number"):
+        q.put((1, "x"))
+    with pytest.raises(distqueue.BackendError, match="not a number"):
+        q.put_many([(1, "x"), (2, "y")])
+    assert q.qsize() == 0
+    q.close()

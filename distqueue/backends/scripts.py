@@ -32,14 +32,16 @@ REPLY_WINDOW = 60.0
 """Seconds a script's reply stays known under its request id (at least; at most twice that)."""
 
 _WRAPPER = """local request = table.remove(ARGV, 1)
-local replies, earlier = reply_hashes(KEYS[#KEYS - 1], KEYS[#KEYS])
-local known = redis.call('HGET', replies, request) or redis.call('HGET', earlier, request)
+local known, replies = recall(KEYS[#KEYS - 1], KEYS[#KEYS], request)
 if known then
     return unpack_reply(known)
 end
 local reply = (function()
 %s
 end)()
+if type(reply) == 'table' and reply.err then
+    return reply  -- refused before any write: nothing to remember
+end
 redis.call('HSET', replies, request, pack_reply(reply))
 return reply
 """

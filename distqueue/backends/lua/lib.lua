@@ -200,19 +200,28 @@ end
 
 local REPLY_WINDOW_MS = 60000
 
--- The reply hash of the current window (cleared when its turn comes again) and the previous.
-local function reply_hashes(first, second)
-    local window = math.floor(now_ms() / REPLY_WINDOW_MS)
+-- The reply remembered for `request` (nil if none) and the hash to record this call's reply
+-- in: the current window's, cleared first when its turn comes again. The previous window's
+-- hash is looked in only early in a window: a client retries a call for at most half a window.
+local function recall(first, second, request)
+    local now = now_ms()
+    local window = math.floor(now / REPLY_WINDOW_MS)
     local current, previous = first, second
     if window % 2 == 1 then
         current, previous = second, first
     end
-    if tonumber(redis.call('HGET', current, '.window')) ~= window then
+    local found = redis.call('HMGET', current, '.window', request)
+    if tonumber(found[1]) ~= window then
         redis.call('DEL', current)
         redis.call('HSET', current, '.window', window)
         redis.call('PEXPIRE', current, 2 * REPLY_WINDOW_MS + 1000)
+        found[2] = false
     end
-    return current, previous
+    local known = found[2]
+    if not known and now - window * REPLY_WINDOW_MS < REPLY_WINDOW_MS / 2 + 1000 then
+        known = redis.call('HGET', previous, request)
+    end
+    return known, current
 end
 
 -- A reply as remembered: a number, a string, false, or an array of numbers and strings.

@@ -8,26 +8,28 @@
 -- ARGV[1] maxsize (0 = unbounded), ARGV[2..] the payloads, in order
 --
 -- Returns the new length; -1 if the queue is shut down; -2 if it is full; -3 if there is some
--- room but not for all the items (nothing is written in those cases). Every check that can
--- fail (a key of the wrong type, a counter that is not a number) comes before the first write.
+-- room but not for all the items (nothing is written in those cases). What can fail (a key of
+-- the wrong type, a count that is not a number) fails before anything is written.
 local n = #ARGV - 1
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting')
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished')
 if flags[1] then
     return -1
 end
+if flags[4] and not tonumber(flags[4]) then
+    return redis.error_reply('the unfinished count in ' .. KEYS[2] .. ' is not a number')
+end
 local maxsize = tonumber(ARGV[1])
-local size = redis.call('LLEN', KEYS[1])
 if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], size, n, maxsize)
+    local code = no_room(KEYS[2], KEYS[3], redis.call('LLEN', KEYS[1]), n, maxsize)
     if code then
         return code
     end
 end
-start(KEYS[2], KEYS[4], n)
 local len = 0
 for i = 2, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
+start(KEYS[2], KEYS[4], n)
 if flags[3] then
     token(KEYS[5])
 end

@@ -14,23 +14,24 @@
 -- stay two entries.
 --
 -- Returns the new size; -1 if the queue is shut down; -2 if it is full; -3 if there is some
--- room but not for all the items (nothing is written in those cases). Every check that can
--- fail (a key of the wrong type, a counter that is not a number) comes before the first write.
+-- room but not for all the items (nothing is written in those cases). What can fail (a key of
+-- the wrong type, a count that is not a number) fails before anything is written.
 local n = (#ARGV - 1) / 2
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting')
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished', 'seq')
 if flags[1] then
     return -1
 end
+if (flags[4] and not tonumber(flags[4])) or (flags[5] and not tonumber(flags[5])) then
+    return redis.error_reply('a count in ' .. KEYS[2] .. ' is not a number')
+end
 local maxsize = tonumber(ARGV[1])
-local waiting = redis.call('ZCARD', KEYS[1])
 if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], waiting, n, maxsize)
+    local code = no_room(KEYS[2], KEYS[3], redis.call('ZCARD', KEYS[1]), n, maxsize)
     if code then
         return code
     end
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', n) - n
-start(KEYS[2], KEYS[4], n)
 local size = 0
 local batch = {}
 for i = 2, #ARGV, 2 do
@@ -42,6 +43,7 @@ for i = 2, #ARGV, 2 do
         batch = {}
     end
 end
+start(KEYS[2], KEYS[4], n)
 if flags[3] then
     token(KEYS[5])
 end
