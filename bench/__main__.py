@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python -m bench`` for all of them, ``python -m bench NAME ...`` for some."""
+"""Run the benchmarks: ``python -m bench`` for all, ``python -m bench NAME ...`` for some."""
 
 from __future__ import annotations
 
