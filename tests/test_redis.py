@@ -247,3 +247,38 @@ def test_a_put_refused_by_a_corrupted_count_writes_nothing(
         q.put_many([(1, "x"), (2, "y")])
     assert q.qsize() == 0
     q.close()
+
+
+@pytest.mark.parametrize("name", ["}starts-with-a-brace", "a}b", "{x}", "plain"])
+def test_every_key_of_any_name_is_in_one_cluster_slot(
+    redis_url: str, raw: redis.Redis, name: str
+) -> None:
+    from redis.crc import key_slot
+
+    q = distqueue.Queue(url=redis_url, name=name, visibility_timeout=30)
+    q.delete()
+    q.put_many(["a", "b"])
+    assert q.get() == "a"
+    q.get_message().reject("no")
+    keys = set(q._backend.keys.types)
+    assert {key_slot(key.encode()) for key in keys} == {key_slot(next(iter(keys)).encode())}
+    assert raw.exists(*keys) >= 4  # the keys used are those named
+    q.delete()
+    q.close()
+
+
+def test_one_name_opened_as_two_kinds_is_refused(redis_url: str) -> None:
+    name = fresh_name()
+    fifo = distqueue.Queue(url=redis_url, name=name)
+    lifo = distqueue.LifoQueue(url=redis_url, name=name)
+    fifo.put("x")
+    with pytest.raises(ValueError, match="fifo queue, not a lifo"):
+        lifo.put("y")
+    with pytest.raises(ValueError, match="fifo queue, not a lifo"):
+        lifo.get_nowait()
+    assert fifo.get_many(10) == ["x"]
+    fifo.delete()  # the name is free again, for any kind
+    lifo.put("y")
+    assert lifo.get_nowait() == "y"
+    fifo.close()
+    lifo.close()

@@ -2,7 +2,8 @@
 
 Every change that takes more than one command is one Lua script (``lua/*.lua``; see
 :mod:`distqueue.backends.scripts`) that declares every key it touches in ``KEYS``. All keys of
-one queue share the hash tag ``{name}``, so a Redis Cluster keeps them on one node::
+one queue share the hash tag ``{name}``, so a Redis Cluster keeps them on one node (a name
+that starts with ``}`` has its keys under ``dq!{=}name:`` instead)::
 
     dq:{name}:items       list (FIFO/LIFO; items enter at the left) or zset (priority)
     dq:{name}:meta        hash: counters and flags ("shutdown", "unfinished", ...; lib.lua)
@@ -37,6 +38,7 @@ Errors of redis-py are translated here: connection failures to ``BackendConnecti
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -48,7 +50,6 @@ from ..errors import (
     AuthenticationError,
     BackendError,
     DeserializationError,
-    DistQueueError,
     Empty,
     Full,
     ShutDown,
@@ -83,6 +84,10 @@ class _Keys:
 
     def __init__(self, name: str, kind: Kind) -> None:
         prefix = f"dq:{{{name}}}:"
+        if name.startswith("}"):
+            # "{}" is no hash tag: Redis would hash each whole key, spreading the queue over
+            # slots. Such names live under "dq!", with the tag "=" (a namespace of their own).
+            prefix = f"dq!{{=}}{name}:"
         self.items = prefix + "items"
         self.meta = prefix + "meta"
         self.notfull = prefix + "notfull"
@@ -264,8 +269,15 @@ class RedisBackend:
             raise self._translate(exc) from exc
         return None if woke is None else bytes(woke[0])
 
-    def _translate(self, exc: redis.exceptions.RedisError) -> DistQueueError:
-        """The distqueue exception for an error of redis-py (raise it ``from exc``)."""
+    def _translate(self, exc: redis.exceptions.RedisError) -> Exception:
+        """The exception for an error of redis-py (raise it ``from exc``)."""
+        if isinstance(exc, redis.exceptions.ResponseError) and "WRONGKIND" in str(exc):
+            found = re.search(r"is an? (\w+) queue", str(exc))
+            return ValueError(
+                f"queue {self.name!r} exists on this server as a "
+                f"{found.group(1) if found else 'different'} queue, not a {self.kind.value} "
+                "queue: open it with the class of its kind"
+            )
         if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in str(exc):
             return self._wrong_type_error(exc)
         if isinstance(
@@ -380,9 +392,9 @@ class RedisBackend:
         payload = self._dumps(item)
         if self._priority:
             key = sort_key(item)
-            self._put([maxsize, key, payload + b"%08x" % len(key)], maxsize, timeout)
+            self._put([self._kind_arg, maxsize, key, payload + b"%08x" % len(key)], timeout)
         else:
-            self._put([maxsize, payload], maxsize, timeout)
+            self._put([self._kind_arg, maxsize, payload], timeout)
 
     def put_many(self, items: Sequence[Any], maxsize: int, timeout: float | None) -> None:
         if not items:
@@ -390,7 +402,7 @@ class RedisBackend:
                 raise ShutDown
             return
         dumps = self._dumps
-        args: list[Any] = [maxsize]
+        args: list[Any] = [self._kind_arg, maxsize]
         if self._priority:
             for item in items:
                 payload = dumps(item)
@@ -399,9 +411,9 @@ class RedisBackend:
                 args.append(payload + b"%08x" % len(key))
         else:
             args.extend([dumps(item) for item in items])
-        self._put(args, maxsize, timeout)
+        self._put(args, timeout)
 
-    def _put(self, args: list[Any], maxsize: int, timeout: float | None) -> None:
+    def _put(self, args: list[Any], timeout: float | None) -> None:
         deadline = Deadline(timeout)
         waits = timeout is None or timeout > 0
         # A put rides out an outage only once it is waiting for room, as far as its timeout.

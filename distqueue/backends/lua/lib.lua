@@ -115,6 +115,20 @@ local function size_of(kind, items)
     return redis.call('LLEN', items)
 end
 
+-- A queue keeps the kind it was made with ("fifo", "lifo", "priority") in its meta hash; a
+-- handle of another kind is refused (nil: all is well; the kind is recorded the first time).
+local function wrong_kind(meta_key, kind, stored)
+    if not stored then
+        redis.call('HSET', meta_key, 'kind', kind)
+        return nil
+    end
+    if stored ~= kind then
+        return redis.error_reply('WRONGKIND the queue is a ' .. stored .. ' queue, not a '
+            .. kind .. ' queue')
+    end
+    return nil
+end
+
 -- Leave one token in a token list (never more).
 local function token(key)
     if redis.call('LLEN', key) == 0 then

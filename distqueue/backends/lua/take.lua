@@ -26,6 +26,11 @@ local want = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local max_deliveries = tonumber(ARGV[4])
 local now = now_ms()
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'kind')
+local refused = wrong_kind(KEYS[2], kind, flags[4])
+if refused then
+    return refused
+end
 reclaim(kind, KEYS[1], KEYS[6], KEYS[7], now, 100)
 
 local out = {}
@@ -101,7 +106,6 @@ else
     finish(KEYS[2], KEYS[4], dead)
 end
 
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting')
 if #out > 0 then
     if flags[2] then
         token(KEYS[3])
