@@ -238,7 +238,10 @@ local function recall(first, second, request)
     return known, current
 end
 
--- A reply as remembered: a number, a string, false, or an array of numbers and strings.
+-- A reply as remembered: a number, a string, false, or an array of numbers and strings. The
+-- server's own MessagePack library does it when there is one (Redis has; some emulators do not).
+local msgpack = rawget(_G, 'cmsgpack')
+
 local function pack_one(value)
     if type(value) == 'number' then
         return 'n' .. string.format('%d', value)
@@ -259,19 +262,26 @@ local function unpack_one(packed)
 end
 
 local function pack_reply(reply)
+    if msgpack then
+        return 'm' .. msgpack.pack(reply)
+    end
     if type(reply) ~= 'table' then
         return pack_one(reply)
     end
     local parts = {'t'}
     for _, value in ipairs(reply) do
         local packed = pack_one(value)
-        parts[#parts + 1] = #packed .. ':' .. packed
+        parts[#parts + 1] = #packed .. ':'
+        parts[#parts + 1] = packed
     end
     return table.concat(parts)
 end
 
 local function unpack_reply(packed)
-    if string.sub(packed, 1, 1) ~= 't' then
+    local tag = string.sub(packed, 1, 1)
+    if tag == 'm' then
+        return msgpack.unpack(string.sub(packed, 2))
+    elseif tag ~= 't' then
         return unpack_one(packed)
     end
     local out = {}
