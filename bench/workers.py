@@ -7,7 +7,7 @@ holds all N results.
 
 * distqueue: ``Executor(url=..., queue=..., results=url).submit(square, n)`` N times, then
   ``concurrent.futures.wait`` on the futures; the workers are
-  ``python -m distqueue worker --url URL --queue NAME --concurrency 1``.
+  ``python -m distqueue worker --url URL --queue NAME --allow benchfns --concurrency 1``.
 * raw loop: redis-py with nothing but the work: the producer ``LPUSH``es N JSON jobs, each
   worker ``BRPOP``s a job, computes, ``LPUSH``es a JSON result, and the producer ``BRPOP``s
   results until it has N (``python -m benchfns raw``). No lease, no acknowledgement, no result
@@ -290,7 +290,8 @@ def _run(endpoint: RedisEndpoint, logs: Path) -> None:
                 "distqueue",
                 [
                     *(python, "-m", "distqueue", "--log-level", "WARNING", "worker"),
-                    *("--url", endpoint.url, "--queue", DQ_QUEUE, "--concurrency", "1"),
+                    *("--url", endpoint.url, "--queue", DQ_QUEUE, "--allow", "benchfns"),
+                    *("--concurrency", "1"),
                 ],
                 logs,
             )

@@ -27,6 +27,7 @@ from .errors import (
 from .executor import Executor
 from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
+from .tasks import task
 
 __all__ = [
     "AuthenticationError",
@@ -57,6 +58,7 @@ __all__ = [
     "ValueTooLargeError",
     "WrongTypeError",
     "cached",
+    "task",
 ]
 
 __version__ = "0.1.0"

@@ -1,11 +1,17 @@
 """The ``distqueue`` command line (also ``python -m distqueue``).
 
-    distqueue worker [--url URL] [--queue NAME] [--results URL] [--concurrency N] [MODULE:FUNCTION]
+    distqueue worker [--url URL] [--queue NAME] [--results URL] [--concurrency N]
+                     [--allow MODULE[:FUNCTION]]...
+                     [--signing-key-file PATH | --signing-key-env VAR] [MODULE:FUNCTION]
     distqueue dead {list,requeue,purge} [--url URL] [--queue NAME] [--limit N]
     distqueue stats [--url URL] [--queue NAME]
 
 ``--url`` defaults to ``$DISTQUEUE_URL``. A worker without ``MODULE:FUNCTION`` runs the tasks
-that :class:`distqueue.Executor` submits; with it, calls that function on each item.
+that :class:`distqueue.Executor` submits, of the modules and functions given with ``--allow``
+(default: ``$DISTQUEUE_ALLOW``, comma-separated) and those they register with
+``@distqueue.task``; with it, calls that function on each item. With a signing key (read from a
+file, surrounding whitespace stripped, or from an environment variable), the worker runs only
+task messages signed with it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from .executor import DEFAULT_QUEUE
 from .queue import LifoQueue, PriorityQueue, Queue
 from .url import ENV_VAR
 from .worker import Worker
+
+ALLOW_ENV_VAR = "DISTQUEUE_ALLOW"
 
 _KINDS: dict[str, type[Queue[Any]]] = {"fifo": Queue, "lifo": LifoQueue, "priority": PriorityQueue}
 
@@ -49,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("function", nargs="?", help="MODULE:FUNCTION to call with each item")
     worker.add_argument("--results", help="results store URL (default: the queue's URL)")
     worker.add_argument("--concurrency", type=int, default=1, help="threads (%(default)s)")
+    worker.add_argument(
+        "--allow",
+        action="append",
+        metavar="MODULE[:FUNCTION]",
+        help=f"tasks this worker may run: every function of a module, or one function; "
+        f"repeat for more (default: ${ALLOW_ENV_VAR}, comma-separated)",
+    )
+    key = worker.add_mutually_exclusive_group()
+    key.add_argument(
+        "--signing-key-file", metavar="PATH", help="run only task messages signed with this key"
+    )
+    key.add_argument(
+        "--signing-key-env", metavar="VAR", help="the same, the key in environment variable VAR"
+    )
     worker.add_argument(
         "--prefetch",
         type=int,
@@ -84,11 +106,40 @@ def _open(args: argparse.Namespace, **options: Any) -> Queue[Any]:
     return _KINDS[args.kind](url=args.url, name=args.queue, **options)
 
 
+def _signing_key(args: argparse.Namespace) -> bytes | None:
+    if args.signing_key_file:
+        try:
+            with open(args.signing_key_file, "rb") as file:
+                key = file.read().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the signing key file: {exc}") from exc
+        if not key:
+            raise ValueError(f"the signing key file {args.signing_key_file!r} is empty")
+        return key
+    if args.signing_key_env:
+        value = os.environ.get(args.signing_key_env)
+        if not value:
+            raise ValueError(f"the environment variable {args.signing_key_env} is unset or empty")
+        return value.encode("utf-8")
+    return None
+
+
 def _worker(args: argparse.Namespace) -> int:
+    sys.path.insert(0, os.getcwd())  # find the user's modules, as `python -m` would
     function = None
+    allow = tasks.Allowlist(())
     if args.function:
-        sys.path.insert(0, os.getcwd())  # find the user's modules, as `python -m` would
-        function = tasks.resolve_function(args.function)
+        function = tasks.Allowlist([args.function]).resolve(args.function)
+    else:
+        entries = args.allow or os.environ.get(ALLOW_ENV_VAR, "").split(",")
+        allow = tasks.Allowlist(e for entry in entries for e in entry.split(",") if e.strip())
+        allow.import_all()
+        if not allow:
+            raise ValueError(
+                "a worker for Executor tasks needs --allow MODULE[:FUNCTION] (or "
+                f"${ALLOW_ENV_VAR}): it runs only the tasks it is allowed to"
+            )
+    signing_key = _signing_key(args)
     queue = _open(
         args,
         visibility_timeout=args.visibility_timeout,
@@ -96,7 +147,13 @@ def _worker(args: argparse.Namespace) -> int:
     )
     results = None if function else ResultStore(args.results or args.url)
     worker = Worker(
-        queue, function, results=results, concurrency=args.concurrency, prefetch=args.prefetch
+        queue,
+        function,
+        results=results,
+        concurrency=args.concurrency,
+        prefetch=args.prefetch,
+        allow=allow,
+        signing_key=signing_key,
     )
     try:
         return worker.run()

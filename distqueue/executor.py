@@ -6,9 +6,14 @@ runs it and stores the outcome in the results store; the Executor learns of it t
 queue of its own (a blocking wait, no polling), fetches the outcome and completes the future.
 ``map``, ``shutdown``, and ``concurrent.futures.wait``/``as_completed`` work as usual.
 
-Functions travel by import path, arguments and results through the safe serializer; see
-:mod:`distqueue.tasks`. A result that expired or was evicted before it was fetched completes
-its future with ``ResultMissing``.
+Functions travel by import path, arguments and results through the safe serializer (or
+pickle, when asked for, in signed messages only); see :mod:`distqueue.tasks` for what a task
+is and what a message holds. A result that expired or was evicted before it was fetched
+completes its future with ``ResultMissing``.
+
+When the Executor closes, its reply queue is shut down, so that a worker's late announcement is
+refused on the server in the same step as the check, and on Redis every key of the reply queue
+is given a TTL (``REPLY_QUEUE_TOMBSTONE`` seconds), so that nothing of it stays for ever.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
 
 from . import tasks
+from .backends.base import Kind
+from .cache.base import check_ttl
 from .cache.results import ResultStore
 from .errors import BackendError, DistQueueError, Empty, ShutDown
 from .queue import Queue
-from .serializers import Serializer
+from .serializers import Serializer, get_serializer
+from .url import REDIS_SCHEMES, make_redis_client, scheme_of
 
 logger = logging.getLogger("distqueue.executor")
 
@@ -39,6 +47,9 @@ _BATCH = 256  # announcements taken from the reply queue at once
 _REPLY_LEASE = 30.0  # seconds before an announcement not acknowledged comes back
 _REPLY_DELIVERIES = 1_000_000  # announcements are retried, never dead-lettered
 _RETRY_DELAY = 1.0  # seconds before reading a result whose server was away, again
+REPLY_QUEUE_TOMBSTONE = 24 * 3600.0
+"""Seconds the shut-down reply queue of a closed Executor refuses late announcements on Redis
+before its last keys expire."""
 
 
 class Executor(_FuturesExecutor):
@@ -47,7 +58,12 @@ class Executor(_FuturesExecutor):
     ``url``: the queue's URL (``None``: ``$DISTQUEUE_URL``, else memory, where only workers in
     this process can serve it); ``queue``: the queue's name, which workers are started with;
     ``results``: the results store's URL (``memcached://``, ``redis://``, ``memory://``;
-    default: the queue's URL); ``result_ttl``: seconds a result is kept for fetching.
+    default: the queue's URL); ``result_ttl``: seconds a result is kept for fetching (``None``:
+    until fetched), which workers honour; ``serializer``: ``"json"`` (the safe default) or
+    ``"pickle"`` for arguments and results; ``signing_key``: sign every task message with this
+    shared key (HMAC-SHA256), for workers started with the same key. Pickle needs a key: a
+    worker loads pickle only from messages it verified. Raises ``ValueError`` for a serializer
+    other than those, pickle without a key, or a ``result_ttl`` that is not a positive number.
 
     ``Future.cancel()`` stops the future from ever completing here; a worker that already took
     the task still runs it.
@@ -61,12 +77,27 @@ class Executor(_FuturesExecutor):
         *,
         result_ttl: float | None = 24 * 3600.0,
         serializer: Serializer | str | None = None,
+        signing_key: bytes | str | None = None,
     ) -> None:
-        self._queue: Queue[Any] = Queue(url=url, name=queue, serializer=serializer)
+        self._serializer = get_serializer(serializer)
+        self._signing_key = tasks.signing_key(signing_key)
+        self._result_ttl = check_ttl(result_ttl, "result_ttl")
+        name = getattr(self._serializer, "name", None)
+        if name not in tasks.SERIALIZERS:
+            raise ValueError(f"tasks travel with the json or pickle serializer, not {name!r}")
+        if name == "pickle" and self._signing_key is None:
+            raise ValueError(
+                "serializer='pickle' needs a signing_key: workers load pickle only from signed "
+                "messages"
+            )
+        # The task messages themselves are always safe JSON; only their bodies may be pickle.
+        self._queue: Queue[Any] = Queue(url=url, name=queue)
         queue_url = self._queue.url
         assert queue_url is not None
         self.url = queue_url
-        self._results = ResultStore(results or queue_url, ttl=result_ttl, serializer=serializer)
+        self._results = ResultStore(
+            results or queue_url, ttl=self._result_ttl, serializer=self._serializer
+        )
         self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
         self._replies: Queue[Any] = Queue(
             url=queue_url,
@@ -87,11 +118,13 @@ class Executor(_FuturesExecutor):
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
 
-        Raises ``ValueError`` for a function a worker cannot import (a lambda, a local
-        function, one defined in ``__main__``), ``TypeError`` (``SerializationError``) for
-        arguments the serializer cannot carry, ``RuntimeError`` after :meth:`shutdown`;
-        nothing is queued in those cases. The task is queued by a background thread right
-        away; if its queue's server cannot be reached, the future gets that error.
+        Raises ``ValueError`` for anything that is not a task (see :mod:`distqueue.tasks`: a
+        lambda, a local function, one defined in ``__main__``, a built-in or C function such as
+        ``len``, a class, a method not marked with :func:`distqueue.task`), ``TypeError``
+        (``SerializationError``) for arguments the serializer cannot carry, ``RuntimeError``
+        after :meth:`shutdown`; nothing is queued in those cases. The task is queued by a
+        background thread right away; if its queue's server cannot be reached, the future gets
+        that error.
         """
         try:
             path = self._paths[fn]
@@ -100,10 +133,18 @@ class Executor(_FuturesExecutor):
             with contextlib.suppress(TypeError):
                 self._paths[fn] = path
         task_id = uuid.uuid4().hex
-        task = tasks.make_task(task_id, path, args, dict(kwargs), self._reply_name)
-        # Arguments must be what a worker elsewhere can receive: checked here, so that the
-        # caller gets the SerializationError, before anything is queued.
-        self._queue.serializer.dumps(task)
+        # Encoding the arguments here gives the caller the SerializationError, before anything
+        # is queued.
+        task = tasks.TaskMessage.build(
+            task_id,
+            path,
+            args,
+            dict(kwargs),
+            self._reply_name,
+            serializer=self._serializer,
+            ttl=self._result_ttl,
+            key=self._signing_key,
+        ).encode()
         future: Future[R] = Future()
         with self._lock:
             if self._shutdown:
@@ -266,9 +307,36 @@ class Executor(_FuturesExecutor):
         if self._sender is not None:
             self._sender.join()
         try:
-            self._replies.delete()
+            self._retire_replies()
         except DistQueueError as exc:  # the server is away: the reply queue stays behind
-            logger.warning("could not delete the reply queue %r: %s", self._reply_name, exc)
+            logger.warning("could not remove the reply queue %r: %s", self._reply_name, exc)
         self._replies.close()
         self._queue.close()
         self._results.close()
+
+    def _retire_replies(self) -> None:
+        """Remove the reply queue so that a worker finishing a task late cannot bring it back
+        for ever: shut down, a put onto it is refused by the same server step that checks (the
+        worker logs that the submitter is gone); then, on Redis, every key it has or had gets a
+        TTL. In memory it is simply deleted."""
+        if scheme_of(self.url) not in REDIS_SCHEMES:
+            self._replies.delete()
+            return
+        self._replies.shutdown(immediate=True)
+        import redis
+
+        from .backends.redis import RedisBackend
+
+        client = make_redis_client(self.url)
+        try:
+            keys = RedisBackend(
+                client, self._reply_name, Kind.FIFO, get_serializer(None), owns_client=False
+            ).keys.types
+            with client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.expire(key, int(REPLY_QUEUE_TOMBSTONE))
+                pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise BackendError(f"cannot set the TTL of the reply queue's keys: {exc}") from exc
+        finally:
+            client.close()

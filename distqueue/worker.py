@@ -1,10 +1,13 @@
-"""The worker: takes items from a queue under a lease and runs them.
+r"""The worker: takes items from a queue under a lease and runs them.
 
 Two modes:
 
-* tasks submitted by :class:`distqueue.Executor` (the default): the worker imports the named
-  function, calls it, stores the value or the exception in the results store, tells the
-  submitter, and acknowledges the item;
+* tasks submitted by :class:`distqueue.Executor` (the default): the worker checks the task
+  message (its signature when the worker has a signing key, and that the function it names is
+  allowed here, before importing anything; see :mod:`distqueue.tasks`), calls the function,
+  stores the value or the exception in the results store for the task's ``result_ttl`` with
+  the task's serializer, tells the submitter, and acknowledges the item. A message it refuses
+  becomes a dead letter that says why;
 * a function of the user's (``distqueue worker ... module:function``): called with each item;
   an item whose call raises is given back with back-off and, after ``max_deliveries`` attempts,
   becomes a dead letter carrying the last error.
@@ -12,6 +15,11 @@ Two modes:
 Every item is leased (``visibility_timeout``), so an item in the hands of a worker that dies is
 delivered again. ``stop()`` (SIGTERM or SIGINT from :meth:`Worker.run`) takes no new work and
 lets the items in hand finish; a second signal exits at once.
+
+**A task never stops its worker.** Whatever a task raises, ``SystemExit``, ``KeyboardInterrupt``
+and other ``BaseException``\ s included, fails that task alone; the worker's own stop signals
+are handled by signal handlers, never by exceptions out of a task. An exception whose
+``str()``/``repr()`` raise is reported with what could be learnt of it.
 """
 
 from __future__ import annotations
@@ -21,8 +29,7 @@ import os
 import signal
 import threading
 import time
-import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import tasks
@@ -30,6 +37,7 @@ from .cache.results import Outcome, ResultStore
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
 from .leases import Message, retry_delay_for
 from .queue import Queue
+from .serializers import get_serializer
 
 logger = logging.getLogger("distqueue.worker")
 
@@ -38,9 +46,12 @@ class Worker:
     """Runs the items of ``queue`` in ``concurrency`` threads until stopped.
 
     ``function``: called with each item (user mode); ``None`` runs Executor tasks, which needs
-    ``results``. Each thread leases up to ``prefetch`` items at once when that many wait.
-    ``poll`` is how long one wait for an item lasts before the worker checks whether it was
-    asked to stop (a blocking server wait, not a busy loop).
+    ``results``. ``allow``: the tasks it may run besides those registered with
+    :func:`distqueue.task` in this process, as module names and ``module:function`` paths (see
+    :class:`distqueue.tasks.Allowlist`). ``signing_key``: when given, only task messages signed
+    with it run, and only they may carry pickle. Each thread leases up to ``prefetch`` items at
+    once when that many wait. ``poll`` is how long one wait for an item lasts before the worker
+    checks whether it was asked to stop (a blocking server wait, not a busy loop).
     """
 
     def __init__(
@@ -53,6 +64,8 @@ class Worker:
         prefetch: int = 4,
         poll: float = 0.5,
         stats_interval: float = 10.0,
+        allow: tasks.Allowlist | Iterable[str] = (),
+        signing_key: bytes | str | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
@@ -73,6 +86,11 @@ class Worker:
         self._replies: dict[str, Queue[Any]] = {}
         self._replies_lock = threading.Lock()
         self._functions: dict[str, Callable[..., Any]] = {}
+        self.allow = allow if isinstance(allow, tasks.Allowlist) else tasks.Allowlist(allow)
+        self.signing_key = tasks.signing_key(signing_key)
+        self._stores: dict[str, ResultStore] = {}
+        if results is not None:
+            self._stores[results.serializer.name] = results
 
     # -- running ---------------------------------------------------------------------------
 
@@ -107,6 +125,9 @@ class Worker:
         with self._replies_lock:
             for reply in self._replies.values():
                 reply.close()
+        for store in self._stores.values():
+            if store is not self.results:
+                store.close()
         return 1 if self._crashed else 0
 
     def stop(self) -> None:
@@ -214,15 +235,11 @@ class Worker:
         assert self.function is not None
         try:
             self.function(message.item)
-        except Exception as exc:
+        except BaseException as exc:  # whatever it is, it fails this item, not the worker
+            error = f"{tasks.exception_type_name(exc)}: {tasks.render_exception(exc)}"
             self._count(failed=True)
-            logger.error(
-                "item %s failed (delivery %d): %s",
-                message.id,
-                message.deliveries,
-                "".join(traceback.format_exception_only(type(exc), exc)).strip(),
-            )
-            self._give_back(message, f"{type(exc).__name__}: {exc}")
+            logger.error("item %s failed (delivery %d): %s", message.id, message.deliveries, error)
+            self._give_back(message, error)
             return
         finished.add(message)
         self._count()
@@ -234,31 +251,61 @@ class Worker:
             message.nack(retry_delay_for(message.deliveries))
 
     def _run_task(self, message: Message[Any], finished: _Finished) -> None:
-        item = message.item
-        if not tasks.is_task(item):
-            self._count(failed=True)
-            logger.error("item %s is not an Executor task: %.200r", message.id, item)
-            message.reject("not an Executor task (start the worker with MODULE:FUNCTION?)")
-            return
         if self.results is None:
             raise DistQueueError("this worker runs Executor tasks but has no results store")
-        task_id = item["task"]
         try:
-            function = self._functions.get(item["fn"]) or tasks.resolve_function(item["fn"])
-            self._functions[item["fn"]] = function
-            outcome = Outcome(task_id, function(*item["args"], **item["kwargs"]))
-        except Exception as exc:
+            task = tasks.TaskMessage.decode(message.item)
+            task.verify(self.signing_key)
+        except tasks.TaskRefused as exc:  # not from a submitter it can trust: no reply
+            self._refuse(message, exc.reason)
+            return
+        store = self._store_for(task.serializer)
+        try:
+            function = self._functions.get(task.path) or self.allow.resolve(task.path)
+            self._functions[task.path] = function
+            args, kwargs = task.arguments()
+        except tasks.TaskRefused as exc:  # tell the submitter, whose message this is
+            self._refuse(message, exc.reason)
+            outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
+            finished.add(None, reply=task.reply, outcome=outcome, store=store, ttl=task.ttl)
+            return
+        except tasks.TaskNotFound as exc:
             self._count(failed=True)
-            logger.info("task %s (%s) raised %s: %s", task_id, item["fn"], type(exc).__name__, exc)
-            outcome = Outcome(
-                task_id,
-                None,
-                tasks.exception_type_name(exc),
-                str(exc),
-                tasks.traceback_text(exc),
-            )
-        finished.add(message, reply=item["reply"], outcome=outcome)
+            logger.error("task %s: %s", task.task_id, exc)
+            outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
+        else:
+            try:
+                outcome = Outcome(task.task_id, function(*args, **kwargs))
+            except BaseException as exc:  # whatever it is, it fails this task, not the worker
+                self._count(failed=True)
+                outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
+                logger.info(
+                    "task %s (%s) raised %s: %s",
+                    task.task_id,
+                    task.path,
+                    outcome.exc_type,
+                    outcome.message,
+                )
+        finished.add(message, reply=task.reply, outcome=outcome, store=store, ttl=task.ttl)
         self._count()
+
+    def _refuse(self, message: Message[Any], reason: str) -> None:
+        self._count(failed=True)
+        logger.error("refused item %s: %s", message.id, reason)
+        message.reject(f"refused: {reason}")
+
+    def _store_for(self, serializer: str) -> ResultStore:
+        """The results store that writes with ``serializer`` (the same servers and namespace)."""
+        assert self.results is not None
+        with self._replies_lock:
+            store = self._stores.get(serializer)
+            if store is None:
+                store = self._stores[serializer] = ResultStore(
+                    self.results.url,
+                    namespace=self.results.namespace,
+                    serializer=get_serializer(serializer),
+                )
+            return store
 
     def _reply_queue(self, reply_name: str) -> Queue[Any]:
         with self._replies_lock:
@@ -279,8 +326,9 @@ class Worker:
 
 
 class _Finished:
-    """Items one worker thread finished and has yet to report: announcements to put on the
-    submitters' reply queues, then acknowledgements, both in one round trip per batch.
+    """Items one worker thread finished and has yet to report: results to store, announcements
+    to put on the submitters' reply queues, then acknowledgements, in one round trip each per
+    batch.
 
     The report is sent once a batch is done, or as soon as the oldest finished item has waited
     ``FLUSH_AFTER`` seconds, so that slow items are reported one by one.
@@ -292,43 +340,54 @@ class _Finished:
         self._worker = worker
         self._messages: list[Message[Any]] = []
         self._replies: dict[str, list[str]] = {}
-        self._outcomes: list[Outcome] = []
+        self._outcomes: dict[tuple[int, float | None], tuple[ResultStore, list[Outcome]]] = {}
+        self._count = 0
         self._since = 0.0
 
     def __len__(self) -> int:
-        return len(self._messages)
+        return self._count
 
     def add(
-        self, message: Message[Any], *, reply: str | None = None, outcome: Outcome | None = None
+        self,
+        message: Message[Any] | None,
+        *,
+        reply: str | None = None,
+        outcome: Outcome | None = None,
+        store: ResultStore | None = None,
+        ttl: float | None = None,
     ) -> None:
-        if not self._messages:
+        """Report ``outcome`` (kept ``ttl`` seconds in ``store``) on ``reply``, then acknowledge
+        ``message``; ``None``: a message already settled otherwise."""
+        if not self._count:
             self._since = time.monotonic()
-        self._messages.append(message)
-        if reply is not None and outcome is not None:
+        self._count += 1
+        if message is not None:
+            self._messages.append(message)
+        if reply is not None and outcome is not None and store is not None:
             self._replies.setdefault(reply, []).append(outcome.task_id)
-            self._outcomes.append(outcome)
+            self._outcomes.setdefault((id(store), ttl), (store, []))[1].append(outcome)
 
     def due(self) -> bool:
-        return bool(self._messages) and time.monotonic() - self._since >= self.FLUSH_AFTER
+        return bool(self._count) and time.monotonic() - self._since >= self.FLUSH_AFTER
 
     def flush(self) -> None:
-        if not self._messages:
+        if not self._count:
             return
         # Store results, announce them, then acknowledge: a worker that dies in between has
         # its items run again (at least once), and nothing is announced before it is stored.
-        if self._outcomes:
-            results = self._worker.results
-            assert results is not None
-            results.set_many(self._outcomes)
-            self._outcomes.clear()
+        for key, (store, outcomes) in list(self._outcomes.items()):
+            store.set_many(outcomes, ttl=key[1])
+            del self._outcomes[key]
         for reply_name, task_ids in list(self._replies.items()):
             try:
                 self._worker._reply_queue(reply_name).put_many(task_ids)
             except ShutDown:  # the submitter is gone; the results stay until their TTL
                 logger.info("the submitter of %d task(s) no longer listens", len(task_ids))
             del self._replies[reply_name]
-        self._worker.queue.ack_many(self._messages)
+        if self._messages:
+            self._worker.queue.ack_many(self._messages)
         self._messages.clear()
+        self._count = 0
 
     def abandon(self) -> None:
         for message in self._messages:
@@ -336,3 +395,4 @@ class _Finished:
         self._messages.clear()
         self._replies.clear()
         self._outcomes.clear()
+        self._count = 0

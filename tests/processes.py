@@ -60,8 +60,9 @@ def distqueue_command(*args: str) -> list[str]:
 class Workers:
     """``distqueue worker`` processes of one test, each logging to a file of its own.
 
-    The processes find :mod:`taskfns` on ``PYTHONPATH``, run in the test's temp dir, and record
-    to the Redis lists named ``record_key`` at ``record_url``. Those still running when the test
+    The processes find :mod:`taskfns` on ``PYTHONPATH``, may run its functions as Executor tasks
+    (``$DISTQUEUE_ALLOW``), run in the test's temp dir, and record to the Redis lists named
+    ``record_key`` at ``record_url``. Those still running when the test
     ends are killed.
     """
 
@@ -75,6 +76,7 @@ class Workers:
             "PYTHONPATH": os.pathsep.join(p for p in paths if p),
             "RECORD_URL": record_url,
             "RECORD_KEY": self.record_key,
+            "DISTQUEUE_ALLOW": "taskfns",
         }
         self.processes: list[subprocess.Popen[bytes]] = []
         self._logs: dict[int, Path] = {}

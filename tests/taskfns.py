@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+import distqueue
+
 
 class CustomError(Exception):
     pass
@@ -94,3 +96,73 @@ def fail_with_attempt(item: Any) -> None:
     client = _record_client()
     attempt = client.incr(f"{os.environ['RECORD_KEY']}:attempts:{json.dumps(item)}")
     raise RuntimeError(f"attempt {attempt} at {item!r}")
+
+
+class CustomBaseException(BaseException):
+    pass
+
+
+class Unprintable(Exception):
+    """An exception whose ``str()`` and ``repr()`` both raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str for you")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+_BASE_EXCEPTIONS: dict[str, BaseException] = {
+    "SystemExit": SystemExit(3),
+    "KeyboardInterrupt": KeyboardInterrupt(),
+    "GeneratorExit": GeneratorExit(),
+    "CustomBaseException": CustomBaseException("out of bounds"),
+}
+
+
+def raise_base(kind: str) -> None:
+    """Raise the ``BaseException`` named ``kind`` (one of :data:`_BASE_EXCEPTIONS`)."""
+    raise _BASE_EXCEPTIONS[kind]
+
+
+def raise_unprintable() -> None:
+    raise Unprintable("hidden")
+
+
+def raise_given(exc: BaseException) -> None:
+    """Raise ``exc``, which travelled as an argument (with the pickle serializer)."""
+    raise exc
+
+
+def raise_key_error() -> None:
+    raise KeyError(("a", 1))
+
+
+def raise_file_not_found(path: str) -> None:
+    with open(path, encoding="utf-8"):
+        pass
+
+
+def raise_unencodable_args() -> None:
+    raise ValueError(object(), "and text")
+
+
+def touch(path: str) -> None:
+    """Create the file at ``path``: the visible trace of a task that ran."""
+    with open(path, "w", encoding="utf-8"):
+        pass
+
+
+@distqueue.task
+def registered_double(x: int) -> int:
+    return 2 * x
+
+
+class Shapes:
+    def area(self, side: int) -> int:
+        return side * side
+
+    @staticmethod
+    @distqueue.task
+    def registered_area(side: int) -> int:
+        return side * side

@@ -32,7 +32,7 @@ def executor(queue_url: str) -> Iterator[distqueue.Executor]:
     from distqueue.cache.results import ResultStore
 
     results = ResultStore(queue_url)
-    worker = Worker(queue, results=results, concurrency=2, poll=0.1)
+    worker = Worker(queue, results=results, concurrency=2, poll=0.1, allow=["taskfns"])
     thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
     thread.start()
     yield executor

@@ -98,6 +98,7 @@ def test_the_public_names() -> None:
             "ValueTooLargeError",
             "WrongTypeError",
             "cached",
+            "task",
         ]
     )
     for name in distqueue.__all__:

@@ -13,7 +13,9 @@ import json
 import re
 import signal
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +24,12 @@ import taskfns
 from processes import GUARD, Records, Workers, fresh_name, settled, wait_until
 
 import distqueue
+from distqueue.cache.cache import DEFAULT_NAMESPACE
 from distqueue.cache.errors import TaskFailed
+from distqueue.cache.keys import Keyspace
+from distqueue.cache.results import ResultStore
+from distqueue.serializers import get_serializer
+from distqueue.tasks import TaskMessage
 
 pytestmark = pytest.mark.redis
 
@@ -276,3 +283,124 @@ def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
     assert records.starts() == [(first.pid, slow), (second.pid, slow)]
     wait_until(lambda: settled(queue) == (0, 0, 0), "the item acknowledged")
     assert workers.stop(second) == 0
+
+
+# -- what a worker process runs, and the settings that travel with a task -----------------------
+
+
+def raw_task(path: str, *args: Any, key: bytes | None = None, **options: Any) -> TaskMessage:
+    options.setdefault("ttl", 60.0)
+    return TaskMessage.build(
+        uuid.uuid4().hex,
+        path,
+        args,
+        {},
+        options.pop("reply", fresh_name("replies")),
+        serializer=get_serializer(options.pop("serializer", "json")),
+        key=key,
+        **options,
+    )
+
+
+def lpush(redis_url: str, queue_name: str, message: TaskMessage) -> None:
+    """Push a task message's bytes as ``redis-cli LPUSH`` would: the wire format, by hand."""
+    payload = get_serializer("json").dumps(message.encode())
+    with redis.Redis.from_url(redis_url) as client:
+        client.execute_command("LPUSH", f"dq:{{{queue_name}}}:items", payload)
+
+
+def test_a_hostile_lpush_never_runs_and_becomes_a_dead_letter(
+    workers: Workers, queue: distqueue.Queue[Any], redis_url: str, tmp_path: Path
+) -> None:
+    trace = tmp_path / "owned"
+    lpush(redis_url, queue.name, raw_task("os:system", f"touch {trace}"))
+    lpush(redis_url, queue.name, raw_task("subprocess:run", ["touch", str(trace)]))
+    worker = workers.start(redis_url, queue.name)
+    letters = wait_until(lambda: len(queue.dead_letters()) == 2 and queue.dead_letters(), "2")
+    for letter, path in zip(letters, ("os:system", "subprocess:run"), strict=True):
+        expected = f"refused: task {path!r} is not allowed on this worker (--allow taskfns; "
+        assert (letter.error or "").startswith(expected), (expected, letter.error)
+    assert not trace.exists(), "a hostile message ran a shell command"
+    assert worker.poll() is None, workers.log(worker)
+    assert "is not allowed on this worker" in workers.log(worker)
+    assert workers.stop(worker) == 0
+
+
+def test_a_worker_needs_to_be_told_what_it_may_run(workers: Workers, redis_url: str) -> None:
+    worker = workers.start(redis_url, fresh_name(), env={"DISTQUEUE_ALLOW": ""})
+    assert workers.wait_exit(worker) == 1
+    assert "needs --allow" in workers.log(worker)
+
+
+def test_a_worker_with_a_key_file_refuses_unsigned_and_runs_signed_tasks(
+    workers: Workers, redis_url: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"the shared key\n")  # surrounding whitespace is not part of the key
+    name = fresh_name("tasks")
+    worker = workers.start(redis_url, name, "--signing-key-file", str(key_file))
+    with distqueue.Queue(url=redis_url, name=name) as queue:
+        unsigned = distqueue.Executor(url=redis_url, queue=name)
+        lost = unsigned.submit(taskfns.touch, str(tmp_path / "unsigned"))
+        [letter] = wait_until(queue.dead_letters, "the unsigned task to become a dead letter")
+        assert (
+            letter.error == "refused: unsigned task message, and this worker requires a signature"
+        )
+        assert not lost.done()
+        unsigned.shutdown(wait=False, cancel_futures=True)
+
+        with distqueue.Executor(url=redis_url, queue=name, signing_key="the shared key") as ex:
+            assert ex.submit(taskfns.pid).result(timeout=GUARD) == worker.pid
+        with distqueue.Executor(
+            url=redis_url, queue=name, serializer="pickle", signing_key=b"the shared key"
+        ) as ex:
+            assert ex.submit(taskfns.add, 1j, 1).result(timeout=GUARD) == 1 + 1j
+        queue.delete()
+    assert not (tmp_path / "unsigned").exists()
+    assert workers.stop(worker) == 0
+
+
+@pytest.mark.parametrize("ttl", [5.0, None], ids=["ttl-5s", "no-ttl"])
+def test_a_worker_keeps_a_result_for_the_ttl_of_its_task(
+    workers: Workers, redis_url: str, ttl: float | None
+) -> None:
+    name = fresh_name("tasks")
+    reply = fresh_name("replies")
+    message = raw_task("taskfns:add", 1, 2, ttl=ttl, reply=reply)
+    workers.start(redis_url, name)
+    lpush(redis_url, name, message)
+    with distqueue.Queue(url=redis_url, name=reply) as replies:
+        assert replies.get(timeout=GUARD) == message.task_id  # announced: stored before
+        replies.delete()
+    result_key = Keyspace(DEFAULT_NAMESPACE).key("r", message.task_id)
+    with redis.Redis.from_url(redis_url) as client:
+        remaining = client.pttl(result_key)
+    if ttl is None:
+        assert remaining == -1, f"expected no expiry, got a TTL of {remaining} ms"
+    else:
+        assert 0 < remaining <= ttl * 1000, f"expected a TTL of at most {ttl} s, got {remaining} ms"
+    with ResultStore(redis_url) as results:
+        assert results.wait(message.task_id, timeout=0).value == 3
+
+
+def test_a_late_announcement_to_a_closed_executor_leaves_no_key_without_a_ttl(
+    workers: Workers, redis_url: str
+) -> None:
+    name = fresh_name("tasks")
+    executor = distqueue.Executor(url=redis_url, queue=name)
+    future = executor.submit(taskfns.add, 1, 2)
+    with distqueue.Queue(url=redis_url, name=name) as queue:
+        wait_until(lambda: queue.qsize() == 1, "the task queued")
+        executor.shutdown(wait=True, cancel_futures=True)
+        assert future.cancelled()
+        worker = workers.start(redis_url, name)  # takes the task after the Executor is gone
+        workers.wait_for_log(worker, "no longer listens")
+        wait_until(lambda: settled(queue) == (0, 0, 0), "the task acknowledged")
+        queue.delete()
+    with redis.Redis.from_url(redis_url) as client:
+        keys = list(client.scan_iter(match=f"dq:{{{name}:replies:*"))
+        ttls = {key: client.ttl(key) for key in keys}
+    assert keys, "expected the reply queue's shut-down marker"
+    assert all(ttl > 0 for ttl in ttls.values()), ttls
+    assert not any(key.endswith(b":items") for key in keys), keys
+    assert workers.stop(worker) == 0

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import EllipsisType
 from typing import Any
 
 from ..errors import DeserializationError, DistQueueError
@@ -59,7 +60,8 @@ class Outcome:
     """How a task ended: its return value, or the exception it raised (as text).
 
     ``exc_type`` is ``None`` for a task that returned ``value``; otherwise it is the name of
-    the exception's type, with ``message`` and ``traceback_text``.
+    the exception's type, with ``message`` and ``traceback_text``, and ``value`` is what could be
+    carried of the exception itself (``{"args": ..., "errno": ...}``) or ``None``.
     """
 
     task_id: str
@@ -105,6 +107,7 @@ class ResultStore:
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
         self.url = url
+        self.namespace = namespace
         self.ttl = check_ttl(ttl)
         self.serializer = get_serializer(serializer)
         self._keys = Keyspace(namespace)
@@ -158,11 +161,15 @@ class ResultStore:
         body = self._store.encode([_ERROR, exc_type_name, message, traceback_text])
         self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
 
-    def set_many(self, outcomes: Sequence[Outcome]) -> None:
+    def set_many(
+        self, outcomes: Sequence[Outcome], *, ttl: float | EllipsisType | None = ...
+    ) -> None:
         """Store several outcomes (values or exceptions) and wake their waiters, in one round
-        trip per server. An outcome whose value the serializer cannot carry, or that is too
-        large with chunking off, is stored as that error instead (``TypeError``,
-        ``ValueTooLargeError``). Raises ``BackendConnectionError`` if a server is away."""
+        trip per server, kept ``ttl`` seconds (default: the store's). An outcome whose value the
+        serializer cannot carry, or that is too large with chunking off, is stored as that error
+        instead (``SerializationError``, ``ValueTooLargeError``). Raises
+        ``BackendConnectionError`` if a server is away."""
+        ttl = self.ttl if ttl is ... else check_ttl(ttl)
         bodies: dict[bytes, bytes] = {}
         wake_keys: dict[bytes, bytes] = {}
         for outcome in outcomes:
@@ -171,6 +178,8 @@ class ResultStore:
                 stored: list[Any] = [_OK, outcome.value]
             else:
                 stored = [_ERROR, outcome.exc_type, outcome.message, outcome.traceback_text]
+                if outcome.value is not None:
+                    stored.append(outcome.value)
             try:
                 body = self._store.encode(stored)
                 self._store.check_fits(body)
@@ -180,7 +189,7 @@ class ResultStore:
                 body = self._store.encode([_ERROR, name, text, ""])
             bodies[key] = body
             wake_keys[key] = self._keys.key("n", outcome.task_id)
-        self._store.publish_many(bodies, self.ttl, wake_keys)
+        self._store.publish_many(bodies, ttl, wake_keys)
 
     def wait(self, task_id: str, timeout: float | None = None) -> Outcome:
         """The outcome of ``task_id``, waiting for it at most ``timeout`` seconds.
@@ -299,6 +308,11 @@ def _outcome(task_id: str, stored: Any) -> Outcome:
     if type(stored) is list and stored:
         if stored[0] == _OK and len(stored) == 2:
             return Outcome(task_id, stored[1])
-        if stored[0] == _ERROR and len(stored) == 4 and all(type(s) is str for s in stored[1:]):
-            return Outcome(task_id, None, stored[1], stored[2], stored[3])
+        if (
+            stored[0] == _ERROR
+            and len(stored) in (4, 5)
+            and all(type(s) is str for s in stored[1:4])
+        ):
+            details = stored[4] if len(stored) == 5 else None
+            return Outcome(task_id, details, stored[1], stored[2], stored[3])
     raise DeserializationError(f"the stored result of {task_id!r} is not an outcome")
