@@ -114,6 +114,15 @@ def redis_options(url: str) -> Any:
         raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
+def make_redis_client(url: str) -> Any:
+    """A ``redis.Redis`` client for ``url``, with its time limits, retrying nothing by itself."""
+    from .backends.connection import make_clients
+
+    commands, waits = make_clients(redis_connection_kwargs(url), redis_options(url))
+    waits.close()
+    return commands
+
+
 def open_backend(
     url: str | None, name: str, kind: Kind, serializer: Serializer, client: Any = None
 ) -> QueueBackend:
