@@ -1,6 +1,7 @@
 """A TCP proxy that injects network faults between a client and a server on 127.0.0.1.
 
-Modes, set at any time and applied to the next bytes the server sends:
+Modes, set at any time and applied to the next bytes the server sends (a marker is bytes to find
+in a reply, or a compiled pattern):
 
 * ``drop_reply(marker)``: the first server reply containing ``marker`` (any reply when
   ``None``) is swallowed and its connection cut, as when a network fails right after the
@@ -18,16 +19,27 @@ Modes, set at any time and applied to the next bytes the server sends:
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
+
+Marker = bytes | re.Pattern[bytes] | None
+
+
+def _matches(marker: Marker, data: bytes) -> bool:
+    if marker is None:
+        return True
+    if isinstance(marker, bytes):
+        return marker in data
+    return marker.search(data) is not None
 
 
 class FaultyProxy:
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self._lock = threading.Lock()
-        self._marker: bytes | None = None
+        self._marker: Marker = None
         self._mode = "pass"
         self._delay = 0.0
         self._swallow = False
@@ -42,15 +54,15 @@ class FaultyProxy:
 
     # -- modes ------------------------------------------------------------------------------
 
-    def drop_reply(self, marker: bytes | None = None) -> None:
+    def drop_reply(self, marker: Marker = None) -> None:
         with self._lock:
             self._mode, self._marker = "drop", marker
 
-    def cut_mid_reply(self, marker: bytes | None = None) -> None:
+    def cut_mid_reply(self, marker: Marker = None) -> None:
         with self._lock:
             self._mode, self._marker = "cut", marker
 
-    def delay_reply(self, seconds: float, marker: bytes | None = None) -> None:
+    def delay_reply(self, seconds: float, marker: Marker = None) -> None:
         with self._lock:
             self._mode, self._marker, self._delay = "delay", marker, seconds
 
@@ -89,7 +101,8 @@ class FaultyProxy:
 
     def _fault_for(self, data: bytes) -> str:
         with self._lock:
-            if self._mode == "pass" or (self._marker is not None and self._marker not in data):
+            marker = self._marker
+            if self._mode == "pass" or not _matches(marker, data):
                 return "pass"
             mode = self._mode
             self._mode, self._marker = "pass", None
