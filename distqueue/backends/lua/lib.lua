@@ -294,3 +294,30 @@ local function unpack_reply(packed)
     end
     return out
 end
+
+-- What a put script reads of the meta hash first: "shutdown", "fullwait", "waiting", "kind",
+-- and the counts "unfinished" and "seq".
+local function put_flags(meta_key)
+    return redis.call('HMGET', meta_key, 'shutdown', 'fullwait', 'waiting', 'kind', 'unfinished',
+        'seq')
+end
+
+-- What a put of `n` items returns instead of adding them, or nil when they may be added: -1 if
+-- the queue is shut down, -2 or -3 if they do not fit (see no_room), an error if the queue is
+-- of another kind or a count is not a number. Nothing is written unless they may be added.
+local function refuse_put(kind, items, meta_key, notfull_key, flags, n, maxsize)
+    if flags[1] then
+        return -1
+    end
+    if (flags[5] and not tonumber(flags[5])) or (flags[6] and not tonumber(flags[6])) then
+        return redis.error_reply('a count in ' .. meta_key .. ' is not a number')
+    end
+    local refused = wrong_kind(meta_key, kind, flags[4])
+    if refused then
+        return refused
+    end
+    if maxsize > 0 then
+        return no_room(meta_key, notfull_key, size_of(kind, items), n, maxsize)
+    end
+    return nil
+end

@@ -11,23 +11,11 @@
 -- room but not for all the items (nothing is written in those cases). What can fail (a key of
 -- the wrong type, a count that is not a number) fails before anything is written.
 local n = #ARGV - 2
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished', 'kind')
-if flags[1] then
-    return -1
-end
-if flags[4] and not tonumber(flags[4]) then
-    return redis.error_reply('the unfinished count in ' .. KEYS[2] .. ' is not a number')
-end
-local refused = wrong_kind(KEYS[2], ARGV[1], flags[5])
+local flags = put_flags(KEYS[2])
+local maxsize = tonumber(ARGV[2])
+local refused = refuse_put(ARGV[1], KEYS[1], KEYS[2], KEYS[3], flags, n, maxsize)
 if refused then
     return refused
-end
-local maxsize = tonumber(ARGV[2])
-if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], redis.call('LLEN', KEYS[1]), n, maxsize)
-    if code then
-        return code
-    end
 end
 local len = 0
 for i = 3, #ARGV, 4000 do

@@ -17,24 +17,11 @@
 -- room but not for all the items (nothing is written in those cases). What can fail (a key of
 -- the wrong type, a count that is not a number) fails before anything is written.
 local n = (#ARGV - 2) / 2
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished', 'seq',
-    'kind')
-if flags[1] then
-    return -1
-end
-if (flags[4] and not tonumber(flags[4])) or (flags[5] and not tonumber(flags[5])) then
-    return redis.error_reply('a count in ' .. KEYS[2] .. ' is not a number')
-end
-local refused = wrong_kind(KEYS[2], ARGV[1], flags[6])
+local flags = put_flags(KEYS[2])
+local maxsize = tonumber(ARGV[2])
+local refused = refuse_put(ARGV[1], KEYS[1], KEYS[2], KEYS[3], flags, n, maxsize)
 if refused then
     return refused
-end
-local maxsize = tonumber(ARGV[2])
-if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], redis.call('ZCARD', KEYS[1]), n, maxsize)
-    if code then
-        return code
-    end
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', n) - n
 local size = 0
