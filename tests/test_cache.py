@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import os
 import threading
 import time
@@ -425,7 +426,7 @@ def test_stats_count_hits_and_misses(cache: Cache) -> None:
 def test_cached_runs_the_function_once_per_distinct_call(cache: Cache) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    @cache.cached(ttl=60)
+    @cache.cached(ttl=60, name="test.add")
     def add(a: int, b: int = 10) -> int:
         calls.append((a, b))
         return a + b
@@ -443,7 +444,7 @@ def test_cached_runs_the_function_once_per_distinct_call(cache: Cache) -> None:
 def test_cached_results_include_none_and_containers(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.lookup")
     def lookup(key: str) -> Any:
         calls.append(key)
         return None if key == "none" else {"key": key, "set": {1, 2}}
@@ -457,7 +458,7 @@ def test_cached_results_include_none_and_containers(cache: Cache) -> None:
 def test_arguments_in_any_order_and_container_keys_are_one_call(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(options: dict[str, int], tags: set[str]) -> int:
         calls.append(1)
         return len(calls)
@@ -470,7 +471,7 @@ def test_arguments_in_any_order_and_container_keys_are_one_call(cache: Cache) ->
 def test_invalidate_forgets_one_call(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: int) -> int:
         calls.append(x)
         return x
@@ -501,10 +502,84 @@ def test_cache_clear_forgets_every_call_for_every_handle(make_cache: MakeCache) 
     assert calls == [1, 2, 1, 2]
 
 
+def halve(x: int) -> float:
+    """A module-level function: its name identifies it."""
+    return x / 2
+
+
+def make_adder(n: int) -> Callable[[int], int]:
+    def add(x: int) -> int:
+        return x + n
+
+    return add
+
+
+def logged(func: Callable[[int], float]) -> Callable[[int], float]:
+    @functools.wraps(func)
+    def wrapper(x: int) -> float:
+        return func(x)
+
+    return wrapper
+
+
+logged_halve = logged(halve)  # named "halve" too, but a closure over what it wraps
+
+
+class Scale:
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def apply(self, x: int) -> int:
+        return self.factor * x
+
+
+def test_a_module_level_function_is_cached_under_its_own_name(cache: Cache) -> None:
+    cached_halve = cache.cached()(halve)
+    assert cached_halve.name == f"{__name__}.halve"
+    assert cached_halve(3) == 1.5
+    assert cached_halve(3) == 1.5
+    assert cache.stats.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("func", "why"),
+    [
+        (lambda x: x + 1, "is a lambda"),
+        (make_adder(1), "defined inside another function"),
+        (logged_halve, "is a closure over func"),
+        (Scale(2).apply, "bound to 'Scale' object"),
+        (functools.partial(halve), "functools.partial"),
+    ],
+    ids=["lambda", "closure", "decorator-wrapper", "bound-method", "partial"],
+)
+def test_a_function_its_name_does_not_identify_is_refused(
+    cache: Cache, func: Callable[[int], Any], why: str
+) -> None:
+    with pytest.raises(TypeError, match=why) as caught:
+        cache.cached()(func)
+    assert "name=" in str(caught.value)
+
+
+def test_closures_given_names_of_their_own_keep_their_results_apart(cache: Cache) -> None:
+    add_1 = cache.cached(name="adder.1")(make_adder(1))
+    add_100 = cache.cached(name="adder.100")(make_adder(100))
+    assert add_1(5) == 6
+    assert add_100(5) == 105
+    assert add_1(5) == 6
+
+
+def test_a_closure_with_a_key_function_is_accepted(cache: Cache) -> None:
+    n = 7
+    add = cache.cached(key=lambda x: (n, x))(make_adder(n))
+    assert add(1) == 8
+    assert add(1) == 8
+    assert cache.stats.hits == 1
+
+
 def test_an_exception_is_not_cached(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.flaky")
     def flaky(x: int) -> int:
         calls.append(x)
         if len(calls) == 1:
@@ -519,7 +594,7 @@ def test_an_exception_is_not_cached(cache: Cache) -> None:
 
 
 def test_an_argument_that_cannot_be_a_key_is_a_type_error(cache: Cache) -> None:
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: Any) -> Any:
         return x
 
@@ -550,7 +625,7 @@ def test_key_function_makes_methods_cacheable(cache: Cache) -> None:
 def test_cached_shortcut_opens_its_own_cache(cache_url: str) -> None:
     calls = []
 
-    @cached(cache_url, ttl=60, namespace=f"t-{uuid.uuid4().hex}")
+    @cached(cache_url, ttl=60, name="test.double", namespace=f"t-{uuid.uuid4().hex}")
     def double(x: int) -> int:
         calls.append(x)
         return 2 * x
@@ -566,7 +641,7 @@ def test_cached_shortcut_opens_its_own_cache(cache_url: str) -> None:
 
 
 def test_a_result_too_large_for_the_serializer_is_reported_after_running(cache: Cache) -> None:
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f() -> Any:
         return object()
 
@@ -579,7 +654,7 @@ def test_many_threads_missing_one_key_run_the_function_once(cache: Cache) -> Non
     started = threading.Barrier(16)
     release = threading.Event()
 
-    @cache.cached(ttl=60, lock_ttl=GUARD)
+    @cache.cached(ttl=60, lock_ttl=GUARD, name="test.slow")
     def slow(x: int) -> dict[str, int]:
         calls.append(x)
         release.wait(GUARD)
@@ -612,7 +687,7 @@ def test_when_the_lock_holder_raises_a_waiter_computes(cache: Cache) -> None:
     first_running = threading.Event()
     release = threading.Event()
 
-    @cache.cached(ttl=60, lock_ttl=GUARD)
+    @cache.cached(ttl=60, lock_ttl=GUARD, name="test.f")
     def f() -> str:
         calls.append(1)
         if len(calls) == 1:
@@ -648,7 +723,7 @@ def test_a_waiter_gives_up_after_lock_ttl_and_computes(cache: Cache) -> None:
     release = threading.Event()
     calls = []
 
-    @cache.cached(ttl=60, lock_ttl=1)
+    @cache.cached(ttl=60, lock_ttl=1, name="test.f")
     def f() -> int:
         calls.append(1)
         if len(calls) == 1:

@@ -187,7 +187,7 @@ def test_no_server_at_all_still_runs_cached_functions(namespace: str) -> None:
         port = probe.getsockname()[1]  # nothing listens there once closed
     cache = Cache(f"memcached://127.0.0.1:{port}", namespace=namespace)
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: int) -> int:
         return x + 1
 

@@ -386,6 +386,10 @@ class Cache:
         argument, such as ``self``, cannot be part of a key). ``name``: the name in the keys
         (default: ``module.qualname``). ``lock_ttl``: seconds the stampede lock lives, which
         is also the longest a caller waits for another caller's computation.
+
+        Decorating raises ``TypeError`` for a function that its ``module.qualname`` does not
+        identify (a lambda, a function defined inside another, a bound method, a
+        ``functools.partial``) unless ``name`` or ``key`` is given.
         """
         from .decorator import CachedFunction
 
