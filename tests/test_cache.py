@@ -261,6 +261,28 @@ def test_a_ttl_over_thirty_days_keeps_the_value(cache: Cache) -> None:
     assert cache.get("k") == "v"
 
 
+@pytest.mark.parametrize("years", [50, 1000, 10**9])
+def test_a_ttl_of_many_years_keeps_the_value(cache: Cache, years: int) -> None:
+    # memcached cannot store an expiry past 2038: sent as is, it would read as already past.
+    ttl = years * 365 * 24 * 3600
+    assert cache.set("k", "v", ttl=ttl)
+    assert cache.add("added", "v", ttl=ttl)
+    assert cache.set_many({"a": 1, "b": "x" * (2 * MB)}, ttl=ttl) == []
+    assert cache.incr("n", 3, ttl=ttl) == 3
+    assert cache.get_many(["k", "added", "a", "b", "n"]) == {
+        "k": "v", "added": "v", "a": 1, "b": "x" * (2 * MB), "n": 3
+    }  # fmt: skip
+    assert cache.touch("k", ttl=ttl)
+    assert cache.get("k") == "v"
+
+
+def test_a_result_with_a_ttl_of_fifty_years_is_kept(cache_url: str) -> None:
+    with ResultStore(cache_url, ttl=50 * 365 * 24 * 3600, namespace=f"t-{uuid.uuid4().hex}") as r:
+        r.mark_pending("t1")
+        r.set_result("t1", 42)
+        assert r.wait("t1", timeout=0).value == 42
+
+
 def test_touch_gives_a_new_ttl(cache: Cache) -> None:
     cache.set("k", "v", ttl=1)
     cache.set("forever", "v", ttl=1)

@@ -108,7 +108,9 @@ class Cache:
 
     TTLs are seconds, as ``int`` or ``float``, greater than 0; ``None`` means no expiry.
     memcached keeps whole seconds (a TTL is rounded up) and reads more than 30 days as a date:
-    such TTLs are sent as one, computed from this machine's clock.
+    such TTLs are sent as one, computed from this machine's clock, and clamped to the latest
+    date memcached can store (2038-01-19 03:14:07 UTC): a value set today with a TTL of 50
+    years lives until then. On Redis a TTL is clamped to about 31,700 years.
 
     Keys are any ``str`` or ``bytes`` (``"a"`` and ``b"a"`` are the same key): they are
     namespaced, and hashed when they would break memcached's rules (250 bytes, no spaces or

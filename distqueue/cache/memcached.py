@@ -27,7 +27,10 @@ Connections
 TTLs
     Sent as whole seconds, rounded up; ``None`` is 0 (no expiry). memcached reads an expiry
     of more than 30 days as a Unix time, so a longer TTL is sent as ``now + ttl``, which
-    assumes the clocks of client and server agree.
+    assumes the clocks of client and server agree. memcached keeps that time in a signed 32-bit
+    number, and reads a later one as a time in the past (the item would be stored already
+    expired), so an expiry past ``LATEST_EXPIRY`` (2038-01-19 03:14:07 UTC) is clamped to it:
+    such an item lives until then, as if evicted early.
 
 Item size
     Read once from the servers (``stats settings``, ``item_size_max``), the smallest of those
@@ -70,6 +73,9 @@ POLL_MAX = 0.05
 MAX_IDLE = 64
 """Idle connections kept per server; more are closed when put back."""
 
+LATEST_EXPIRY = 2**31 - 1
+"""The latest expiry memcached can store, as a Unix time (2038-01-19 03:14:07 UTC)."""
+
 _RELATIVE_TTL_LIMIT = 30 * 24 * 3600  # memcached reads a larger expiry as a Unix time
 
 _COUNTER_TRIES = 10  # incr found no counter, add found one: another client raced us
@@ -86,7 +92,10 @@ def exptime(ttl: float | None) -> int:
     seconds = math.ceil(ttl)
     if seconds <= _RELATIVE_TTL_LIMIT:
         return max(1, seconds)
-    return math.ceil(time.time() + ttl)
+    now = time.time()
+    if now + _RELATIVE_TTL_LIMIT >= LATEST_EXPIRY:  # this clock is past what memcached counts
+        return _RELATIVE_TTL_LIMIT
+    return min(math.ceil(now + ttl), LATEST_EXPIRY)
 
 
 def parse_servers(text: str) -> list[tuple[str, int]]:

@@ -40,8 +40,13 @@ BLOCK_SLICE = 5.0
 _MIN_BLOCK = 0.01
 
 
+MAX_TTL_MS = 10**15
+"""The longest TTL sent to Redis, in milliseconds (about 31,700 years); a longer one is clamped
+to it (Redis refuses an expiry that overflows its clock)."""
+
+
 def _ms(ttl: float) -> int:
-    return max(1, math.ceil(ttl * 1000))
+    return max(1, min(math.ceil(ttl * 1000), MAX_TTL_MS))
 
 
 def _script(name: str) -> str:
