@@ -18,7 +18,7 @@ from .base import (
     check_ttl,
     logger,
 )
-from .frames import COUNTER_MAX, Corrupt, read_manifest
+from .frames import COUNTER_MAX, Corrupt
 from .keys import Keyspace
 from .store import ValueStore
 from .url import open_backend
@@ -306,9 +306,10 @@ class Cache:
             return False
 
     def delete(self, key: str | bytes) -> bool:
-        """Remove the value under ``key``; ``True`` if there was one."""
+        """Remove the value under ``key`` (and the chunks of a large one); ``True`` if there
+        was one. ``False`` (counted) if its server failed."""
         try:
-            return self._backend.delete(self._keys.value_key(key))
+            return self._store.delete(self._keys.value_key(key))
         except BackendError as exc:
             self._failed(exc, "delete")
             return False
@@ -325,9 +326,8 @@ class Cache:
             if item is None:
                 return False
             if item[:1] == b"#":
-                manifest = read_manifest(item)
-                for index in range(manifest.pieces):
-                    self._backend.touch(self._keys.chunk_key(manifest.version, index), seconds)
+                for chunk_key in self._store.chunk_keys(self._store.manifest(item)):
+                    self._backend.touch(chunk_key, seconds)
             return self._backend.touch(skey, seconds)
         except BackendError as exc:
             self._failed(exc, "touch")

@@ -277,7 +277,7 @@ class CachedFunction(Generic[P, R]):
         """Forget the cached result of the call ``f(*args, **kwargs)``; ``True`` if there was
         one. ``False`` (counted) if its server failed."""
         try:
-            return self._backend.delete(self._entry_key(args, kwargs))
+            return self._store.delete(self._entry_key(args, kwargs))
         except BackendError as exc:
             self.cache._failed(exc, f"invalidate of {self.name}")
             return False

@@ -34,7 +34,9 @@ TTLs
 
 Item size
     Read once from the servers (``stats settings``, ``item_size_max``), the smallest of those
-    that answer; 1 MiB (memcached's default) while none has answered.
+    that answer; 1 MiB (memcached's default) while none has answered. The memory of the
+    servers together (``maxbytes``, the largest that answered times the number of servers)
+    is read with it: a chunk manifest claiming a larger value is a lie.
 
 Waiting (``wait_item``)
     memcached cannot notify, so a waiter polls the item: first after 1 ms, then doubling the
@@ -208,6 +210,7 @@ class MemcachedBackend:
         # The server list never changes, so a key's server never does: remember the last few.
         self._node_of: Callable[[str], str] = functools.lru_cache(maxsize=8192)(hasher.get_node)
         self._item_size_limit: int | None = None
+        self._memory_limit: int | None = None
         self._limit_lock = threading.Lock()
 
     @property
@@ -243,6 +246,7 @@ class MemcachedBackend:
         with self._limit_lock:
             if self._item_size_limit is None:
                 limits = []
+                memories = []
                 for server in self._servers:
                     try:
                         client = server.acquire()
@@ -256,10 +260,17 @@ class MemcachedBackend:
                     server.release(client)
                     if isinstance(settings.get(b"item_size_max"), int):
                         limits.append(settings[b"item_size_max"])
+                    if isinstance(settings.get(b"maxbytes"), int):
+                        memories.append(settings[b"maxbytes"])
                 if not limits:
                     return DEFAULT_ITEM_SIZE_LIMIT  # asked again next time
+                if memories:
+                    self._memory_limit = max(memories) * len(self._servers)
                 self._item_size_limit = min(limits)
             return self._item_size_limit
+
+    def memory_limit(self) -> int | None:
+        return self._memory_limit
 
     def get(self, key: bytes) -> bytes | None:
         server = self._only or self._server_for(key)

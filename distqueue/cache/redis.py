@@ -80,6 +80,9 @@ class RedisBackend:
     def item_size_limit(self) -> int | None:
         return ITEM_SIZE_LIMIT
 
+    def memory_limit(self) -> int | None:
+        return None  # maxmemory is often 0 (no limit); chunk counts are bounded by MAX_PIECES
+
     def get(self, key: bytes) -> bytes | None:
         self.health.check()
         try:

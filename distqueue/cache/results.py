@@ -265,21 +265,19 @@ class ResultStore:
         return outcomes
 
     def forget_many(self, task_ids: Sequence[str]) -> None:
-        """Delete the results (or pending markers) of ``task_ids``, in one round trip per
-        server. Raises the first server failure."""
-        keys: list[bytes] = []
-        for task_id in task_ids:
-            keys.append(self._key(task_id))
-            keys.append(self._keys.key("n", task_id))
-        failures = self._backend.delete_many(keys)
+        """Delete the results (or pending markers) of ``task_ids``, and the chunks of large
+        ones, in two round trips per server (a look first, for chunks). Raises the first
+        server failure."""
+        keys = [self._key(task_id) for task_id in task_ids]
+        wake_keys = [self._keys.key("n", task_id) for task_id in task_ids]
+        failures = self._store.delete_many(keys, wake_keys)
         if failures:
             raise failures[0].error
 
     def forget(self, task_id: str) -> None:
-        """Delete the result (or pending marker) of ``task_id``."""
-        failures = self._backend.delete_many([self._key(task_id), self._keys.key("n", task_id)])
-        if failures:
-            raise failures[0].error
+        """Delete the result (or pending marker) of ``task_id``, and the chunks of a large
+        one. Raises the server's failure."""
+        self.forget_many([task_id])
 
     def close(self) -> None:
         """Release the connections. Results stay on the servers until their TTL passes."""
