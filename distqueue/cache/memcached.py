@@ -38,6 +38,13 @@ Item size
     servers together (``maxbytes``, the largest that answered times the number of servers)
     is read with it: a chunk manifest claiming a larger value is a lie.
 
+Counters
+    ``incr``/``decr`` are memcached's own, not idempotent, and never sent twice: pymemcache
+    does not re-send, and neither does this module. The connection is made before the
+    command is sent, so that a failure to connect is a plain ``BackendConnectionError``
+    (nothing changed); any failure after the command left (a timeout, a connection closed
+    before the reply) raises ``OutcomeUnknown``: the counter may or may not have changed.
+
 Waiting (``wait_item``)
     memcached cannot notify, so a waiter polls the item: first after 1 ms, then doubling the
     pause up to ``POLL_MAX`` (50 ms), within the caller's timeout.
@@ -64,6 +71,7 @@ from pymemcache.exceptions import (
 
 from ..errors import BackendConnectionError, BackendError, WrongTypeError
 from .base import Failure, ServerHealth, logger
+from .errors import OutcomeUnknown
 
 DEFAULT_ITEM_SIZE_LIMIT = 1024 * 1024
 """memcached's default ``item_size_max``, used until a server has told its own."""
@@ -404,11 +412,23 @@ class MemcachedBackend:
         for _ in range(_COUNTER_TRIES):
             client = server.acquire()
             try:
+                if client.sock is None:  # connect first: a failure here changed nothing
+                    client._connect()
+            except _CLIENT_ERRORS as exc:
+                raise server.error(client, exc, key) from exc
+            try:
                 value = client.incr(key, delta) if incr else client.decr(key, delta)
                 if value is None and client.add(key, start, exptime(ttl), noreply=False):
                     value = int(start)
             except _CLIENT_ERRORS as exc:
-                raise server.error(client, exc, key) from exc
+                error = server.error(client, exc, key)
+                if isinstance(error, BackendConnectionError):
+                    raise OutcomeUnknown(
+                        f"{server.health.name}: the reply to "
+                        f"{'incr' if incr else 'decr'} of {key.decode('ascii')!r} was lost "
+                        f"({type(exc).__name__}: {exc}); the counter may or may not have changed"
+                    ) from exc
+                raise error from exc
             server.release(client)
             if value is not None:
                 return int(value)

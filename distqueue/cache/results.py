@@ -34,14 +34,8 @@ from typing import Any
 
 from ..errors import DeserializationError, DistQueueError
 from ..serializers import Serializer, get_serializer
-from .base import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DEAD_RETRY,
-    DEFAULT_TIMEOUT,
-    check_seconds,
-    check_ttl,
-)
-from .cache import DEFAULT_NAMESPACE
+from .base import DEFAULT_DEAD_RETRY, check_seconds, check_ttl
+from .cache import DEFAULT, DEFAULT_NAMESPACE, _Default, given_timeouts
 from .errors import ResultMissing, ResultTimeout, TaskFailed
 from .frames import PENDING, Corrupt
 from .keys import Keyspace
@@ -89,6 +83,11 @@ class ResultStore:
     ``url`` as for :class:`~distqueue.cache.Cache`; ``ttl``: seconds a result (and a pending
     marker) lives, ``None`` for no expiry; the other options as for ``Cache``. Safe to share
     between threads.
+
+    A server that accepts connections and never answers makes a call raise
+    ``BackendConnectionError`` after at most ``connect_timeout + timeout`` seconds (4 s by
+    default); :meth:`wait` after its own timeout plus that (and at most 5 s more on Redis,
+    the longest single blocking command). See :mod:`distqueue.cache.url`.
     """
 
     def __init__(
@@ -100,8 +99,8 @@ class ResultStore:
         serializer: Serializer | str | None = None,
         chunking: bool = True,
         compress_min_size: int | None = 64 * 1024,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | _Default = DEFAULT,
+        timeout: float | _Default = DEFAULT,
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
         self.url = url
@@ -111,8 +110,7 @@ class ResultStore:
         self._backend = open_backend(
             url,
             namespace=namespace,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
-            timeout=check_seconds(timeout, "timeout"),
+            timeouts=given_timeouts(connect_timeout, timeout),
             dead_retry=check_seconds(dead_retry, "dead_retry"),
             blocking=True,
         )
