@@ -19,7 +19,8 @@ A setting given both in the URL and as an argument must agree. Anything else rai
 
 Bounds
     Every call to a server that accepts connections and never answers ends after at most
-    ``connect_timeout + timeout`` seconds (4 s by default), plus, on Redis, one immediate
+    ``connect_timeout + timeout`` seconds (4 s by default) for each server it needs (a call on
+    keys of several memcached servers asks them in turn), plus, on Redis, one immediate
     attempt on a fresh connection when a pooled one turns out closed (a restarted server):
     a connection refused or reset is tried once more, a timeout never is. ``ResultStore.wait``
     on Redis blocks in slices of at most ``BLOCK_SLICE`` seconds on a connection of its own
