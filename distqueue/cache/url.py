@@ -167,8 +167,6 @@ def open_backend(
                 # a server that does not answer would only make the caller wait again.
                 retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
                 health_check_interval=30,
-                lib_name=None,  # no CLIENT SETINFO: one round trip less per connection
-                lib_version=None,
             )
 
         where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
