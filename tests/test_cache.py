@@ -930,7 +930,7 @@ def test_the_public_names_of_the_cache_package() -> None:
         "CacheStats",
         "CachedFunction",
         "Outcome",
-        "OutcomeUnknown",
+        "OutcomeUnknownError",
         "ResultMissing",
         "ResultStore",
         "ResultTimeout",

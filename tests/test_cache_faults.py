@@ -22,7 +22,7 @@ from proxy import BlackHole, FaultyProxy
 from pymemcache.client.base import Client
 
 from distqueue import BackendConnectionError
-from distqueue.cache import Cache, OutcomeUnknown, ResultStore
+from distqueue.cache import Cache, OutcomeUnknownError, ResultStore
 
 SLACK = 3.0
 """Seconds a call may take beyond its documented bound (a busy test machine)."""
@@ -119,7 +119,7 @@ def test_an_update_whose_outcome_cannot_be_learnt_raises_outcome_unknown(
         assert cache.incr("n") == 1
         proxy.lose_next_reply(then_black_hole=True)
         started = time.monotonic()
-        with pytest.raises(OutcomeUnknown, match="may or may not"):
+        with pytest.raises(OutcomeUnknownError, match="may or may not"):
             cache.incr("n", 10)
         assert time.monotonic() - started < 1 + 1 + SLACK
         assert proxy.lost.is_set()
@@ -136,7 +136,7 @@ def test_an_increment_on_memcached_is_never_sent_twice(
         with Cache(url_for("memcached", proxy.port), namespace=namespace) as cache:
             assert cache.incr("n") == 1
             proxy.lose_next_reply()
-            with pytest.raises(OutcomeUnknown):
+            with pytest.raises(OutcomeUnknownError):
                 cache.incr("n", 10)
             assert counter_on_server("memcached", proxy.target_port, f"{namespace}:v:n") == 11
         with Cache(url_for("memcached", proxy.port), namespace=namespace) as cache:
@@ -163,10 +163,10 @@ def test_an_increment_that_cannot_connect_changed_nothing_and_is_none(
 
 def incr_fails(cache: Cache) -> bool:
     """``None`` if the update was never sent (Redis checks a new connection first), else
-    ``OutcomeUnknown`` (memcached sends at once: a silent server may have applied it)."""
+    ``OutcomeUnknownError`` (memcached sends at once: a silent server may have applied it)."""
     try:
         return cache.incr("n") is None
-    except OutcomeUnknown:
+    except OutcomeUnknownError:
         return True
 
 

@@ -24,7 +24,7 @@ Modules, one job each:
 ``url``         the URL forms, and the backend for each
 ``base``        the backend contract (bytes in, bytes out), TTL checks, server health
 ``memory``, ``redis``, ``memcached``   the backends
-``errors``      :class:`OutcomeUnknown`, :class:`ValueTooLargeError`, :class:`ResultMissing`,
+``errors``      :class:`OutcomeUnknownError`, :class:`ValueTooLargeError`, :class:`ResultMissing`,
                 :class:`ResultTimeout`, :class:`TaskFailed`
 """
 
@@ -32,7 +32,13 @@ from __future__ import annotations
 
 from .cache import DEFAULT, Cache, CacheStats, cached
 from .decorator import CachedFunction
-from .errors import OutcomeUnknown, ResultMissing, ResultTimeout, TaskFailed, ValueTooLargeError
+from .errors import (
+    OutcomeUnknownError,
+    ResultMissing,
+    ResultTimeout,
+    TaskFailed,
+    ValueTooLargeError,
+)
 from .results import Outcome, ResultStore
 
 __all__ = [
@@ -41,7 +47,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "Outcome",
-    "OutcomeUnknown",
+    "OutcomeUnknownError",
     "ResultMissing",
     "ResultStore",
     "ResultTimeout",

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackendError, WrongTypeError
 from ..serializers import Serializer, get_serializer
 from .base import DEFAULT_DEAD_RETRY, check_seconds, check_ttl, logger
-from .errors import OutcomeUnknown
+from .errors import OutcomeUnknownError
 from .frames import COUNTER_MAX, Corrupt
 from .keys import Keyspace
 from .store import ValueStore
@@ -342,14 +342,14 @@ class Cache:
         server failed before the update was sent (counted): nothing changed. Raises
         ``WrongTypeError`` if the key holds another value.
 
-        Raises ``OutcomeUnknown`` (counted), the one server failure that is not swallowed,
+        Raises ``OutcomeUnknownError`` (counted), the one server failure that is not swallowed,
         when the update was sent and its reply lost, so that it may or may not have happened:
         never added twice, never guessed. On Redis a lost reply (a connection closed or reset
         after sending) is retried at once on a fresh connection under the same request id,
-        which returns the first outcome without adding again; ``OutcomeUnknown`` then means
+        which returns the first outcome without adding again; ``OutcomeUnknownError`` then means
         the server did not answer within ``timeout`` or went away for good. memcached has no
         request ids, so nothing is ever re-sent there: any failure after the command left
-        (a timeout, a connection closed before the reply) is ``OutcomeUnknown``.
+        (a timeout, a connection closed before the reply) is ``OutcomeUnknownError``.
         """
         return self._add_to_counter(True, key, delta, ttl)
 
@@ -372,7 +372,7 @@ class Cache:
             return self._backend.decr(skey, delta, seconds)
         except WrongTypeError as exc:
             raise WrongTypeError(f"the value under {key!r} is not a counter", key=exc.key) from exc
-        except OutcomeUnknown as exc:
+        except OutcomeUnknownError as exc:
             self._failed(exc, "incr" if up else "decr")
             raise
         except BackendError as exc:

@@ -286,7 +286,7 @@ class CachedFunction(Generic[P, R]):
         """Forget every cached result of the function, in every process; ``True`` on success.
 
         ``False`` (counted, logged) if the server of the function's generation failed: then
-        nothing changed, unless the reply to the change was lost (``OutcomeUnknown``, logged),
+        nothing changed, unless the reply to the change was lost (``OutcomeUnknownError``, logged),
         when it may have.
         """
         try:

@@ -43,7 +43,7 @@ Counters
     does not re-send, and neither does this module. The connection is made before the
     command is sent, so that a failure to connect is a plain ``BackendConnectionError``
     (nothing changed); any failure after the command left (a timeout, a connection closed
-    before the reply) raises ``OutcomeUnknown``: the counter may or may not have changed.
+    before the reply) raises ``OutcomeUnknownError``: the counter may or may not have changed.
 
 Waiting (``wait_item``)
     memcached cannot notify, so a waiter polls the item: first after 1 ms, then doubling the
@@ -71,7 +71,7 @@ from pymemcache.exceptions import (
 
 from ..errors import BackendConnectionError, BackendError, WrongTypeError
 from .base import Failure, ServerHealth, logger
-from .errors import OutcomeUnknown
+from .errors import OutcomeUnknownError
 
 DEFAULT_ITEM_SIZE_LIMIT = 1024 * 1024
 """memcached's default ``item_size_max``, used until a server has told its own."""
@@ -423,7 +423,7 @@ class MemcachedBackend:
             except _CLIENT_ERRORS as exc:
                 error = server.error(client, exc, key)
                 if isinstance(error, BackendConnectionError):
-                    raise OutcomeUnknown(
+                    raise OutcomeUnknownError(
                         f"{server.health.name}: the reply to "
                         f"{'incr' if incr else 'decr'} of {key.decode('ascii')!r} was lost "
                         f"({type(exc).__name__}: {exc}); the counter may or may not have changed"

@@ -12,7 +12,7 @@ Counters and lost replies
     call's connection closes or resets after the command was sent, it is sent once more on a
     fresh connection with the same id, which returns the first outcome. When no attempt
     could learn the outcome (a timeout after sending, or the retry failed too), the call
-    raises ``OutcomeUnknown``: the counter may or may not have changed. A failure before the
+    raises ``OutcomeUnknownError``: the counter may or may not have changed. A failure before the
     command was sent (no connection) is ``BackendConnectionError``: nothing changed. A waiter of
 ``wait_item`` blocks in ``BRPOPLPUSH`` on the item's wake-up list, never polling: ``publish``
 writes the item and pushes one token to that list in one ``MULTI``; the token stays there (each
@@ -43,7 +43,7 @@ import redis.exceptions
 
 from ..errors import BackendConnectionError, BackendError, WrongTypeError
 from .base import Failure, ServerHealth
-from .errors import OutcomeUnknown
+from .errors import OutcomeUnknownError
 
 ITEM_SIZE_LIMIT = 512 * 1024 * 1024
 """The largest Redis string (``proto-max-bulk-len``'s default)."""
@@ -238,7 +238,7 @@ class RedisBackend:
 
     def _count(self, op: str, key: bytes, delta: int, ttl: float | None) -> int:
         """Run the counter script under a fresh request id; see "Counters and lost replies"
-        in the module docstring for the retry and ``OutcomeUnknown``."""
+        in the module docstring for the retry and ``OutcomeUnknownError``."""
         self.health.check()
         request = os.urandom(12).hex().encode("ascii")
         keys = [key, _request_key(key, request)]
@@ -261,7 +261,7 @@ class RedisBackend:
         assert failure is not None
         error = self._error(failure.error)  # marks the server down
         if maybe_sent:
-            raise OutcomeUnknown(
+            raise OutcomeUnknownError(
                 f"{self.health.name}: the reply to {op} of {key.decode('ascii')!r} was lost and "
                 f"no retry learnt whether it happened ({failure.error}); the counter may or "
                 "may not have changed"
