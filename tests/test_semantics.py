@@ -716,6 +716,32 @@ def test_after_delete_every_old_handle_uses_a_fresh_queue(make_queue: MakeQueue)
     assert q.join(timeout=5) is True
 
 
+def test_delete_wakes_a_blocked_producer_and_join(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distqueue.backends.connection as connection
+
+    monkeypatch.setattr(connection, "BLOCK_SLICE", 600.0)  # only a wake-up ends these in time
+    name = f"deleted-wakes-{uuid.uuid4().hex}"
+    q = make_queue(distqueue.Queue, 1, name=name)
+    q.put("x")
+    joiner = make_queue(distqueue.Queue, 1, name=name)
+    join_thread, joined = run_in_thread(lambda: joiner.join(timeout=300))
+    wait_until_blocked(join_thread)
+    q.delete()
+    join_thread.join(60)
+    assert joined == [True]
+
+    q.put("y")
+    producer = make_queue(distqueue.Queue, 1, name=name)
+    put_thread, put = run_in_thread(lambda: producer.put("z", timeout=300))
+    wait_until_blocked(put_thread)
+    q.delete()
+    put_thread.join(60)
+    assert put == [None]
+    assert q.get_nowait() == "z"
+
+
 @pytest.mark.parametrize(
     ("first", "second"),
     [

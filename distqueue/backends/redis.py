@@ -228,6 +228,8 @@ class RedisBackend:
         self._size_script = script("size.lua", k.items, k.leases, k.payloads)
         self._signal_script = script("signal.lua", k.meta, k.shutdown)
         self._join_check_script = script("join_check.lua", k.meta, k.joined)
+        others = [key for key in k.types if key not in (k.notfull, k.joined)]
+        self._delete_script = script("delete.lua", k.notfull, k.joined, *others)
 
     # -- running commands ------------------------------------------------------------------
 
@@ -522,7 +524,7 @@ class RedisBackend:
         )
 
     def delete(self) -> None:
-        self._read(lambda: self._client.delete(*self.keys.types), what="delete()")
+        self._read(self._delete_script, what="delete()")
 
     def close(self) -> None:
         if self._owns_client:
