@@ -2,8 +2,8 @@
 update, a server that accepts connections and never answers, and the URL settings that bound
 every call.
 
-Faults come from :mod:`proxy` (a TCP proxy in front of the real server that loses a reply or
-goes silent) and :class:`proxy.BlackHole` (a port that accepts and never answers). The bounds
+Faults come from :mod:`faults` (a TCP proxy in front of the real server that loses a reply or
+goes silent) and :class:`faults.BlackHole` (a port that accepts and never answers). The bounds
 checked are behaviour, with generous slack: a call ends near its timeout, not at a multiple
 of it.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import redis
-from proxy import BlackHole, FaultyProxy
+from faults import BlackHole, FaultyProxy
 from pymemcache.client.base import Client
 
 from distqueue import BackendConnectionError
@@ -92,7 +92,7 @@ def test_an_increment_whose_reply_is_lost_counts_once_on_redis(
         with Cache(url_for("redis", proxy.port), namespace=namespace) as cache:
             assert cache.incr("created") == 1  # a connection in the pool
             for name, delta in (("created", 5), ("new", 7)):
-                proxy.lose_next_reply()
+                proxy.drop_reply()
                 value = cache.incr(name, delta)
                 assert proxy.lost.is_set(), "the proxy lost no reply: the test tested nothing"
                 assert value == counter_on_server(
@@ -102,7 +102,7 @@ def test_an_increment_whose_reply_is_lost_counts_once_on_redis(
                 counter_on_server("redis", proxy.target_port, f"{namespace}:v:created"),
                 value,
             ) == (6, 7)
-            proxy.lose_next_reply()
+            proxy.drop_reply()
             assert cache.decr("created", 2) == 4
             assert proxy.lost.is_set()
             assert counter_on_server("redis", proxy.target_port, f"{namespace}:v:created") == 4
@@ -117,7 +117,7 @@ def test_an_update_whose_outcome_cannot_be_learnt_raises_outcome_unknown(
     url = url_for(scheme, proxy.port, "?socket_timeout=1&connect_timeout=1")
     with Cache(url, namespace=namespace) as cache:
         assert cache.incr("n") == 1
-        proxy.lose_next_reply(then_black_hole=True)
+        proxy.drop_reply(then_black_hole=True)
         started = time.monotonic()
         with pytest.raises(OutcomeUnknownError, match="may or may not"):
             cache.incr("n", 10)
@@ -135,7 +135,7 @@ def test_an_increment_on_memcached_is_never_sent_twice(
     try:
         with Cache(url_for("memcached", proxy.port), namespace=namespace) as cache:
             assert cache.incr("n") == 1
-            proxy.lose_next_reply()
+            proxy.drop_reply()
             with pytest.raises(OutcomeUnknownError):
                 cache.incr("n", 10)
             assert counter_on_server("memcached", proxy.target_port, f"{namespace}:v:n") == 11
