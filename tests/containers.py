@@ -130,7 +130,9 @@ def ensure_image(client: docker.DockerClient, image: str) -> None:
         return
     except docker.errors.ImageNotFound:
         pass
-    repository, _, tag = image.rpartition(":") if ":" in image else (image, "", "latest")
+    repository, _, tag = image.rpartition(":")
+    if not repository or "/" in tag:  # no tag, perhaps a registry's port: "host:5000/name"
+        repository, tag = image, "latest"
     try:
         client.images.pull(repository, tag=tag)
     except docker.errors.DockerException as exc:
