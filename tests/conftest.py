@@ -9,18 +9,21 @@ from typing import Any
 
 import pytest
 from processes import Records, Workers
-from servers import RedisServer, require_binary
+from servers import RedisServer, ServerUnavailable, start_memcached, start_redis
+from servers import unavailable as server_unavailable
 
 import distqueue
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One redis-server for the session, on a free port of 127.0.0.1, in a temp dir."""
-    binary = require_binary("redis-server")
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One redis-server for the session, on a free port of 127.0.0.1 (binary or container)."""
+    try:
+        server = start_redis(tmp_path_factory.mktemp("redis"))
+    except ServerUnavailable as exc:
+        server_unavailable(str(exc))
     yield server
-    server.kill()
+    server.close()
 
 
 @pytest.fixture
@@ -75,16 +78,27 @@ def make_queue(backend: str, request: pytest.FixtureRequest) -> Iterator[Callabl
 # -- memcached and the cache layer ---------------------------------------------------------------
 
 
+def memcached_servers() -> Iterator[tuple[Any, Any]]:
+    """Two memcached servers on free ports of 127.0.0.1 (binaries or containers), closed after."""
+    started: list[Any] = []
+    try:
+        for _ in range(2):
+            started.append(start_memcached())
+    except ServerUnavailable as exc:
+        for server in started:
+            server.close()
+        server_unavailable(str(exc))
+    try:
+        yield (started[0], started[1])
+    finally:
+        for server in started:
+            server.close()
+
+
 @pytest.fixture(scope="session")
 def memcached_pair() -> Iterator[tuple[Any, Any]]:
     """Two memcached servers for the session, on free ports of 127.0.0.1."""
-    from servers import MemcachedProcess
-
-    binary = require_binary("memcached")
-    pair = (MemcachedProcess(binary), MemcachedProcess(binary))
-    yield pair
-    for server in pair:
-        server.kill()
+    yield from memcached_servers()
 
 
 @pytest.fixture
@@ -96,13 +110,7 @@ def memcached_url(memcached_pair: tuple[Any, Any]) -> str:
 @pytest.fixture
 def own_memcached_pair() -> Iterator[tuple[Any, Any]]:
     """Two memcached servers of this test's own, which the test may kill and restart."""
-    from servers import MemcachedProcess
-
-    binary = require_binary("memcached")
-    pair = (MemcachedProcess(binary), MemcachedProcess(binary))
-    yield pair
-    for server in pair:
-        server.kill()
+    yield from memcached_servers()
 
 
 CACHE_BACKENDS = ["memory", "redis", "memcached"]

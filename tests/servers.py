@@ -1,6 +1,13 @@
-"""Real servers for the tests: redis-server and memcached on 127.0.0.1, on free ports, in temp dirs.
+"""Real servers for the tests: redis-server and memcached on 127.0.0.1, on free ports.
 
-A missing binary skips the tests that need it, except under ``CI=true``, where it fails them.
+Where they come from: the local binaries when installed, else containers on a Docker engine
+(``$DOCKER_HOST`` or the default socket; see ``containers.py``). ``DISTQUEUE_TEST_SERVERS=binaries``
+or ``=docker`` forces one way. A server that cannot be had skips the tests that need it, except
+under ``CI=true``, where it fails them.
+
+:func:`start_redis` and :func:`start_memcached` give either kind. The classes here run the
+binaries; tests that drive the server process itself (signals to its pid) build them directly
+with :func:`require_binary`, and are skipped when containers are forced.
 """
 
 from __future__ import annotations
@@ -12,22 +19,107 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 import pytest
+
+if TYPE_CHECKING:
+    from containers import MemcachedContainer, RedisContainer
+
+SERVERS_VARIABLE = "DISTQUEUE_TEST_SERVERS"
+WAYS = ("binaries", "docker")
 
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+class ServerUnavailable(RuntimeError):
+    """Neither a binary nor a Docker engine could give the server asked for."""
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test for want of a server; under CI=true, fail it."""
+    if in_ci():
+        pytest.fail(message + "; under CI=true a missing server is a failure", pytrace=False)
+    pytest.skip(message)
+
+
+def forced_way() -> str | None:
+    """``binaries`` or ``docker`` when $DISTQUEUE_TEST_SERVERS forces one, else None."""
+    way = os.environ.get(SERVERS_VARIABLE, "").strip().lower()
+    if not way:
+        return None
+    if way not in WAYS:
+        raise ValueError(f"{SERVERS_VARIABLE}={way!r}: expected one of {', '.join(WAYS)}")
+    return way
+
+
+def find_binary(name: str) -> str | None:
+    return shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+
+
 def require_binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    """The path of a local server binary, for a test that drives the process itself."""
+    if forced_way() == "docker":
+        pytest.skip(f"needs a local {name} process, and {SERVERS_VARIABLE}=docker")
+    path = find_binary(name)
     if path is None:
-        message = f"{name} is not installed (apt-get install {name.replace('-server', '-server')})"
-        if in_ci():
-            pytest.fail(message + "; under CI=true a missing server is a failure", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{name} is not installed (apt-get install {name})")
     return path
+
+
+def _use_docker(binary: str) -> bool:
+    way = forced_way()
+    if way is not None:
+        return way == "docker"
+    if find_binary(binary) is not None:
+        return False
+    from containers import engine_answers
+
+    return engine_answers()
+
+
+def start_redis(directory: Path, *, appendonly: bool = False) -> RedisServer | RedisContainer:
+    """A redis-server on a free port: the local binary (in ``directory``), else a container.
+
+    Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
+    """
+    if not _use_docker("redis-server"):
+        binary = find_binary("redis-server")
+        if binary is None:
+            raise ServerUnavailable(
+                "redis-server is not installed (apt-get install redis-server), "
+                "and no Docker engine answers"
+            )
+        return RedisServer(binary, directory, appendonly=appendonly)
+    from containers import EngineUnavailable, RedisContainer
+
+    try:
+        return RedisContainer(free_port(), appendonly=appendonly)
+    except EngineUnavailable as exc:
+        raise ServerUnavailable(str(exc)) from None
+
+
+def start_memcached(*, item_size_max: str | None = None) -> MemcachedProcess | MemcachedContainer:
+    """A memcached on a free port: the local binary, else a container.
+
+    Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
+    """
+    if not _use_docker("memcached"):
+        binary = find_binary("memcached")
+        if binary is None:
+            raise ServerUnavailable(
+                "memcached is not installed (apt-get install memcached), "
+                "and no Docker engine answers"
+            )
+        return MemcachedProcess(binary, item_size_max=item_size_max)
+    from containers import EngineUnavailable, MemcachedContainer
+
+    try:
+        return MemcachedContainer(free_port(), item_size_max=item_size_max)
+    except EngineUnavailable as exc:
+        raise ServerUnavailable(str(exc)) from None
 
 
 def free_port() -> int:
@@ -89,6 +181,10 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def close(self) -> None:
+        """Done with for good (a container's counterpart also removes the container)."""
+        self.kill()
+
 
 class MemcachedServer:
     def __init__(self, binary: str) -> None:
@@ -110,6 +206,10 @@ class MemcachedServer:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def close(self) -> None:
+        """Done with for good (a container's counterpart also removes the container)."""
+        self.kill()
 
 
 class MemcachedProcess(MemcachedServer):
