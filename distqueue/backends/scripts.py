@@ -4,6 +4,13 @@ Each script lives in ``lua/NAME.lua`` and declares the keys it touches at its to
 is loaded, the definitions of ``lua/lib.lua`` it uses are put before it, so it stays one atomic
 EVAL.
 
+Each script's first line is a shebang, ``#!lua`` with the flags Redis should enforce (none of
+ours may skip them: every script writes, if only a wake-up token or a remembered reply). With a
+shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
+refuses it outright (``READONLY``), and a Cluster node refuses one whose keys are not all in one
+of its own slots. A server that does not know shebangs (Redis before 7.0, fakeredis) fails to
+compile it; the script is then sent without its first line, once per :class:`Script`.
+
 A script that changes state is *wrapped* so that it is safe to retry: its first argument is a
 request id made by the client, and its last two keys are the queue's two reply hashes. The
 wrapper looks the id up first; if the call ran already, it returns the reply it gave then and
@@ -27,6 +34,7 @@ from typing import Any
 
 import redis
 import redis.exceptions
+import redis.sentinel
 
 REPLY_WINDOW = 60.0
 """Seconds a script's reply stays known under its request id (at least; at most twice that)."""
@@ -53,12 +61,15 @@ def _lua(name: str) -> str:
 
 @cache
 def script_source(name: str, retry_safe: bool) -> str:
-    """The text of script ``name`` as sent to the server: the definitions of lib.lua it uses
-    (and what those use), then its body, wrapped when ``retry_safe``.
+    """The text of script ``name`` as sent to the server: its shebang line, the definitions of
+    lib.lua it uses (and what those use), then its body, wrapped when ``retry_safe``.
 
     Only what is used is included: Lua builds every local function anew on each run.
+    ``ValueError`` if the script does not start with a ``#!lua`` line.
     """
-    body = _lua(name)
+    shebang, _, body = _lua(name).partition("\n")
+    if not re.fullmatch(r"#!lua( flags=[a-z-]+(,[a-z-]+)*)?", shebang):
+        raise ValueError(f"lua/{name} must start with a '#!lua [flags=...]' line, not {shebang!r}")
     if retry_safe:
         body = _WRAPPER % body
     definitions = {
@@ -75,7 +86,17 @@ def script_source(name: str, retry_safe: bool) -> str:
                 needed.append(symbol)
                 pending.append(block)
     ordered = [block for symbol, block in definitions.items() if symbol in needed]
-    return "\n".join([*ordered, body])
+    return "\n".join([shebang, *ordered, body])
+
+
+def _without_shebang(source: str) -> str:
+    # An empty first line keeps Lua's line numbers in error messages the same.
+    return "\n" + source.partition("\n")[2]
+
+
+def _shebang_unknown(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether the server failed to compile a script because it does not know shebangs."""
+    return "near '#'" in str(exc)
 
 
 class RequestIds:
@@ -106,30 +127,34 @@ class NotSent(Exception):
 
 
 class Script:
-    """A Lua script run by EVALSHA with its keys bound; loaded again if the server forgot it
-    (after a restart, or SCRIPT FLUSH).
+    """A Lua script run by EVALSHA with its keys bound; sent whole (EVAL) when the server does
+    not know it (after a restart, a fail-over to a replica, or SCRIPT FLUSH).
 
     One call is one attempt: nothing here retries (the caller does, with the same request id).
     With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
     hash, its keys) is encoded once and each call writes only its own arguments: packing ten
     arguments anew cost more than the server spends running the script. A failure before the
-    command was written raises :class:`NotSent`. Any other client (fakeredis, a subclass) goes
-    through ``execute_command``.
+    command was written raises :class:`NotSent`. Any other client (a Cluster client, fakeredis,
+    a subclass) goes through ``execute_command``, which on a Cluster routes the call by its keys.
     """
 
-    __slots__ = ("_argc", "_client", "_execute", "_fast", "_packed", "_prefix", "source")
+    __slots__ = ("_argc", "_client", "_execute", "_fast", "_keys", "_packed", "_prefix", "source")
 
     def __init__(
         self, client: Any, name: str, keys: Sequence[str], *, retry_safe: bool = False
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
-        self.source = script_source(name, retry_safe)
-        sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(keys), *keys)
+        self._keys = tuple(keys)
+        self._fast = type(client) is redis.Redis and _plain_resp2(client)
+        self._use(script_source(name, retry_safe))
+
+    def _use(self, source: str) -> None:
+        self.source = source
+        sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(self._keys), *self._keys)
         self._packed = b"".join(_resp(part) for part in self._prefix)
         self._argc = len(self._prefix)
-        self._fast = type(client) is redis.Redis and _plain_resp2(client)
 
     def __call__(self, *args: Any) -> Any:
         try:
@@ -137,10 +162,27 @@ class Script:
                 return self._call_packed(args)
             return self._execute(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
-            self._client.script_load(self.source)
-            if self._fast:
-                return self._call_packed(args)
-            return self._execute(*self._prefix, *args)
+            pass
+        except redis.exceptions.ResponseError as exc:
+            # A server without shebangs that ran this text before (and failed to compile it)
+            if not self._drop_shebang(exc):
+                raise
+        # NOSCRIPT: nothing ran. EVAL runs the script and leaves it known to the server that
+        # answered, which is the one owning the keys (SCRIPT LOAD would go elsewhere on a
+        # Cluster, or to every master, failing while one is down).
+        try:
+            return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+        except redis.exceptions.ResponseError as exc:
+            if not self._drop_shebang(exc):
+                raise
+        return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+
+    def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
+        """Use the text without its shebang if ``exc`` says the server cannot compile one."""
+        if not self.source.startswith("#!") or not _shebang_unknown(exc):
+            return False
+        self._use(_without_shebang(self.source))
+        return True
 
     def _call_packed(self, args: tuple[Any, ...]) -> Any:
         command = b"".join(
@@ -168,12 +210,23 @@ class Script:
 
 
 def _plain_resp2(client: redis.Redis) -> bool:
-    """Whether the client's connections are redis-py's own, speaking RESP2 without extras."""
+    """Whether the client's connections are redis-py's own, speaking RESP2 without extras.
+
+    A Sentinel's connections qualify: they find the master when they connect, and drop
+    themselves when they find a replica instead (READONLY), which the packed path sees as the
+    connection failure it is.
+    """
     kwargs = client.connection_pool.connection_kwargs
     connection_class = client.connection_pool.connection_class
     return (
         connection_class
-        in (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+        in (
+            redis.Connection,
+            redis.SSLConnection,
+            redis.UnixDomainSocketConnection,
+            redis.sentinel.SentinelManagedConnection,
+            redis.sentinel.SentinelManagedSSLConnection,
+        )
         and kwargs.get("protocol") in (None, 2, "2")
         and not kwargs.get("cache")
         and client.connection is None
