@@ -351,6 +351,20 @@ class SentinelGroup:
         wait_until(promoted, timeout, f"{new.address} promoted")
         return new
 
+    def fail_over_by_hand(self, timeout: float = 30.0) -> Node:
+        """``SENTINEL FAILOVER``: the master, still running, is demoted and its replica
+        promoted; returns the new master once the old one reports ROLE slave."""
+        old = self.current_master()
+        new = next(node for node in self.servers if node is not old)
+        with self.sentinel_client() as client:
+            client.execute_command("SENTINEL", "FAILOVER", self.SERVICE)
+
+        def swapped() -> bool:
+            return new.role() == "master" and old.role() == "slave" and self.current_master() is new
+
+        wait_until(swapped, timeout, f"{new.address} promoted and {old.address} demoted")
+        return new
+
     def restart_old_master(self, node: Node, timeout: float = 30.0) -> None:
         """Start ``node`` again and wait until the sentinels made it a replica (ROLE slave)."""
         node.start()

@@ -7,6 +7,7 @@ acknowledged, and returns what happened to every item.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +29,8 @@ class Run:
     errors: list[str] = field(default_factory=list)
     failed_at: float = 0.0
     failed_over_at: float = 0.0
-    first_put_after: float = 0.0
-    first_ack_after: float = 0.0
+    put_times: list[float] = field(default_factory=list)
+    ack_times: list[float] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -50,14 +51,29 @@ class Run:
             if any(delivered > at for delivered in self.deliveries[item])
         }
 
+    @staticmethod
+    def _longest_pause(times: list[float]) -> float:
+        ordered = sorted(times)
+        return max((b - a for a, b in itertools.pairwise(ordered)), default=0.0)
+
+    @property
+    def put_pause(self) -> float:
+        """The longest time between two acknowledged puts: how long producers were held up."""
+        return self._longest_pause(self.put_times)
+
+    @property
+    def ack_pause(self) -> float:
+        """The longest time between two acknowledgements: how long consumers were held up."""
+        return self._longest_pause(self.ack_times)
+
     def summary(self) -> str:
         return (
             f"{len(self.put)} put, {len(self.put_unknown)} with an unknown outcome, "
             f"{len(self.acked)} acknowledged, {len(self.lost)} lost, "
             f"{len(self.redelivered)} redelivered, {len(self.ack_refused)} late acks refused; "
-            f"fail-over {self.failed_over_at - self.failed_at:.2f} s, first put after "
-            f"{self.first_put_after - self.failed_at:.2f} s, first ack after "
-            f"{self.first_ack_after - self.failed_at:.2f} s; errors: {self.errors[:5]}"
+            f"fail-over (kill to promotion seen) {self.failed_over_at - self.failed_at:.2f} s, "
+            f"producers held up {self.put_pause:.2f} s, consumers held up {self.ack_pause:.2f} s; "
+            f"errors: {self.errors[:5]}"
         )
 
 
@@ -95,8 +111,7 @@ def run_through(
                 now = time.monotonic()
                 with run.lock:
                     run.put.update(items)
-                    if run.failed_at and not run.first_put_after:
-                        run.first_put_after = now
+                    run.put_times.append(now)
                 time.sleep(pace)
 
     def consume() -> None:
@@ -124,8 +139,7 @@ def run_through(
                         run.ack_refused.add(message.item)
                         continue
                     run.acked.setdefault(message.item, now)
-                    if run.failed_at and not run.first_ack_after:
-                        run.first_ack_after = now
+                    run.ack_times.append(now)
                     if len(run.acked) >= count // 3:
                         third.set()
 
