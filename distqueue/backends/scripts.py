@@ -23,6 +23,7 @@ This module does no I/O of its own except through the client it is given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -33,6 +34,8 @@ from importlib import resources
 from typing import Any
 
 import redis
+import redis.cluster
+import redis.crc
 import redis.exceptions
 import redis.sentinel
 
@@ -134,11 +137,27 @@ class Script:
     With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
     hash, its keys) is encoded once and each call writes only its own arguments: packing ten
     arguments anew cost more than the server spends running the script. A failure before the
-    command was written raises :class:`NotSent`. Any other client (a Cluster client, fakeredis,
-    a subclass) goes through ``execute_command``, which on a Cluster routes the call by its keys.
+    command was written raises :class:`NotSent`.
+
+    With a ``RedisCluster`` client the same packed command goes straight to the master of the
+    keys' slot (they share one) as the client knows it; a redirect (``MOVED``, ``ASK``),
+    ``TRYAGAIN`` or ``CLUSTERDOWN`` (none of which ran the script) hands the call to the
+    client's own routing, which follows the redirect and learns the new layout; a connection
+    failure makes the client read the layout again before it is raised. Any other client
+    (fakeredis, a subclass) goes through ``execute_command``.
     """
 
-    __slots__ = ("_argc", "_client", "_execute", "_fast", "_keys", "_packed", "_prefix", "source")
+    __slots__ = (
+        "_argc",
+        "_client",
+        "_execute",
+        "_fast",
+        "_keys",
+        "_packed",
+        "_prefix",
+        "_slot",
+        "source",
+    )
 
     def __init__(
         self, client: Any, name: str, keys: Sequence[str], *, retry_safe: bool = False
@@ -147,6 +166,7 @@ class Script:
         self._execute: Any = client.execute_command
         self._keys = tuple(keys)
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
+        self._slot = _one_slot(client, keys)
         self._use(script_source(name, retry_safe))
 
     def _use(self, source: str) -> None:
@@ -159,7 +179,9 @@ class Script:
     def __call__(self, *args: Any) -> Any:
         try:
             if self._fast:
-                return self._call_packed(args)
+                return self._call_packed(args, self._client.connection_pool)
+            if self._slot is not None:
+                return self._call_slot_master(args, self._slot)
             return self._execute(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
             pass
@@ -184,11 +206,31 @@ class Script:
         self._use(_without_shebang(self.source))
         return True
 
-    def _call_packed(self, args: tuple[Any, ...]) -> Any:
+    def _call_slot_master(self, args: tuple[Any, ...], slot: int) -> Any:
+        """One attempt on a ``RedisCluster``: packed, to the master of ``slot``."""
+        manager = self._client.nodes_manager
+        node = manager.get_node_from_slot(slot)
+        node_client = node.redis_connection or self._client.get_redis_connection(node)
+        try:
+            return self._call_packed(args, node_client.connection_pool)
+        except (
+            redis.exceptions.AskError,  # and MOVED
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterDownError,
+        ):
+            return self._execute(*self._prefix, *args)
+        except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The caller retries; by then the client should know where the slot lives now.
+            with contextlib.suppress(
+                redis.exceptions.RedisError, redis.exceptions.RedisClusterException
+            ):
+                manager.initialize()
+            raise
+
+    def _call_packed(self, args: tuple[Any, ...], pool: Any) -> Any:
         command = b"".join(
             [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
         )
-        pool = self._client.connection_pool
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -207,6 +249,18 @@ class Script:
                 raise
         finally:
             pool.release(connection)
+
+
+def _one_slot(client: Any, keys: Sequence[str]) -> int | None:
+    """The Cluster slot of all of ``keys``, for a ``RedisCluster`` whose nodes speak plain
+    RESP2; ``None`` for any other client, or keys in several slots."""
+    if type(client) is not redis.cluster.RedisCluster or not keys:
+        return None
+    kwargs = client.nodes_manager.connection_kwargs
+    if kwargs.get("protocol") not in (None, 2, "2") or kwargs.get("cache"):
+        return None
+    slots = {redis.crc.key_slot(key.encode("utf-8")) for key in keys}
+    return slots.pop() if len(slots) == 1 else None
 
 
 def _plain_resp2(client: redis.Redis) -> bool:
