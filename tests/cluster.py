@@ -88,12 +88,15 @@ class Node:
 
 
 class Cluster:
-    """Three masters with one replica each, made with ``redis-cli --cluster create``."""
+    """Three masters with one replica each (or ``replicas`` each), made with ``redis-cli
+    --cluster create``."""
 
-    def __init__(self, server: str, cli: str, directory: Path, masters: int = 3) -> None:
+    def __init__(
+        self, server: str, cli: str, directory: Path, masters: int = 3, replicas: int = 1
+    ) -> None:
         self.cli = cli
         self.nodes: list[Node] = []
-        for i in range(masters * 2):
+        for i in range(masters * (1 + replicas)):
             bus = free_port()
             self.nodes.append(
                 Node(
@@ -114,7 +117,7 @@ class Cluster:
         subprocess.run(
             [
                 cli, "--cluster", "create", *(node.address for node in self.nodes),
-                "--cluster-replicas", "1", "--cluster-yes",
+                "--cluster-replicas", str(replicas), "--cluster-yes",
             ],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
         )  # fmt: skip
