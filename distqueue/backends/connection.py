@@ -226,7 +226,7 @@ _REFUSED = (
 )
 
 _BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 1.0
+_BACKOFF_MAX = 0.25  # a fail-over ends at an unknown moment: notice it soon after
 
 
 class Retrier:
