@@ -233,7 +233,7 @@ def test_calls_during_a_slot_migration_wait_for_it_and_lose_nothing(
 # -- a master that dies --------------------------------------------------------------------------
 
 
-def test_a_blocked_get_carries_on_after_its_master_fails_over(
+def test_a_blocked_get_carries_on_after_its_master_fails_over_and_it_rejoins(
     redis_cluster: Cluster, cluster_url: str
 ) -> None:
     name = f"failing-{uuid.uuid4().hex}"
@@ -254,6 +254,11 @@ def test_a_blocked_get_carries_on_after_its_master_fails_over(
         assert result == ["after the fail-over"]
         consumer.task_done()
         assert consumer.join(timeout=5)
+        # the dead master comes back as a replica of the new one, and nothing changes for us
+        redis_cluster.wait_healthy()
+        assert master.role() == "slave"
+        producer.put_many(["once", "more"])
+        assert consumer.get_many(5, timeout=5) == ["once", "more"]
     finally:
         redis_cluster.wait_healthy()
         producer.delete()
