@@ -178,7 +178,7 @@ def decorator_overhead(cache: Cache, raw: Client) -> list[list[str]]:
     def work(x: int) -> int:
         return x + 1
 
-    cached_work = cache.cached(ttl=None)(work)
+    cached_work = cache.cached(ttl=None, name="bench.work")(work)
     cached_work(1)  # fill
     raw.set("bench:raw:decorator", "2")
     calls = COUNT

@@ -29,7 +29,7 @@ from .cache.results import ResultStore
 from .errors import DistQueueError
 from .executor import DEFAULT_QUEUE
 from .queue import LifoQueue, PriorityQueue, Queue
-from .url import ENV_VAR
+from .url import ENV_VAR, resolve_url, results_url_for
 from .worker import Worker
 
 ALLOW_ENV_VAR = "DISTQUEUE_ALLOW"
@@ -145,7 +145,9 @@ def _worker(args: argparse.Namespace) -> int:
         visibility_timeout=args.visibility_timeout,
         max_deliveries=args.max_deliveries,
     )
-    results = None if function else ResultStore(args.results or args.url)
+    results = (
+        None if function else ResultStore(args.results or results_url_for(resolve_url(args.url)))
+    )
     worker = Worker(
         queue,
         function,

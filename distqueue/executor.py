@@ -34,7 +34,7 @@ from .cache.results import ResultStore
 from .errors import BackendError, DistQueueError, Empty, ShutDown
 from .queue import Queue
 from .serializers import Serializer, get_serializer
-from .url import is_redis_url, make_redis_client
+from .url import is_redis_url, make_redis_client, results_url_for
 
 logger = logging.getLogger("distqueue.executor")
 
@@ -96,7 +96,7 @@ class Executor(_FuturesExecutor):
         assert queue_url is not None
         self.url = queue_url
         self._results = ResultStore(
-            results or queue_url, ttl=self._result_ttl, serializer=self._serializer
+            results or results_url_for(queue_url), ttl=self._result_ttl, serializer=self._serializer
         )
         self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
         self._replies: Queue[Any] = Queue(

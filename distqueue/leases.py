@@ -26,6 +26,9 @@ DEFAULT_VISIBILITY_TIMEOUT = 30.0
 """Lease length for :meth:`Queue.get_message` and :meth:`Queue.lease` on a queue created
 without ``visibility_timeout``."""
 
+MAX_VISIBILITY_TIMEOUT = 365 * 86400.0
+"""The longest lease (or delay before redelivery) a queue may ask for: one year, in seconds."""
+
 MAX_RETRY_DELAY = 60.0
 
 
@@ -62,8 +65,8 @@ class Message(Generic[T]):
     def nack(self, delay: float = 0.0) -> bool:
         """Give the item back, to be delivered again after ``delay`` seconds (``0``: at once,
         ahead of the other waiting items). Returns ``False`` if the lease was no longer held."""
-        if not delay >= 0:
-            raise ValueError("'delay' must be a non-negative number")
+        if not 0 <= delay <= MAX_VISIBILITY_TIMEOUT:
+            raise ValueError(f"'delay' must be a number of seconds from 0 to a year, not {delay!r}")
         self._keeper.release(self.id)
         return self._keeper.backend.nack([self.id], delay) == 1
 
@@ -83,8 +86,10 @@ class Message(Generic[T]):
 
         Returns ``False`` if the lease had already run out and the item went back to the queue.
         """
-        if seconds is not None and not seconds > 0:
-            raise ValueError("'seconds' must be a positive number")
+        if seconds is not None and not 0 < seconds <= MAX_VISIBILITY_TIMEOUT:
+            raise ValueError(
+                f"'seconds' must be a number of seconds above 0 and at most a year, not {seconds!r}"
+            )
         return self._keeper.backend.extend([self.id], seconds or self._keeper.lease_seconds) == 1
 
     def __repr__(self) -> str:
@@ -162,12 +167,18 @@ class LeaseKeeper:
 
 
 def check_lease_settings(visibility_timeout: Any, max_deliveries: Any) -> None:
+    """Raise ``ValueError`` unless ``visibility_timeout`` is ``None`` or a finite number of
+    seconds in ``(0, MAX_VISIBILITY_TIMEOUT]`` and ``max_deliveries`` an int ``>= 1``.
+
+    Infinity and NaN are refused: a lease that never ends cannot be renewed every third of its
+    length, and an item whose consumer died would never come back."""
     if visibility_timeout is not None and not (
-        isinstance(visibility_timeout, (int, float)) and visibility_timeout > 0
+        isinstance(visibility_timeout, (int, float))
+        and 0 < visibility_timeout <= MAX_VISIBILITY_TIMEOUT
     ):
         raise ValueError(
-            f"visibility_timeout must be a positive number of seconds or None, "
-            f"not {visibility_timeout!r}"
+            f"visibility_timeout must be None or a finite number of seconds above 0 and at "
+            f"most {MAX_VISIBILITY_TIMEOUT:.0f} (one year), not {visibility_timeout!r}"
         )
     if not isinstance(max_deliveries, int) or max_deliveries < 1:
         raise ValueError(f"max_deliveries must be an int >= 1, not {max_deliveries!r}")

@@ -24,9 +24,17 @@ other: numbers < bytes < str < date < naive datetime < aware datetime < naive ti
 < UUID < tuple < list < unorderable. Subclasses of these types are keyed by the value of their
 base type (an ``IntEnum`` as its int); a subclass that redefines comparison is not followed.
 
+NaN
+---
+Python has no order for NaN (every comparison with it is false, and ``Decimal('NaN') < 1``
+raises), so distqueue gives it one: NaN is the largest number, above infinity, and all NaNs
+(float or ``Decimal``, quiet or signalling, either sign) are equal to each other. Within
+tuples the comparison then goes on with the next element: ``(nan, "a")`` sorts before
+``(nan, "b")``, and both after ``(inf, "z")``. The memory backend orders NaN by the same rule.
+
 Unorderable values
 ------------------
-``None``, dicts, sets and frozensets (whose ``<`` is a subset test, not an order), NaN, complex
+``None``, dicts, sets and frozensets (whose ``<`` is a subset test, not an order), complex
 numbers and every other object are *unorderable*. Such a value is encoded as the single byte
 ``0x7F`` and it ends the key: nothing after it is encoded, only the terminators of the tuples
 and lists that enclose it. So ``(1, {"a": 1})`` and ``(1, {"b": 2})`` get equal keys (the queue's
@@ -45,6 +53,7 @@ Every encoding starts with a one-byte tag:
 0x12  number, zero         the tag alone (0, 0.0, -0.0, False, Decimal('-0') ...)
 0x13  number, positive     exponent, digits, 0x00 (see below)
 0x14  number, +infinity    the tag alone
+0x15  number, NaN          the tag alone
 0x20  bytes                content with 0x01 written as 0x01 0x02 and 0x00 as 0x01 0x01,
                            then 0x00
 0x21  str                  UTF-8 (``surrogatepass``), escaped and ended like bytes
@@ -106,6 +115,7 @@ _NEGATIVE = 0x11
 _ZERO = 0x12
 _POSITIVE = 0x13
 _POS_INFINITY = 0x14
+_NAN = 0x15
 _BYTES = 0x20
 _STR = 0x21
 _DATE = 0x30
@@ -239,18 +249,16 @@ def _encode_float(item: object, out: bytearray, depth: int) -> bool:
         out.append(_POS_INFINITY)
     elif value < 0.0:
         out.append(_NEG_INFINITY)
-    else:  # NaN compares unequal to everything
-        out.append(_UNORDERABLE)
-        return True
+    else:  # NaN: the largest number (see "NaN" above)
+        out.append(_NAN)
     return False
 
 
 def _encode_decimal(item: object, out: bytearray, depth: int) -> bool:
     assert isinstance(item, decimal.Decimal)
     if item.is_nan():
-        out.append(_UNORDERABLE)
-        return True
-    if item.is_zero():
+        out.append(_NAN)
+    elif item.is_zero():
         out.append(_ZERO)
     elif item.is_infinite():
         out.append(_NEG_INFINITY if item.is_signed() else _POS_INFINITY)

@@ -6,19 +6,26 @@ exactly like :mod:`queue`; with Redis, the same name at the same URL is the same
 process on every machine.
 
 Timeouts follow the standard library: seconds (int or float); ``None`` waits as long as it
-takes; ``block=False`` or ``timeout=0`` never waits; a negative timeout is ``ValueError``.
+takes; ``block=False`` or ``timeout=0`` never waits. A negative timeout is ``ValueError`` where
+the standard library checks it: in ``get`` whenever ``block`` is true, in ``put`` whenever
+``block`` is true and the queue is bounded, and after the shutdown check in both. NaN counts as
+negative (the standard library would spin on it). A timeout of ``threading.TIMEOUT_MAX`` or more,
+infinity included, waits as long as ``None`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+import threading
 import types
 import uuid
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .backends.base import DeadLetter, Kind, QueueBackend
-from .errors import LeaseLost
+from .backends.memory import MemoryBackend
+from .errors import LeaseLost, ShutDown
 from .leases import (
     DEFAULT_VISIBILITY_TIMEOUT,
     LeaseKeeper,
@@ -33,18 +40,60 @@ T = TypeVar("T")
 
 __all__ = ["LifoQueue", "PriorityQueue", "Queue", "SimpleQueue"]
 
+_FOREVER = threading.TIMEOUT_MAX
+"""A wait this long (about 292 years on Linux) or longer is a wait without a deadline."""
 
-def _check_timeout(block: bool, timeout: float | None) -> float | None:
-    if not block:
-        return 0
-    if timeout is None:
+_ALL = 2**31 - 1
+"""The most items one call takes: larger counts are clamped to it."""
+
+
+def _negative_timeout() -> ValueError:
+    return ValueError("'timeout' must be a non-negative number")
+
+
+def _wait_for(timeout: float | None) -> float | None:
+    """A timeout as the backends take it: ``None`` for no deadline, else seconds ``>= 0``.
+
+    Raises ``ValueError`` for a negative number or NaN.
+    """
+    if timeout is None or timeout >= _FOREVER:
         return None
-    if not timeout >= 0:  # also refuses nan
-        raise ValueError("'timeout' must be a non-negative number")
+    if not timeout >= 0:  # NaN fails this too
+        raise _negative_timeout()
     return timeout
 
 
-_ALL = 2**31 - 1
+def _check_timeout(block: bool, timeout: float | None) -> float | None:
+    return _wait_for(timeout) if block else 0
+
+
+def _check_count(n: Any, method: str) -> int:
+    """``n`` for get_many() and get_messages(): an int (not a bool) >= 1, at most ``_ALL``."""
+    if type(n) is bool or not isinstance(n, int):
+        raise TypeError(f"{method}() needs an int count, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"{method}() needs n >= 1, not {n!r}")
+    return min(n, _ALL)
+
+
+def _capacity(maxsize: Any) -> int:
+    """The number of items a queue of ``maxsize`` holds when full; 0 when it is unbounded.
+
+    As in the standard library, a queue is bounded when ``maxsize > 0`` and full once it holds
+    ``maxsize`` items or more: ``2.5`` holds 3, infinity never fills, NaN and ``-1`` are
+    unbounded. Raises ``TypeError`` when ``maxsize`` cannot be compared with 0.
+    """
+    try:
+        bounded = bool(maxsize > 0)
+    except TypeError:
+        raise TypeError(f"maxsize must be a number, not {type(maxsize).__name__}") from None
+    if not bounded:
+        return 0
+    try:
+        capacity: int = math.ceil(maxsize)
+        return capacity
+    except OverflowError:  # infinity
+        return 0
 
 
 def _reopen(cls: type[Any], kwargs: dict[str, Any]) -> Any:
@@ -72,35 +121,39 @@ class _QueueBase(Generic[T]):
         self.url: str | None = None if client is not None else resolve_url(url)
         self._serializer_spec = serializer
         self.serializer = get_serializer(serializer)
-        self._backend: QueueBackend = open_backend(
-            self.url, name, self._kind, self.serializer, client
-        )
+        self._backend: QueueBackend = self._open_backend(client)
+
+    def _open_backend(self, client: Any) -> QueueBackend:
+        return open_backend(self.url, self.name, self._kind, self.serializer, client)
 
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
     def qsize(self) -> int:
-        """Return the approximate size of the queue (not reliable!).
+        """How many items are waiting right now: a snapshot that other producers and consumers
+        may already have changed by the time the caller looks at it.
 
-        Another producer or consumer may change it before the caller acts on the answer.
         Raises ``BackendConnectionError`` when the server cannot be reached.
         """
         return self._backend.qsize()
 
     def empty(self) -> bool:
-        """Return True if the queue is empty, False otherwise (not reliable!)."""
+        """Whether no item is waiting right now; a snapshot, as :meth:`qsize`.
+
+        Raises ``BackendConnectionError`` when the server cannot be reached.
+        """
         return self._backend.qsize() == 0
 
     def put_nowait(self, item: T) -> None:
-        """Put an item into the queue without blocking.
+        """``put(item, block=False)``: add ``item`` only if there is room at once.
 
-        Only enqueue the item if a free slot is immediately available; otherwise raise ``Full``.
+        Raises ``Full`` when there is none, otherwise as :meth:`put`.
         """
         self.put(item, block=False)
 
     def get_nowait(self) -> T:
-        """Remove and return an item from the queue without blocking.
+        """``get(block=False)``: take an item only if one is waiting at once.
 
-        Only get an item if one is immediately available; otherwise raise ``Empty``.
+        Raises ``Empty`` when none is, otherwise as :meth:`get`.
         """
         return self.get(block=False)
 
@@ -112,9 +165,11 @@ class _QueueBase(Generic[T]):
 
     def delete(self) -> None:
         """Delete the queue and everything it holds, for every user of it: waiting items,
-        leases, dead letters, counters and the shutdown state. The name is then free.
+        leases, dead letters, counters and the shutdown state.
 
-        Raises ``BackendConnectionError`` if the server cannot be reached.
+        Every handle on the name, old or new, then sees a fresh, empty queue that is not shut
+        down; a handle that goes on using the name uses that fresh queue. Raises
+        ``BackendConnectionError`` if the server cannot be reached.
         """
         self._backend.delete()
 
@@ -144,19 +199,35 @@ class _QueueBase(Generic[T]):
             )
         return (_reopen, (type(self), self._reopen_kwargs()))
 
+    def _get_timeout(self, timeout: float) -> float | None:
+        """A blocking get's ``timeout`` (not ``None``), checked in the standard library's
+        order: a shut-down, empty queue raises ``ShutDown`` before a bad timeout is noticed."""
+        if timeout >= _FOREVER:
+            return None
+        if not timeout >= 0:
+            if self._backend.is_shutdown() and self._backend.qsize() == 0:
+                raise ShutDown
+            raise _negative_timeout()
+        return timeout
+
 
 class Queue(_QueueBase[T]):
     """A first-in, first-out queue with the standard library's ``queue.Queue`` contract.
 
-    ``maxsize`` bounds the number of waiting items (``<= 0``: unbounded); ``url`` chooses the
-    backend (``None``: ``$DISTQUEUE_URL``, else in-process memory); ``name`` identifies the
-    queue on a shared backend (``None``: a fresh unique name); ``serializer`` is ``None`` for
-    the safe default, ``"pickle"`` only when asked for, or an object with ``dumps``/``loads``.
+    ``maxsize`` bounds the number of waiting items as the standard library's does: a number
+    ``> 0`` bounds it (a queue is full once it holds ``maxsize`` items or more, so ``2.5`` holds
+    3), anything else (0, negative, NaN) leaves it unbounded. ``url`` chooses the backend
+    (``None``: ``$DISTQUEUE_URL``, else in-process memory); ``name`` identifies the queue on a
+    shared backend (``None``: a fresh unique name); ``serializer`` is ``None`` for the safe
+    default, ``"pickle"`` only when asked for, or an object with ``dumps``/``loads``.
 
     ``client`` is an alternative to ``url``: a ready ``redis.Redis`` (or compatible, e.g. a
     Sentinel's ``master_for()``) that the caller keeps owning.
 
-    Raises ``ValueError`` for a malformed or unknown URL, a bad name or serializer.
+    Raises ``TypeError`` for a ``maxsize`` that is not a number; ``ValueError`` for a malformed
+    or unknown URL, a bad name or serializer, a ``visibility_timeout`` that is not a positive
+    finite number of seconds (at most a year), or ``max_deliveries`` below 1; on the memory
+    backend, ``ValueError`` for a name this process already uses for another kind of queue.
     """
 
     _kind = Kind.FIFO
@@ -172,8 +243,8 @@ class Queue(_QueueBase[T]):
         visibility_timeout: float | None = None,
         max_deliveries: int = 5,
     ) -> None:
-        if not isinstance(maxsize, int):
-            raise TypeError(f"maxsize must be an int, not {type(maxsize).__name__}")
+        self._capacity = _capacity(maxsize)
+        self._bounded = self._capacity > 0 or maxsize == math.inf
         check_lease_settings(visibility_timeout, max_deliveries)
         self.maxsize = maxsize
         self.visibility_timeout = visibility_timeout
@@ -200,21 +271,21 @@ class Queue(_QueueBase[T]):
         return self._backend.is_shutdown()
 
     def task_done(self) -> None:
-        """Indicate that a formerly enqueued task is complete.
+        """Report that the work on one item taken from the queue is finished.
 
-        Used by queue consumer threads. For each get() used to fetch a task, a subsequent call
-        to task_done() tells the queue that the processing on the task is complete. The count is
-        shared by every user of the queue, in every process.
-
-        If a join() is currently blocking, it will resume when all items have been processed.
+        Every item put counts as an unfinished task until a consumer calls this once for it,
+        typically after ``get()`` and the work the item asked for; :meth:`join` waits for that
+        count to reach zero. The count belongs to the queue, so it is shared by every handle
+        in every process. ``shutdown(immediate=True)`` counts each item it drops as finished.
 
         With ``visibility_timeout`` set, this acknowledges the calling thread's oldest item
         leased by get() (or, if it holds none, this queue object's oldest), which then leaves
         the queue for good.
 
-        Raises ``ValueError`` if called more times than there were items placed in the queue;
-        with ``visibility_timeout``, ``LeaseLost`` if the item's lease ran out (this process
-        was paused or cut off for longer than the timeout) and it was delivered again.
+        Raises ``ValueError`` when no task is unfinished (more calls than items put); with
+        ``visibility_timeout``, ``LeaseLost`` if the item's lease ran out (this process was
+        paused or cut off for longer than the timeout) and it was delivered again;
+        ``BackendConnectionError`` if the server cannot be reached.
         """
         if self.visibility_timeout is not None:
             lease_id = self._leases.oldest_for_task_done()
@@ -229,72 +300,100 @@ class Queue(_QueueBase[T]):
         self._backend.task_done()
 
     def join(self, timeout: float | None = None) -> bool:
-        """Block until all items in the queue have been gotten and processed.
+        """Wait until every item ever put has been reported finished with :meth:`task_done`.
 
-        The count of unfinished tasks goes up whenever an item is added to the queue, in any
-        process, and down whenever a consumer calls task_done(). When it drops to zero,
-        join() unblocks and returns ``True``. With a ``timeout`` (an addition to the standard
-        library's signature), returns ``False`` if it ran out first.
+        Returns ``True`` at once when no task is unfinished, else as soon as the count reaches
+        zero, whichever process put the items or finishes them. ``timeout`` (an addition to
+        the standard library's signature) bounds the wait: ``False`` means it ran out first.
+
+        Raises ``ValueError`` for a negative timeout, ``BackendConnectionError`` if the server
+        cannot be reached.
         """
-        return self._backend.join(_check_timeout(True, timeout))
+        return self._backend.join(_wait_for(timeout))
 
     def full(self) -> bool:
-        """Return True if the queue is full, False otherwise (not reliable!)."""
-        return 0 < self.maxsize <= self._backend.qsize()
+        """Whether the queue holds ``maxsize`` items or more right now; a snapshot, as
+        :meth:`qsize`. Always ``False`` for an unbounded queue."""
+        return bool(0 < self.maxsize <= self._backend.qsize())
+
+    def _put_timeout(self, timeout: float) -> float | None:
+        """A blocking put's ``timeout`` (not ``None``), checked as the standard library does:
+        only for a bounded queue, and after the shutdown check."""
+        if not self._bounded or timeout >= _FOREVER:
+            return None
+        if not timeout >= 0:
+            if self._backend.is_shutdown():
+                raise ShutDown
+            raise _negative_timeout()
+        return timeout
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
-        """Put an item into the queue.
+        """Add ``item`` to the queue, waiting for room in a bounded queue.
 
-        If optional args 'block' is true and 'timeout' is None (the default), block if
-        necessary until a free slot is available. If 'timeout' is a non-negative number, it
-        blocks at most 'timeout' seconds and raises the ``Full`` exception if no free slot was
-        available within that time. Otherwise ('block' is false), put an item on the queue if
-        a free slot is immediately available, else raise the ``Full`` exception ('timeout' is
-        ignored in that case).
+        With ``block`` true, a full queue is waited on: for as long as it takes when
+        ``timeout`` is ``None``, else for at most ``timeout`` seconds, after which ``Full`` is
+        raised. With ``block`` false the item goes in only if there is room at once, else
+        ``Full``; ``timeout`` is then not looked at.
 
-        Raises ``ShutDown`` if the queue has been shut down, ``SerializationError`` (a
-        ``TypeError``) if a shared backend cannot encode the item (nothing is written), and
-        ``BackendConnectionError`` if the server cannot be reached.
+        Raises ``ShutDown`` if the queue has been shut down (also while waiting);
+        ``ValueError`` for a negative ``timeout`` when ``block`` is true and the queue is
+        bounded (an unbounded queue never waits, so it ignores the timeout, as the standard
+        library does); ``SerializationError`` (a ``TypeError``) if a shared backend cannot
+        encode the item; ``BackendConnectionError`` if the server cannot be reached. A put that
+        raises has added nothing.
         """
-        if block and timeout is not None and not timeout >= 0:
-            raise ValueError("'timeout' must be a non-negative number")
-        self._backend.put(item, self.maxsize, timeout if block else 0)
+        if not block:
+            timeout = 0
+        elif timeout is not None:
+            timeout = self._put_timeout(timeout)
+        self._backend.put(item, self._capacity, timeout)
 
     def put_many(
         self, items: Iterable[T], block: bool = True, timeout: float | None = None
     ) -> None:
-        """Put all ``items`` in one atomic step (one round trip on a server).
+        """Add all ``items`` in one atomic step (one round trip on a server).
 
         Waits, as :meth:`put` does, until there is room for all of them; no other item is put
-        between them. Raises ``ValueError`` if they could never fit (more than ``maxsize``),
-        else as :meth:`put`; on any error none of them was put.
+        between them. While it waits, smaller puts that fit may go ahead of it, but only until
+        ``maxsize`` items have passed it: then it holds the room that frees up, and later puts
+        wait until it is in (or gives up).
+
+        Raises ``ValueError`` if they could never fit (more than ``maxsize``), else as
+        :meth:`put`; on any error none of them was put.
         """
         batch = list(items)
-        if self.maxsize > 0 and len(batch) > self.maxsize:
+        if self._capacity and len(batch) > self._capacity:
             raise ValueError(
                 f"put_many() of {len(batch)} items can never fit a queue of maxsize {self.maxsize}"
             )
-        self._backend.put_many(batch, self.maxsize, _check_timeout(block, timeout))
+        if not block:
+            wait: float | None = 0
+        else:
+            wait = None if timeout is None else self._put_timeout(timeout)
+        self._backend.put_many(batch, self._capacity, wait)
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
-        """Remove and return an item from the queue.
+        """Take the next item off the queue, waiting for one.
 
-        If optional args 'block' is true and 'timeout' is None (the default), block if
-        necessary until an item is available. If 'timeout' is a non-negative number, it blocks
-        at most 'timeout' seconds and raises the ``Empty`` exception if no item was available
-        within that time. Otherwise ('block' is false), return an item if one is immediately
-        available, else raise the ``Empty`` exception ('timeout' is ignored in that case).
+        With ``block`` true, an empty queue is waited on: for as long as it takes when
+        ``timeout`` is ``None``, else for at most ``timeout`` seconds, after which ``Empty``
+        is raised. With ``block`` false an item is returned only if one is waiting at once,
+        else ``Empty``; ``timeout`` is then not looked at.
 
-        Raises ``ShutDown`` if the queue has been shut down and is empty, or if it is shut down
-        immediately; ``DeserializationError`` if the next stored payload cannot be decoded (it
-        is moved to the queue's dead-letter list, and the next call goes on with the next item);
-        ``BackendConnectionError`` if the server cannot be reached.
+        Raises ``ShutDown`` once the queue is shut down and empty (at once after an immediate
+        shutdown, which empties it), also while waiting; ``ValueError`` for a negative
+        ``timeout`` when ``block`` is true; ``DeserializationError`` if the next stored
+        payload cannot be decoded (it is moved to the queue's dead-letter list, and the next
+        call goes on with the next item); ``BackendConnectionError`` if the server cannot be
+        reached.
         """
-        if block and timeout is not None and not timeout >= 0:
-            raise ValueError("'timeout' must be a non-negative number")
+        if not block:
+            timeout = 0
+        elif timeout is not None:
+            timeout = self._get_timeout(timeout)
         if self.visibility_timeout is None:
-            return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]
-        return self._take_leases(1, timeout if block else 0)[0]
+            return self._backend.get(timeout)  # type: ignore[no-any-return]
+        return self._take_leases(1, timeout)[0]
 
     def _take_leases(self, n: int, timeout: float | None) -> list[T]:
         assert self.visibility_timeout is not None
@@ -307,15 +406,17 @@ class Queue(_QueueBase[T]):
         """Remove and return up to ``n`` items in one round trip, in the order get() would.
 
         Waits, as :meth:`get` does, until at least one item is available, then returns the
-        items available at that moment, at most ``n``. Raises as :meth:`get`; a payload that
-        cannot be decoded is moved to the dead-letter list and left out, and
-        ``DeserializationError`` is raised only when no item of the batch could be decoded.
+        items available at that moment, at most ``n`` (counts above 2**31 - 1 are taken as
+        that). Raises ``TypeError`` if ``n`` is not an int (a bool is refused), ``ValueError``
+        if it is below 1, else as :meth:`get`; a payload that cannot be decoded is moved to
+        the dead-letter list and left out, and ``DeserializationError`` is raised only when
+        no item of the batch could be decoded.
         """
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"get_many() needs n >= 1, not {n!r}")
+        n = _check_count(n, "get_many")
+        wait = 0 if not block else None if timeout is None else self._get_timeout(timeout)
         if self.visibility_timeout is None:
-            return self._backend.get_many(n, _check_timeout(block, timeout))
-        return self._take_leases(n, _check_timeout(block, timeout))
+            return self._backend.get_many(n, wait)
+        return self._take_leases(n, wait)
 
     # -- explicit leases -------------------------------------------------------------------
 
@@ -334,8 +435,7 @@ class Queue(_QueueBase[T]):
     ) -> list[Message[T]]:
         """Lease up to ``n`` items in one round trip, as :meth:`get_many` takes them, each as a
         :class:`Message` (see :meth:`get_message`)."""
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"get_messages() needs n >= 1, not {n!r}")
+        n = _check_count(n, "get_messages")
         lease_seconds = self.visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT
         leases = self._backend.lease(
             n, _check_timeout(block, timeout), lease_seconds, self.max_deliveries
@@ -399,14 +499,15 @@ class Queue(_QueueBase[T]):
         super().close()
 
     def shutdown(self, immediate: bool = False) -> None:
-        """Shut-down the queue, making queue gets and puts raise ``ShutDown``.
+        """Close the queue to new items, for every user of it in every process.
 
-        By default, gets will only raise once the queue is empty. Set 'immediate' to True to
-        make gets raise immediately instead; the waiting items are then dropped and each
-        counts as done for join().
-
-        All blocked callers of put() and get() will be unblocked, in every process. If
-        'immediate', callers of join() are unblocked too.
+        From now on every put raises ``ShutDown``. Consumers may still take the items that are
+        waiting and see ``ShutDown`` once the queue is empty; with ``immediate`` true those
+        items are dropped instead, each counted as a finished task, so consumers see
+        ``ShutDown`` at once and a ``join()`` with nothing else unfinished returns. Wakes every
+        blocked ``put`` and ``get`` (and, with ``immediate``, ``join``) in every process.
+        Calling it again is harmless. Raises ``BackendConnectionError`` if the server cannot be
+        reached.
         """
         self._backend.shutdown(bool(immediate))
 
@@ -418,20 +519,28 @@ class LifoQueue(Queue[T]):
 
 
 class PriorityQueue(Queue[T]):
-    """A queue that retrieves the lowest item first, as Python compares items.
+    """A queue whose ``get`` returns the smallest waiting item, by Python's ``<``.
 
-    Items are typically ``(priority, data)`` tuples. Items that compare equal come out first in,
-    first out, and two identical items stay two entries. Where Python cannot compare two items
-    (two dicts behind the same priority), they come out first in, first out instead of raising.
-    On a shared backend, items that Python could not compare at all (an int and a str) are
-    ordered by type: numbers, bytes, str, dates and times, then tuples and lists.
+    The usual items are ``(priority, data)`` tuples, so the lowest priority number goes first.
+    Ties (items that compare equal) leave in the order they arrived, and putting one item twice
+    gives two entries. Where Python has no answer, every backend applies one rule: values of
+    types Python cannot compare (an int and a str) go by type: numbers, bytes, str, dates and
+    times, UUIDs, tuples, lists, then everything else; values it cannot order at all (two
+    dicts behind one priority) go by arrival; and NaN is the largest number, above infinity,
+    every NaN equal to every other (so ``(nan, "a")`` comes before ``(nan, "b")``).
     """
 
     _kind = Kind.PRIORITY
 
 
 class SimpleQueue(_QueueBase[T]):
-    """Simple, unbounded first-in, first-out queue, as ``queue.SimpleQueue``."""
+    """An unbounded first-in, first-out queue without task tracking, as ``queue.SimpleQueue``.
+
+    Its ``put`` never waits, so on the memory backend it may be called from a signal handler
+    or a ``__del__`` method that runs in the middle of another ``put`` or ``get`` of the same
+    queue (it takes no lock). On the memory backend the name of a ``SimpleQueue`` cannot also be
+    used by a ``Queue`` of this process (``ValueError``).
+    """
 
     _kind = Kind.FIFO
 
@@ -445,16 +554,25 @@ class SimpleQueue(_QueueBase[T]):
     ) -> None:
         super().__init__(url=url, name=name, serializer=serializer, client=client)
 
-    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
-        """Put the item on the queue.
+    def _open_backend(self, client: Any) -> QueueBackend:
+        if client is None and self.url is not None and self.url.lower() == "memory://":
+            return MemoryBackend(self.name, Kind.FIFO, simple=True)
+        return super()._open_backend(client)
 
-        The optional 'block' and 'timeout' arguments are ignored, as this method never blocks.
-        They are provided for compatibility with the Queue class.
+    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+        """Add ``item``. There is always room, so this never waits; ``block`` and ``timeout``
+        are accepted for symmetry with :meth:`Queue.put` and not looked at.
+
+        Raises ``SerializationError`` (a ``TypeError``) if a shared backend cannot encode the
+        item, ``BackendConnectionError`` if the server cannot be reached.
         """
         self._backend.put(item, 0, None)
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
-        """Remove and return an item from the queue; see :meth:`Queue.get`."""
-        if block and timeout is not None and not timeout >= 0:
-            raise ValueError("'timeout' must be a non-negative number")
-        return self._backend.get(timeout if block else 0)  # type: ignore[no-any-return]
+        """Take the next item, waiting for one as :meth:`Queue.get` does, and raising as it
+        does (there is no shutdown)."""
+        if not block:
+            timeout = 0
+        elif timeout is not None:
+            timeout = self._get_timeout(timeout)
+        return self._backend.get(timeout)  # type: ignore[no-any-return]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import functools
 import os
 import threading
 import time
@@ -260,6 +261,28 @@ def test_a_ttl_over_thirty_days_keeps_the_value(cache: Cache) -> None:
     assert cache.get("k") == "v"
 
 
+@pytest.mark.parametrize("years", [50, 1000, 10**9])
+def test_a_ttl_of_many_years_keeps_the_value(cache: Cache, years: int) -> None:
+    # memcached cannot store an expiry past 2038: sent as is, it would read as already past.
+    ttl = years * 365 * 24 * 3600
+    assert cache.set("k", "v", ttl=ttl)
+    assert cache.add("added", "v", ttl=ttl)
+    assert cache.set_many({"a": 1, "b": "x" * (2 * MB)}, ttl=ttl) == []
+    assert cache.incr("n", 3, ttl=ttl) == 3
+    assert cache.get_many(["k", "added", "a", "b", "n"]) == {
+        "k": "v", "added": "v", "a": 1, "b": "x" * (2 * MB), "n": 3
+    }  # fmt: skip
+    assert cache.touch("k", ttl=ttl)
+    assert cache.get("k") == "v"
+
+
+def test_a_result_with_a_ttl_of_fifty_years_is_kept(cache_url: str) -> None:
+    with ResultStore(cache_url, ttl=50 * 365 * 24 * 3600, namespace=f"t-{uuid.uuid4().hex}") as r:
+        r.mark_pending("t1")
+        r.set_result("t1", 42)
+        assert r.wait("t1", timeout=0).value == 42
+
+
 def test_touch_gives_a_new_ttl(cache: Cache) -> None:
     cache.set("k", "v", ttl=1)
     cache.set("forever", "v", ttl=1)
@@ -425,7 +448,7 @@ def test_stats_count_hits_and_misses(cache: Cache) -> None:
 def test_cached_runs_the_function_once_per_distinct_call(cache: Cache) -> None:
     calls: list[tuple[Any, ...]] = []
 
-    @cache.cached(ttl=60)
+    @cache.cached(ttl=60, name="test.add")
     def add(a: int, b: int = 10) -> int:
         calls.append((a, b))
         return a + b
@@ -443,7 +466,7 @@ def test_cached_runs_the_function_once_per_distinct_call(cache: Cache) -> None:
 def test_cached_results_include_none_and_containers(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.lookup")
     def lookup(key: str) -> Any:
         calls.append(key)
         return None if key == "none" else {"key": key, "set": {1, 2}}
@@ -457,7 +480,7 @@ def test_cached_results_include_none_and_containers(cache: Cache) -> None:
 def test_arguments_in_any_order_and_container_keys_are_one_call(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(options: dict[str, int], tags: set[str]) -> int:
         calls.append(1)
         return len(calls)
@@ -470,7 +493,7 @@ def test_arguments_in_any_order_and_container_keys_are_one_call(cache: Cache) ->
 def test_invalidate_forgets_one_call(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: int) -> int:
         calls.append(x)
         return x
@@ -501,10 +524,84 @@ def test_cache_clear_forgets_every_call_for_every_handle(make_cache: MakeCache) 
     assert calls == [1, 2, 1, 2]
 
 
+def halve(x: int) -> float:
+    """A module-level function: its name identifies it."""
+    return x / 2
+
+
+def make_adder(n: int) -> Callable[[int], int]:
+    def add(x: int) -> int:
+        return x + n
+
+    return add
+
+
+def logged(func: Callable[[int], float]) -> Callable[[int], float]:
+    @functools.wraps(func)
+    def wrapper(x: int) -> float:
+        return func(x)
+
+    return wrapper
+
+
+logged_halve = logged(halve)  # named "halve" too, but a closure over what it wraps
+
+
+class Scale:
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def apply(self, x: int) -> int:
+        return self.factor * x
+
+
+def test_a_module_level_function_is_cached_under_its_own_name(cache: Cache) -> None:
+    cached_halve = cache.cached()(halve)
+    assert cached_halve.name == f"{__name__}.halve"
+    assert cached_halve(3) == 1.5
+    assert cached_halve(3) == 1.5
+    assert cache.stats.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("func", "why"),
+    [
+        (lambda x: x + 1, "is a lambda"),
+        (make_adder(1), "defined inside another function"),
+        (logged_halve, "is a closure over func"),
+        (Scale(2).apply, "bound to 'Scale' object"),
+        (functools.partial(halve), "functools.partial"),
+    ],
+    ids=["lambda", "closure", "decorator-wrapper", "bound-method", "partial"],
+)
+def test_a_function_its_name_does_not_identify_is_refused(
+    cache: Cache, func: Callable[[int], Any], why: str
+) -> None:
+    with pytest.raises(TypeError, match=why) as caught:
+        cache.cached()(func)
+    assert "name=" in str(caught.value)
+
+
+def test_closures_given_names_of_their_own_keep_their_results_apart(cache: Cache) -> None:
+    add_1 = cache.cached(name="adder.1")(make_adder(1))
+    add_100 = cache.cached(name="adder.100")(make_adder(100))
+    assert add_1(5) == 6
+    assert add_100(5) == 105
+    assert add_1(5) == 6
+
+
+def test_a_closure_with_a_key_function_is_accepted(cache: Cache) -> None:
+    n = 7
+    add = cache.cached(key=lambda x: (n, x))(make_adder(n))
+    assert add(1) == 8
+    assert add(1) == 8
+    assert cache.stats.hits == 1
+
+
 def test_an_exception_is_not_cached(cache: Cache) -> None:
     calls = []
 
-    @cache.cached()
+    @cache.cached(name="test.flaky")
     def flaky(x: int) -> int:
         calls.append(x)
         if len(calls) == 1:
@@ -519,7 +616,7 @@ def test_an_exception_is_not_cached(cache: Cache) -> None:
 
 
 def test_an_argument_that_cannot_be_a_key_is_a_type_error(cache: Cache) -> None:
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: Any) -> Any:
         return x
 
@@ -550,7 +647,7 @@ def test_key_function_makes_methods_cacheable(cache: Cache) -> None:
 def test_cached_shortcut_opens_its_own_cache(cache_url: str) -> None:
     calls = []
 
-    @cached(cache_url, ttl=60, namespace=f"t-{uuid.uuid4().hex}")
+    @cached(cache_url, ttl=60, name="test.double", namespace=f"t-{uuid.uuid4().hex}")
     def double(x: int) -> int:
         calls.append(x)
         return 2 * x
@@ -566,7 +663,7 @@ def test_cached_shortcut_opens_its_own_cache(cache_url: str) -> None:
 
 
 def test_a_result_too_large_for_the_serializer_is_reported_after_running(cache: Cache) -> None:
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f() -> Any:
         return object()
 
@@ -579,7 +676,7 @@ def test_many_threads_missing_one_key_run_the_function_once(cache: Cache) -> Non
     started = threading.Barrier(16)
     release = threading.Event()
 
-    @cache.cached(ttl=60, lock_ttl=GUARD)
+    @cache.cached(ttl=60, lock_ttl=GUARD, name="test.slow")
     def slow(x: int) -> dict[str, int]:
         calls.append(x)
         release.wait(GUARD)
@@ -612,7 +709,7 @@ def test_when_the_lock_holder_raises_a_waiter_computes(cache: Cache) -> None:
     first_running = threading.Event()
     release = threading.Event()
 
-    @cache.cached(ttl=60, lock_ttl=GUARD)
+    @cache.cached(ttl=60, lock_ttl=GUARD, name="test.f")
     def f() -> str:
         calls.append(1)
         if len(calls) == 1:
@@ -648,7 +745,7 @@ def test_a_waiter_gives_up_after_lock_ttl_and_computes(cache: Cache) -> None:
     release = threading.Event()
     calls = []
 
-    @cache.cached(ttl=60, lock_ttl=1)
+    @cache.cached(ttl=60, lock_ttl=1, name="test.f")
     def f() -> int:
         calls.append(1)
         if len(calls) == 1:
@@ -833,6 +930,7 @@ def test_the_public_names_of_the_cache_package() -> None:
         "CacheStats",
         "CachedFunction",
         "Outcome",
+        "OutcomeUnknownError",
         "ResultMissing",
         "ResultStore",
         "ResultTimeout",

@@ -7,8 +7,10 @@ the keys a server holds) to check where and how the cache stored things.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+import struct
 import threading
 import time
 import uuid
@@ -187,7 +189,7 @@ def test_no_server_at_all_still_runs_cached_functions(namespace: str) -> None:
         port = probe.getsockname()[1]  # nothing listens there once closed
     cache = Cache(f"memcached://127.0.0.1:{port}", namespace=namespace)
 
-    @cache.cached()
+    @cache.cached(name="test.f")
     def f(x: int) -> int:
         return x + 1
 
@@ -260,6 +262,152 @@ def test_a_corrupt_chunk_is_a_miss_never_wrong_data(
     assert pair_cache.get("k", MISSING) is MISSING
     assert pair_cache.stats.corrupt_values == 1
     pair_cache.close()
+
+
+def manifest(pieces: int, size: int, version: bytes | None = None) -> bytes:
+    """A chunk manifest as frames.py documents it: "#", version, chunk count, body size,
+    checksum."""
+    checksum = hashlib.blake2b(b"", digest_size=16).digest()
+    return b"#" + struct.pack(">16sIQ16s", version or os.urandom(16), pieces, size, checksum)
+
+
+def gets_on(servers: tuple[Any, ...]) -> int:
+    """Keys the servers were asked for so far (``cmd_get`` counts keys, not requests)."""
+    return sum(raw_client(server).stats()[b"cmd_get"] for server in servers)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "size"),
+    [
+        (2**32 - 1, 2**63),  # the most the fields can claim
+        (2**32 - 1, 2**32 * 1000),
+        (10**6, 10**6 * MB),
+        (10**6, 10**6 * 600),
+        (3, 10),  # fewer bytes than three chunks hold
+        (2, 4 * 1024**3),  # more than two chunks can hold
+        (1, MB),  # a value in one chunk is never chunked
+        (2**16 + 1, (2**16 + 1) * 1000),  # more chunks than any value is cut into
+        (40, 40 * 4 * MB),  # more bytes than the two servers hold (64 MB each)
+    ],
+)
+def test_a_manifest_that_lies_is_a_miss_that_reads_no_chunk(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str, pieces: int, size: int
+) -> None:
+    key = f"{namespace}:v:k"
+    for server in memcached_pair:  # wherever the key lives
+        raw_client(server).set(key, manifest(pieces, size))
+    before = gets_on(memcached_pair)
+    assert pair_cache.get("k", MISSING) is MISSING
+    assert pair_cache.get_many(["k"]) == {}
+    assert pair_cache.touch("k") is False
+    assert gets_on(memcached_pair) - before == 3  # the manifest, three times; no chunk
+    stats = pair_cache.stats
+    assert (stats.corrupt_values, stats.server_errors) == (3, 0), stats
+    # the server is not marked down: the next call for a key on it works at once
+    assert pair_cache.set("k", "fine") and pair_cache.get("k") == "fine"
+
+
+def test_a_manifest_of_plausible_chunks_that_are_not_there_costs_one_request(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str
+) -> None:
+    pieces = 2**16  # the most a value may have, each of the smallest size
+    key = f"{namespace}:v:k"
+    for server in memcached_pair:  # wherever the key lives
+        raw_client(server).set(key, manifest(pieces, pieces * 512))
+    before = gets_on(memcached_pair)
+    assert pair_cache.get("k", MISSING) is MISSING
+    assert pair_cache.get_many(["k", "other"]) == {}
+    # each read stops after the first batch of 64 chunks, not after 65536
+    assert gets_on(memcached_pair) - before <= 2 * (1 + 64) + 1
+    stats = pair_cache.stats
+    assert (stats.corrupt_values, stats.server_errors) == (2, 0), stats
+    assert pair_cache.set("k", "fine") and pair_cache.get("k") == "fine"
+
+
+@pytest.mark.parametrize("change", ["size", "pieces", "checksum"])
+def test_a_manifest_with_wrong_sizes_or_checksum_is_a_miss(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str, change: str
+) -> None:
+    pair_cache.set("k", os.urandom(3 * MB))
+    key = f"{namespace}:v:k".encode()
+    (client,) = [c for c in map(raw_client, memcached_pair) if c.get(key) is not None]
+    version, pieces, size, checksum = struct.unpack(">16sIQ16s", client.get(key)[1:])
+    if change == "size":
+        size += 1
+    elif change == "pieces":
+        pieces -= 1
+    else:
+        checksum = bytes(16)
+    client.set(key, b"#" + struct.pack(">16sIQ16s", version, pieces, size, checksum))
+    assert pair_cache.get("k", MISSING) is MISSING
+    stats = pair_cache.stats
+    assert (stats.corrupt_values, stats.server_errors) == (1, 0), stats
+    assert pair_cache.set("k", "fine") and pair_cache.get("k") == "fine"
+
+
+# -- no chunk outlives its value -------------------------------------------------------------------
+
+
+def test_an_add_onto_a_taken_key_leaves_no_chunk(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str
+) -> None:
+    pair_cache.set("small", "taken")
+    assert pair_cache.add("small", os.urandom(3 * MB)) is False
+    assert chunk_keys(memcached_pair, namespace) == {}
+    large = os.urandom(3 * MB)
+    pair_cache.set("large", large)
+    first = set(chunk_keys(memcached_pair, namespace))
+    assert len(first) == 4
+    assert pair_cache.add("large", os.urandom(3 * MB)) is False
+    assert set(chunk_keys(memcached_pair, namespace)) == first
+    assert pair_cache.get("large") == large
+
+
+def test_a_large_value_written_over_a_large_one_leaves_only_its_own_chunks(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str
+) -> None:
+    pair_cache.set("k", os.urandom(3 * MB))
+    pair_cache.set("k", os.urandom(5 * MB // 2))
+    newest = os.urandom(2 * MB)
+    pair_cache.set("k", newest)
+    assert len(chunk_keys(memcached_pair, namespace)) == 3
+    assert pair_cache.set_many({"k": os.urandom(3 * MB), "j": os.urandom(2 * MB)}) == []
+    assert len(chunk_keys(memcached_pair, namespace)) == 4 + 3
+    assert pair_cache.set_many({"k": newest}) == []
+    assert len(chunk_keys(memcached_pair, namespace)) == 3 + 3
+    assert pair_cache.get("k") == newest
+
+
+def test_deleting_a_large_value_deletes_its_chunks(
+    memcached_pair: tuple[Any, Any], pair_cache: Cache, namespace: str
+) -> None:
+    pair_cache.set("k", os.urandom(3 * MB))
+    assert pair_cache.delete("k") is True
+    assert keys_on(memcached_pair[0], namespace) | keys_on(memcached_pair[1], namespace) == set()
+
+    @pair_cache.cached(name="test.large")
+    def large(n: int) -> bytes:
+        return os.urandom(n * MB)
+
+    large(2)
+    assert chunk_keys(memcached_pair, namespace)
+    assert large.invalidate(2) is True
+    assert chunk_keys(memcached_pair, namespace) == {}
+
+
+def test_forgetting_a_large_result_deletes_its_chunks(
+    memcached_pair: tuple[Any, Any], namespace: str
+) -> None:
+    with ResultStore(url_of(*memcached_pair), namespace=namespace) as store:
+        for task_id in ("a", "b"):
+            store.mark_pending(task_id)
+            store.set_result(task_id, os.urandom(2 * MB))
+        store.set_result("a", os.urandom(3 * MB))  # a second write replaces the first's chunks
+        assert len(chunk_keys(memcached_pair, namespace)) == 4 + 3
+        store.forget("a")
+        assert len(chunk_keys(memcached_pair, namespace)) == 3
+        store.forget_many(["b"])
+        assert chunk_keys(memcached_pair, namespace) == {}
 
 
 def test_waiting_for_a_result_polls_with_a_back_off_not_hot(

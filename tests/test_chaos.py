@@ -15,11 +15,9 @@ failure), and names it in the messages of its main checks.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import random
 import re
-import socket
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +28,7 @@ from typing import Any
 import pytest
 import redis
 import taskfns
+from faults import FaultyProxy
 from processes import GUARD, Records, Workers, fresh_name, settled, wait_until
 from servers import RedisServer, require_binary
 
@@ -306,58 +305,6 @@ def shut_down(
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-class CuttingProxy:
-    """A TCP proxy to a server on 127.0.0.1. Once :attr:`armed`, it cuts the first connection
-    on which the server sends bytes matching ``marker``, without passing those bytes on, as a
-    network failure right after the server answered would; then it is disarmed."""
-
-    def __init__(self, target_port: int, marker: re.Pattern[bytes]) -> None:
-        self.target_port = target_port
-        self.marker = marker
-        self.armed = threading.Event()
-        self.cut = threading.Event()
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, name="proxy", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:  # closed
-                return
-            server = socket.create_connection(("127.0.0.1", self.target_port))
-            with self._lock:
-                self._sockets += [client, server]
-            for source, sink, from_server in ((client, server, False), (server, client, True)):
-                threading.Thread(
-                    target=self._pump, args=(source, sink, from_server), daemon=True
-                ).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                if from_server and self.marker.search(data):
-                    with self._lock:
-                        cut_now = self.armed.is_set()
-                        self.armed.clear()
-                    if cut_now:
-                        self.cut.set()
-                        break
-                sink.sendall(data)
-        for sock in (source, sink):  # the other direction's pump ends too
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self._listener.close()
-        with self._lock:
-            for sock in self._sockets:
-                sock.close()
-
-
 def test_an_executor_call_completes_when_its_reply_is_lost_in_transit(
     workers: Workers, redis_url: str
 ) -> None:
@@ -367,18 +314,18 @@ def test_an_executor_call_completes_when_its_reply_is_lost_in_transit(
     # Only the Executor's traffic goes through the proxy (the worker and the results store
     # connect directly), and of what the server sends it, only a reply taken off the reply
     # queue holds a task id as a JSON string: 32 hex digits in double quotes.
-    proxy = CuttingProxy(port, marker=re.compile(rb'"[0-9a-f]{32}"'))
+    proxy = FaultyProxy(port)
     executor = distqueue.Executor(
         url=f"redis://127.0.0.1:{proxy.port}/0", queue=name, results=redis_url
     )
     futures: list[concurrent.futures.Future[int]] = []
     try:
-        proxy.armed.set()
+        proxy.drop_reply(re.compile(rb'"[0-9a-f]{32}"'))
         futures.append(executor.submit(taskfns.add, 1, 2))
-        wait_until(proxy.cut.is_set, "the connection carrying the reply to be cut")
+        wait_until(lambda: proxy.drops == 1, "the connection carrying the reply to be cut")
         futures.append(executor.submit(taskfns.add, 3, 4))
         assert futures[1].result(timeout=GUARD) == 7  # the Executor reconnected by itself
-        # the lost reply may come back only once a lease on it runs out: a long wait
+        # the retry of the lost call returns the same reply: nothing waits for a lease to end
         concurrent.futures.wait(futures, timeout=GUARD)
         assert futures[0].done(), "the call whose reply was lost in transit never completed"
         assert futures[0].result() == 3

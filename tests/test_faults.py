@@ -279,6 +279,26 @@ def test_calls_to_a_server_that_never_answers_end_within_their_bound(
     q.close()
 
 
+def test_the_command_line_against_a_server_that_never_answers_ends_within_its_bound(
+    proxy: FaultyProxy,
+) -> None:
+    import subprocess
+    import sys
+
+    proxy.black_hole()
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "distqueue", "stats", "--url", proxy.url(LIMITS)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    took = time.monotonic() - started
+    assert done.returncode == 1
+    assert "unreachable" in done.stderr, done.stderr
+    assert took < bound() + 5, f"took {took:.1f} s"  # + starting Python
+
+
 def test_a_call_sent_and_never_answered_says_its_outcome_is_unknown(
     pair: Opened, proxy: FaultyProxy
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue as stdlib_queue
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -524,3 +525,411 @@ def test_a_batch_that_does_not_fit_yet_does_not_hold_up_a_put_that_does(
     batch_thread.join(10)
     assert batch_outcome == [None]
     assert q.get_many(3) == ["x", "a", "b"]
+
+
+# -- the standard library's edges ------------------------------------------------------------
+#
+# Each expectation below is what CPython 3.13's queue module does for the same calls.
+
+
+@pytest.mark.parametrize(
+    ("maxsize", "fits"),
+    [(2.5, 3), (1.0, 1), (True, 1), (0, None), (-1, None), (float("nan"), None)],
+    ids=["2.5", "1.0", "True", "0", "-1", "nan"],
+)
+def test_maxsize_bounds_the_queue_as_the_stdlib_compares_it(
+    make_queue: MakeQueue, maxsize: Any, fits: int | None
+) -> None:
+    q = make_queue(distqueue.Queue, maxsize)
+    assert q.maxsize is maxsize
+    for i in range(fits or 5):
+        assert not q.full()
+        q.put_nowait(i)
+    if fits is None:
+        assert not q.full()
+        q.put(5, timeout=-1)  # unbounded: the timeout is never looked at
+    else:
+        assert q.full()
+        with pytest.raises(distqueue.Full):
+            q.put_nowait("one too many")
+    assert q.qsize() == (fits or 6)
+
+
+def test_an_infinite_maxsize_is_bounded_but_never_full(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, float("inf"))
+    q.put_many(range(10))
+    assert not q.full()
+    with pytest.raises(ValueError, match="non-negative"):
+        q.put(10, timeout=-1)  # bounded, so a blocking put checks its timeout
+
+
+@pytest.mark.parametrize("maxsize", [None, "3", [3]], ids=repr)
+def test_a_maxsize_that_is_no_number_is_a_type_error(make_queue: MakeQueue, maxsize: Any) -> None:
+    with pytest.raises(TypeError, match="maxsize must be a number"):
+        make_queue(distqueue.Queue, maxsize)
+
+
+def test_a_negative_timeout_on_a_bounded_put_is_a_value_error_even_with_room(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(distqueue.Queue, 2)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.put(1, timeout=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.put_many([1], timeout=-1)
+    q.put(1, block=False, timeout=-1)  # block=False: the timeout is not looked at
+    q.put(2, block=False, timeout=-1)
+    with pytest.raises(distqueue.Full):
+        q.put(3, block=False, timeout=-1)
+    assert q.qsize() == 2
+
+
+def test_a_negative_timeout_on_an_unbounded_put_is_ignored(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put("a", timeout=-1)
+    q.put("b", timeout=float("nan"))
+    q.put_many(["c"], timeout=-5)
+    assert q.get_many(3) == ["a", "b", "c"]
+
+
+def test_a_negative_timeout_on_get_is_a_value_error_even_with_items_waiting(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put(1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get_many(1, timeout=-1)
+    assert q.get(block=False, timeout=-1) == 1
+
+
+def test_after_shutdown_the_shutdown_check_comes_before_the_timeout_check(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(distqueue.Queue, 1)
+    q.put("left")
+    q.shutdown()
+    with pytest.raises(distqueue.ShutDown):
+        q.put("x", timeout=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)  # not empty yet: get() still checks its timeout
+    assert q.get() == "left"
+    with pytest.raises(distqueue.ShutDown):
+        q.get(timeout=-1)
+
+
+def test_task_done_after_an_immediate_shutdown_counts_only_items_in_hand(
+    make_queue: MakeQueue,
+) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put_many([1, 2, 3])
+    assert q.get() == 1
+    q.shutdown(immediate=True)
+    assert q.unfinished_tasks == 1  # the two dropped items count as done
+    q.task_done()
+    with pytest.raises(ValueError, match="too many times"):
+        q.task_done()
+    assert q.join(timeout=0) is True
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), 1e300, threading.TIMEOUT_MAX])
+def test_an_endless_timeout_waits_like_none(make_queue: MakeQueue, timeout: float) -> None:
+    q = make_queue(distqueue.Queue, 1, name="endless")
+    other = make_queue(distqueue.Queue, 1, name="endless")
+    assert q.join(timeout=timeout) is True
+    q.put("a", timeout=timeout)
+    joiner, joined = run_in_thread(lambda: q.join(timeout=timeout))
+    putter, put = run_in_thread(lambda: q.put("b", timeout=timeout))
+    wait_until_blocked(joiner)
+    wait_until_blocked(putter)
+    assert other.get(timeout=timeout) == "a"
+    putter.join(10)
+    assert put == [None]
+    assert other.get(timeout=timeout) == "b"
+    other.task_done()
+    other.task_done()
+    joiner.join(10)
+    assert joined == [True]
+
+
+def test_simple_queue_get_with_a_negative_timeout_is_a_value_error(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.SimpleQueue)
+    q.put(1, timeout=-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        q.get(timeout=-1)
+    assert q.get(block=False, timeout=-1) == 1
+
+
+# -- counts, leases, names: the same answer on every backend -----------------------------------
+
+
+@pytest.mark.parametrize(("n", "error"), [(True, TypeError), (2.0, TypeError), (0, ValueError)])
+def test_get_many_refuses_a_count_that_is_not_a_positive_int(
+    make_queue: MakeQueue, n: Any, error: type[Exception]
+) -> None:
+    q = make_queue(distqueue.Queue)
+    q.put(1)
+    with pytest.raises(error):
+        q.get_many(n)
+    with pytest.raises(error):
+        q.get_messages(n)
+    assert q.qsize() == 1
+
+
+def test_get_many_takes_a_huge_count_as_all_there_is(make_queue: MakeQueue) -> None:
+    for cls in (distqueue.Queue, distqueue.LifoQueue, distqueue.PriorityQueue):
+        q = make_queue(cls)
+        q.put_many([1, 2])
+        assert sorted(q.get_many(2**63)) == [1, 2]
+        q.put(3)
+        assert [m.item for m in q.get_messages(2**100)] == [3]
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), 0, -1, 366 * 86400])
+def test_a_visibility_timeout_must_be_finite_and_at_most_a_year(
+    make_queue: MakeQueue, bad: float
+) -> None:
+    with pytest.raises(ValueError, match="visibility_timeout"):
+        make_queue(distqueue.Queue, visibility_timeout=bad)
+    q = make_queue(distqueue.Queue, visibility_timeout=365 * 86400)
+    q.put(1)
+    message = q.get_message()
+    with pytest.raises(ValueError, match="delay"):
+        message.nack(delay=float("inf"))
+    with pytest.raises(ValueError, match="seconds"):
+        message.extend(float("inf"))
+    assert message.ack() is True
+
+
+def test_after_delete_every_old_handle_uses_a_fresh_queue(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.Queue, 2, name="deleted")
+    other = make_queue(distqueue.Queue, 2, name="deleted")
+    q.put_many([1, 2])
+    q.shutdown()
+    other.delete()
+    for handle in (q, other):
+        assert (handle.qsize(), handle.unfinished_tasks, handle.is_shutdown) == (0, 0, False)
+    q.put("after")
+    assert other.get(timeout=5) == "after"
+    other.task_done()
+    assert q.join(timeout=5) is True
+
+
+def test_delete_wakes_a_blocked_producer_and_join(
+    make_queue: MakeQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import distqueue.backends.connection as connection
+
+    monkeypatch.setattr(connection, "BLOCK_SLICE", 600.0)  # only a wake-up ends these in time
+    name = f"deleted-wakes-{uuid.uuid4().hex}"
+    q = make_queue(distqueue.Queue, 1, name=name)
+    q.put("x")
+    joiner = make_queue(distqueue.Queue, 1, name=name)
+    join_thread, joined = run_in_thread(lambda: joiner.join(timeout=300))
+    wait_until_blocked(join_thread)
+    q.delete()
+    join_thread.join(60)
+    assert joined == [True]
+
+    q.put("y")
+    producer = make_queue(distqueue.Queue, 1, name=name)
+    put_thread, put = run_in_thread(lambda: producer.put("z", timeout=300))
+    wait_until_blocked(put_thread)
+    q.delete()
+    put_thread.join(60)
+    assert put == [None]
+    assert q.get_nowait() == "z"
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (distqueue.Queue, distqueue.LifoQueue),
+        (distqueue.LifoQueue, distqueue.PriorityQueue),
+        (distqueue.PriorityQueue, distqueue.Queue),
+    ],
+    ids=["fifo-lifo", "lifo-priority", "priority-fifo"],
+)
+def test_one_name_cannot_be_two_kinds_of_queue(
+    request: pytest.FixtureRequest, backend: str, make_queue: MakeQueue, first: Any, second: Any
+) -> None:
+    name = f"one-kind-{uuid.uuid4().hex}"
+    make_queue(first, name=name).put((1, "x"))
+    with pytest.raises(ValueError, match="already exists"):
+        # refused when opened (memory) or at its first call (Redis: the server knows the kind)
+        make_queue(second, name=name).put((2, "y"))
+
+
+def test_on_memory_a_simple_queue_name_is_not_also_a_queue(backend: str) -> None:
+    if backend != "memory":
+        pytest.skip("memory only: on Redis a SimpleQueue is a FIFO list like Queue")
+    simple: distqueue.SimpleQueue[int] = distqueue.SimpleQueue(url="memory://", name="simple-x")
+    with pytest.raises(ValueError, match="SimpleQueue"):
+        distqueue.Queue(url="memory://", name="simple-x")
+    fifo: distqueue.Queue[int] = distqueue.Queue(url="memory://", name="fifo-x")
+    with pytest.raises(ValueError, match="fifo queue"):
+        distqueue.SimpleQueue(url="memory://", name="fifo-x")
+    simple.put(1)
+    fifo.put(2)
+    assert (simple.get(), fifo.get()) == (1, 2)
+
+
+# -- priority order where Python has none ----------------------------------------------------
+
+NAN = float("nan")
+
+
+def test_nan_is_the_largest_number_on_every_backend(make_queue: MakeQueue) -> None:
+    import math
+    from decimal import Decimal
+
+    q = make_queue(distqueue.PriorityQueue)
+    for item in [3, NAN, 1, float("inf"), Decimal("NaN"), 2, -float("inf")]:
+        q.put(item)
+    got = [q.get() for _ in range(7)]
+    assert got[:5] == [-float("inf"), 1, 2, 3, float("inf")]
+    assert math.isnan(got[5]) and type(got[5]) is float  # NaNs are equal: first in, first out
+    assert type(got[6]) is Decimal and got[6].is_nan()
+
+
+def test_behind_a_nan_priority_the_next_element_decides(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.PriorityQueue)
+    items = [(NAN, "b"), (1, "x"), (NAN, "a"), (float("inf"), "z"), (NAN, "a", 0)]
+    q.put_many(items)
+    got = [q.get() for _ in items]
+    assert [item[1:] for item in got] == [("x",), ("z",), ("a",), ("a", 0), ("b",)]
+
+
+def test_values_python_cannot_compare_go_by_type_on_every_backend(make_queue: MakeQueue) -> None:
+    q = make_queue(distqueue.PriorityQueue)
+    items = ["b", 2, (0,), b"x", 1, "a", [0], None, (1, {"k": 1}), (1, "s"), (1, {"k": 0})]
+    for item in items:
+        q.put(item)
+    got = [q.get() for _ in items]
+    expected = [1, 2, b"x", "a", "b", (0,), (1, "s"), (1, {"k": 1}), (1, {"k": 0}), [0], None]
+    assert got == expected
+
+
+class _Unlucky:
+    """A value whose comparison fails with an error of its own (not a missing order)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __lt__(self, other: Any) -> bool:
+        raise RuntimeError("comparison failed")
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    __hash__ = object.__hash__
+
+
+@pytest.mark.parametrize(
+    "waiting", [[3, 1, 2], [(3, "c"), (1, "a"), (2, "b")]], ids=["bare", "tuples"]
+)
+def test_on_memory_a_put_whose_comparison_raises_adds_nothing(
+    backend: str, make_queue: MakeQueue, waiting: list[Any]
+) -> None:
+    if backend != "memory":
+        pytest.skip("memory only: a shared backend orders by an encoding, never by __lt__")
+    q = make_queue(distqueue.PriorityQueue)
+    q.put_many(waiting)
+    bad = _Unlucky(0) if type(waiting[0]) is int else (1, _Unlucky(0))
+    with pytest.raises(RuntimeError, match="comparison failed"):
+        q.put(bad)
+    with pytest.raises(RuntimeError, match="comparison failed"):
+        q.put_many([waiting[0], bad, waiting[1]])
+    assert (q.qsize(), q.unfinished_tasks) == (3, 3)
+    assert [q.get() for _ in range(3)] == sorted(waiting)
+    assert q.empty()
+
+
+def test_on_memory_a_decimal_nan_no_longer_breaks_a_put(
+    backend: str, make_queue: MakeQueue
+) -> None:
+    from decimal import Decimal
+
+    q = make_queue(distqueue.PriorityQueue)
+    q.put_many([Decimal(2), Decimal(1)])
+    q.put(Decimal("NaN"))
+    q.put_many([Decimal(0), Decimal("sNaN")])
+    assert (q.qsize(), q.unfinished_tasks) == (5, 5)
+    got = [q.get() for _ in range(5)]
+    assert got[:3] == [0, 1, 2]
+    assert all(value.is_nan() for value in got[3:])
+
+
+# -- a waiting batch is not starved ------------------------------------------------------------
+
+
+def test_a_waiting_batch_lets_at_most_maxsize_items_pass_it(
+    request: pytest.FixtureRequest, backend: str, make_queue: MakeQueue
+) -> None:
+    q = make_queue(distqueue.Queue, 3, name="fair")
+    q.put_many([0, 1, 2])
+    batcher = make_queue(distqueue.Queue, 3, name="fair")
+    batch_thread, batch_outcome = run_in_thread(lambda: batcher.put_many("abc", timeout=30))
+    wait_until_blocked(batch_thread)
+
+    def produce(handle: Any, tag: str) -> None:
+        for i in range(30):
+            handle.put(f"{tag}{i}", timeout=30)
+
+    producers = [
+        run_in_thread(lambda tag=tag: produce(make_queue(distqueue.Queue, 3, name="fair"), tag))
+        for tag in ("x", "y")
+    ]
+    got = []
+    for _ in range(9):
+        got.append(q.get(timeout=10))
+        # Let the single producers fill the room again if they may: a starving batch would
+        # then never find room for three.
+        refill_deadline = time.monotonic() + 0.5
+        while q.qsize() < 3 and time.monotonic() < refill_deadline:
+            time.sleep(0.005)
+    q.shutdown(immediate=True)
+    batch_thread.join(10)
+    for thread, _ in producers:
+        thread.join(10)
+    assert batch_outcome == [None]
+    assert got[:3] == [0, 1, 2]
+    assert [item for item in got if item in ("a", "b", "c")] == ["a", "b", "c"], got
+
+
+# -- SimpleQueue -------------------------------------------------------------------------------
+
+
+def test_blocked_simple_queue_gets_each_wake_for_one_put(make_queue: MakeQueue) -> None:
+    consumers = [make_queue(distqueue.SimpleQueue, name="simple-wake") for _ in range(3)]
+    producer = make_queue(distqueue.SimpleQueue, name="simple-wake")
+    threads = [run_in_thread(lambda c=c: c.get(timeout=30)) for c in consumers]
+    for thread, _ in threads:
+        wait_until_blocked(thread, 0.1)
+    for i in range(3):
+        producer.put(i)
+    for thread, _ in threads:
+        thread.join(10)
+    assert sorted(outcome[0] for _, outcome in threads) == [0, 1, 2]
+    with pytest.raises(distqueue.Empty):
+        producer.get(timeout=0.05)
+
+
+def test_on_memory_simple_queue_put_never_waits_for_a_lock(backend: str) -> None:
+    # A signal handler that puts runs on the thread it interrupted, possibly in the middle of
+    # a put or get of the same queue: a put that took the queue's lock would wait for itself.
+    if backend != "memory":
+        pytest.skip("memory only: the lock lives in this process")
+    q: distqueue.SimpleQueue[int] = distqueue.SimpleQueue(url="memory://")
+    store = q._backend._store  # type: ignore[attr-defined]
+
+    def put_while_holding_the_lock() -> None:
+        with store.lock:
+            q.put(1)
+            q.put_nowait(2)
+
+    thread, outcome = run_in_thread(put_while_holding_the_lock)
+    thread.join(5)
+    assert outcome == [None], "put() waited for a lock its own thread held"
+    assert [q.get_nowait(), q.get(timeout=1)] == [1, 2]

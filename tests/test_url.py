@@ -19,6 +19,15 @@ from distqueue.url import redis_connection_kwargs
         "redis://localhost:6379/-1",
         "memory://somewhere",
         "unix://",
+        "unix://relative/path.sock",
+        "redis://localhost/0?socket_timeout=2&sockettimeout=3",
+        "redis://localhost/0?socket_timeout=soon",
+        "redis://localhost/0?socket_timeout=0",
+        "redis://localhost/0?retry_window=-1",
+        "redis://localhost/0?retry_window=3600",
+        "redis://localhost/0?outage_limit=inf",
+        "redis://localhost/0?socket_timeout=1&socket_timeout=2",
+        "redis://localhost/2?db=3",
     ],
 )
 def test_a_malformed_or_unknown_url_is_a_value_error_naming_it(url: str) -> None:
@@ -41,6 +50,28 @@ def test_redis_urls_give_host_port_db_and_credentials() -> None:
         "unix_socket_path": "/run/redis.sock",
         "db": 2,
     }
+    # the password goes to the password, never into the socket's path
+    assert redis_connection_kwargs("unix://:s%40cret@/run/redis.sock") == {
+        "unix_socket_path": "/run/redis.sock",
+        "db": 0,
+        "password": "s@cret",
+    }
+
+
+def test_unknown_query_parameters_are_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match="'sockettimeout'"):
+        distqueue.Queue(url="redis://localhost/0?sockettimeout=3")
+
+
+def test_time_limits_come_from_the_url() -> None:
+    from distqueue.backends.connection import RedisOptions
+    from distqueue.url import redis_options
+
+    url = "redis://localhost/0?socket_timeout=0.5&connect_timeout=0.25&retry_window=7"
+    assert redis_options(url) == RedisOptions(
+        socket_timeout=0.5, connect_timeout=0.25, retry_window=7, outage_limit=60
+    )
+    # that the clients keep them is shown by the bounds in test_faults.py
 
 
 def test_no_url_means_memory_unless_the_environment_names_one(

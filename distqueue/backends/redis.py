@@ -73,6 +73,7 @@ _NONE_LEASED = -2
 _TOO_LITTLE_ROOM = -3
 _BATCH_BACKOFF_MIN = 0.01
 _BATCH_BACKOFF_MAX = 0.5
+_BATCH_LOOK_AGAIN = 1.0  # well within BATCH_STALE_MS of lua/lib.lua
 _BLOCK_ERROR_PAUSE = 0.05
 
 REF_PREFIX = b"\x00dq:ref:"
@@ -228,6 +229,8 @@ class RedisBackend:
         self._size_script = script("size.lua", k.items, k.leases, k.payloads)
         self._signal_script = script("signal.lua", k.meta, k.shutdown)
         self._join_check_script = script("join_check.lua", k.meta, k.joined)
+        others = [key for key in k.types if key not in (k.notfull, k.joined)]
+        self._delete_script = script("delete.lua", k.notfull, k.joined, *others)
 
     # -- running commands ------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class RedisBackend:
         if isinstance(exc, redis.exceptions.ResponseError) and "WRONGKIND" in str(exc):
             found = re.search(r"is an? (\w+) queue", str(exc))
             return ValueError(
-                f"queue {self.name!r} exists on this server as a "
+                f"queue {self.name!r} already exists on this server as a "
                 f"{found.group(1) if found else 'different'} queue, not a {self.kind.value} "
                 "queue: open it with the class of its kind"
             )
@@ -401,9 +404,9 @@ class RedisBackend:
         payload = self._dumps(item)
         if self._priority:
             key = sort_key(item)
-            self._put([self._kind_arg, maxsize, key, payload + b"%08x" % len(key)], timeout)
+            self._put([self._kind_arg, maxsize, "", key, payload + b"%08x" % len(key)], timeout)
         else:
-            self._put([self._kind_arg, maxsize, payload], timeout)
+            self._put([self._kind_arg, maxsize, "", payload], timeout)
 
     def put_many(self, items: Sequence[Any], maxsize: int, timeout: float | None) -> None:
         if not items:
@@ -411,7 +414,8 @@ class RedisBackend:
                 raise ShutDown
             return
         dumps = self._dumps
-        args: list[Any] = [self._kind_arg, maxsize]
+        # a batch's ticket: its place in line while it waits for room (see lua/lib.lua)
+        args: list[Any] = [self._kind_arg, maxsize, self._request_id() if len(items) > 1 else ""]
         if self._priority:
             for item in items:
                 payload = dumps(item)
@@ -446,7 +450,8 @@ class RedisBackend:
                 wait = self._wait_time(deadline, backoff)
                 keys = [k.shutdown]
             else:
-                wait = self._wait_time(deadline)
+                # a batch holds its place in line only while it looks again often enough
+                wait = self._wait_time(deadline, _BATCH_LOOK_AGAIN if args[2] else None)
                 keys = [k.notfull, k.shutdown]
             if wait is None:
                 raise Full
@@ -528,7 +533,7 @@ class RedisBackend:
         )
 
     def delete(self) -> None:
-        self._read(lambda: self._client.delete(*self.keys.types), what="delete()")
+        self._read(self._delete_script, what="delete()")
 
     def close(self) -> None:
         if self._owns_client:

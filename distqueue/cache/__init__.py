@@ -24,15 +24,21 @@ Modules, one job each:
 ``url``         the URL forms, and the backend for each
 ``base``        the backend contract (bytes in, bytes out), TTL checks, server health
 ``memory``, ``redis``, ``memcached``   the backends
-``errors``      :class:`ValueTooLargeError`, :class:`ResultMissing`, :class:`ResultTimeout`,
-                :class:`TaskFailed`
+``errors``      :class:`OutcomeUnknownError`, :class:`ValueTooLargeError`, :class:`ResultMissing`,
+                :class:`ResultTimeout`, :class:`TaskFailed`
 """
 
 from __future__ import annotations
 
 from .cache import DEFAULT, Cache, CacheStats, cached
 from .decorator import CachedFunction
-from .errors import ResultMissing, ResultTimeout, TaskFailed, ValueTooLargeError
+from .errors import (
+    OutcomeUnknownError,
+    ResultMissing,
+    ResultTimeout,
+    TaskFailed,
+    ValueTooLargeError,
+)
 from .results import Outcome, ResultStore
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "CacheStats",
     "CachedFunction",
     "Outcome",
+    "OutcomeUnknownError",
     "ResultMissing",
     "ResultStore",
     "ResultTimeout",

@@ -57,6 +57,11 @@ class CacheBackend(Protocol):
         once; falls back to 1 MiB while no server answers."""
         ...
 
+    def memory_limit(self) -> int | None:
+        """At most how many bytes the servers hold together (``None``: unknown, or no limit);
+        known once :meth:`item_size_limit` has heard from a server."""
+        ...
+
     def get(self, key: bytes) -> bytes | None:
         """The item under ``key``, ``None`` if there is none."""
         ...

@@ -10,15 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackendError, WrongTypeError
 from ..serializers import Serializer, get_serializer
-from .base import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DEAD_RETRY,
-    DEFAULT_TIMEOUT,
-    check_seconds,
-    check_ttl,
-    logger,
-)
-from .frames import COUNTER_MAX, Corrupt, read_manifest
+from .base import DEFAULT_DEAD_RETRY, check_seconds, check_ttl, logger
+from .errors import OutcomeUnknownError
+from .frames import COUNTER_MAX, Corrupt
 from .keys import Keyspace
 from .store import ValueStore
 from .url import open_backend
@@ -101,14 +95,19 @@ class Cache:
         payloads of at least this many bytes are compressed with zlib when that saves a tenth
         or more; ``None``: never.
     ``connect_timeout``, ``timeout``
-        seconds to wait for a connection, and for each read or write on it (always set).
+        seconds to wait for a connection (1 s by default), and for each reply (3 s); also
+        settable in the URL (``?connect_timeout=1&socket_timeout=3``). A server that accepts
+        connections and never answers costs a call at most ``connect_timeout + timeout``
+        seconds; see :mod:`distqueue.cache.url`.
     ``dead_retry``
         seconds during which a server that failed is not tried again: calls that need it fail
         at once instead of each waiting for a timeout.
 
     TTLs are seconds, as ``int`` or ``float``, greater than 0; ``None`` means no expiry.
     memcached keeps whole seconds (a TTL is rounded up) and reads more than 30 days as a date:
-    such TTLs are sent as one, computed from this machine's clock.
+    such TTLs are sent as one, computed from this machine's clock, and clamped to the latest
+    date memcached can store (2038-01-19 03:14:07 UTC): a value set today with a TTL of 50
+    years lives until then. On Redis a TTL is clamped to about 31,700 years.
 
     Keys are any ``str`` or ``bytes`` (``"a"`` and ``b"a"`` are the same key): they are
     namespaced, and hashed when they would break memcached's rules (250 bytes, no spaces or
@@ -135,8 +134,8 @@ class Cache:
         serializer: Serializer | str | None = None,
         chunking: bool = True,
         compress_min_size: int | None = 64 * 1024,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | _Default = DEFAULT,
+        timeout: float | _Default = DEFAULT,
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
         if compress_min_size is not None and (
@@ -165,8 +164,7 @@ class Cache:
         self._backend = open_backend(
             url,
             namespace=namespace,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
-            timeout=check_seconds(timeout, "timeout"),
+            timeouts=given_timeouts(connect_timeout, timeout),
             dead_retry=check_seconds(dead_retry, "dead_retry"),
         )
         self._store = ValueStore(
@@ -304,9 +302,10 @@ class Cache:
             return False
 
     def delete(self, key: str | bytes) -> bool:
-        """Remove the value under ``key``; ``True`` if there was one."""
+        """Remove the value under ``key`` (and the chunks of a large one); ``True`` if there
+        was one. ``False`` (counted) if its server failed."""
         try:
-            return self._backend.delete(self._keys.value_key(key))
+            return self._store.delete(self._keys.value_key(key))
         except BackendError as exc:
             self._failed(exc, "delete")
             return False
@@ -323,9 +322,8 @@ class Cache:
             if item is None:
                 return False
             if item[:1] == b"#":
-                manifest = read_manifest(item)
-                for index in range(manifest.pieces):
-                    self._backend.touch(self._keys.chunk_key(manifest.version, index), seconds)
+                for chunk_key in self._store.chunk_keys(self._store.manifest(item)):
+                    self._backend.touch(chunk_key, seconds)
             return self._backend.touch(skey, seconds)
         except BackendError as exc:
             self._failed(exc, "touch")
@@ -341,7 +339,17 @@ class Cache:
         existing counter does not change). Any value stored as a non-negative ``int`` is a
         counter. Counters stay between 0 and ``2**63 - 1``: going above is refused by Redis
         and memory (``None``, counted) and wraps around on memcached. Returns ``None`` if the
-        server failed (counted). Raises ``WrongTypeError`` if the key holds another value.
+        server failed before the update was sent (counted): nothing changed. Raises
+        ``WrongTypeError`` if the key holds another value.
+
+        Raises ``OutcomeUnknownError`` (counted), the one server failure that is not swallowed,
+        when the update was sent and its reply lost, so that it may or may not have happened:
+        never added twice, never guessed. On Redis a lost reply (a connection closed or reset
+        after sending) is retried at once on a fresh connection under the same request id,
+        which returns the first outcome without adding again; ``OutcomeUnknownError`` then means
+        the server did not answer within ``timeout`` or went away for good. memcached has no
+        request ids, so nothing is ever re-sent there: any failure after the command left
+        (a timeout, a connection closed before the reply) is ``OutcomeUnknownError``.
         """
         return self._add_to_counter(True, key, delta, ttl)
 
@@ -364,6 +372,9 @@ class Cache:
             return self._backend.decr(skey, delta, seconds)
         except WrongTypeError as exc:
             raise WrongTypeError(f"the value under {key!r} is not a counter", key=exc.key) from exc
+        except OutcomeUnknownError as exc:
+            self._failed(exc, "incr" if up else "decr")
+            raise
         except BackendError as exc:
             self._failed(exc, "incr" if up else "decr")
             return None
@@ -386,6 +397,10 @@ class Cache:
         argument, such as ``self``, cannot be part of a key). ``name``: the name in the keys
         (default: ``module.qualname``). ``lock_ttl``: seconds the stampede lock lives, which
         is also the longest a caller waits for another caller's computation.
+
+        Decorating raises ``TypeError`` for a function that its ``module.qualname`` does not
+        identify (a lambda, a function defined inside another, a bound method, a
+        ``functools.partial``) unless ``name`` or ``key`` is given.
         """
         from .decorator import CachedFunction
 
@@ -422,6 +437,16 @@ class Cache:
                 "memcached:// or redis:// URL"
             )
         return (_reopen, (self.url, self._options))
+
+
+def given_timeouts(connect_timeout: object, timeout: object) -> dict[str, float]:
+    """The timeouts given as arguments (not left at ``DEFAULT``), checked."""
+    given: dict[str, float] = {}
+    if connect_timeout is not DEFAULT:
+        given["connect_timeout"] = check_seconds(connect_timeout, "connect_timeout")
+    if timeout is not DEFAULT:
+        given["timeout"] = check_seconds(timeout, "timeout")
+    return given
 
 
 def _reopen(url: str, options: dict[str, Any]) -> Cache:

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 from ..errors import BackendError
 from .base import logger
 from .frames import Corrupt, parse_counter
-from .keys import CallKeys, call_key, function_name
+from .keys import CallKeys, call_key, function_name, why_name_is_ambiguous
 from .store import MISSING
 
 if TYPE_CHECKING:
@@ -69,6 +69,13 @@ class CachedFunction(Generic[P, R]):
     ``invalidate(*args, **kwargs)`` the result of one call; ``cache`` is the cache and
     ``__wrapped__`` the function. On a method, pass ``key=`` (``self`` cannot be part of a
     key) and give ``invalidate`` the instance as first argument.
+
+    Calls are keyed by the function's name, ``module.qualname``, which names one function only
+    when it is defined at the top level of a module or in a class there. A lambda, a function
+    defined inside another function (a closure: ``make_adder(1)`` and ``make_adder(100)``
+    would share one name), a bound method or a ``functools.partial`` raises ``TypeError``
+    unless given ``name=`` (a name that tells it apart, closed-over values included) or
+    ``key=`` (a key function that does).
     """
 
     def __init__(
@@ -81,6 +88,14 @@ class CachedFunction(Generic[P, R]):
         name: str | None,
         lock_ttl: float,
     ) -> None:
+        if key is None and name is None:
+            why = why_name_is_ambiguous(func)
+            if why is not None:
+                raise TypeError(
+                    f"cannot cache {func!r} under its own name: {why}, so cached results of "
+                    "one could be returned for another. Pass name=... (a name that tells it "
+                    "apart, closed-over values included) or key=..."
+                )
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
         self.cache = cache
@@ -262,7 +277,7 @@ class CachedFunction(Generic[P, R]):
         """Forget the cached result of the call ``f(*args, **kwargs)``; ``True`` if there was
         one. ``False`` (counted) if its server failed."""
         try:
-            return self._backend.delete(self._entry_key(args, kwargs))
+            return self._store.delete(self._entry_key(args, kwargs))
         except BackendError as exc:
             self.cache._failed(exc, f"invalidate of {self.name}")
             return False
@@ -271,7 +286,8 @@ class CachedFunction(Generic[P, R]):
         """Forget every cached result of the function, in every process; ``True`` on success.
 
         ``False`` (counted, logged) if the server of the function's generation failed: then
-        nothing changed.
+        nothing changed, unless the reply to the change was lost (``OutcomeUnknownError``, logged),
+        when it may have.
         """
         try:
             item = self._backend.get(self._generation_key)

@@ -30,8 +30,13 @@ stored under ``{namespace}:c:{version}:{index}``, and the value's own key holds 
 ``version`` is random for every write, so the chunks of two writes of the same key never mix:
 a reader that got one write's manifest reads that write's chunks, or misses some of them.
 Reassembled chunks that are missing, of the wrong total size or with another checksum make the
-value a miss, never wrong data. Chunks of an overwritten or deleted value are not deleted: they
-are never read again, and go when their TTL passes or the server evicts them.
+value a miss, never wrong data.
+
+Every chunk but the last holds the same number of bytes, at least ``MIN_CHUNK`` (memcached's
+smallest item limit, less the room kept for the key) and at most what fits in one item; a
+value takes at most ``MAX_PIECES`` chunks (a larger one is ``ValueTooLargeError``). A manifest
+whose count and size do not fit those rules, or the servers' limits, is corrupt: it is a miss
+before any chunk is read (see ``ValueStore.manifest``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,9 @@ from typing import Any, NamedTuple, cast
 
 __all__ = [
     "COUNTER_MAX",
+    "MAX_CHUNK",
+    "MAX_PIECES",
+    "MIN_CHUNK",
     "PENDING",
     "Corrupt",
     "Manifest",
@@ -59,6 +67,15 @@ COUNTER_MAX = 2**63 - 1
 
 PENDING = b"~"
 """The whole item that marks a task as pending."""
+
+MAX_PIECES = 2**16
+"""The most chunks a value is cut into (64 GiB in chunks of memcached's default 1 MiB)."""
+
+MIN_CHUNK = 512
+"""The fewest bytes in a chunk other than the last."""
+
+MAX_CHUNK = 1024 * 1024 * 1024
+"""The most bytes in one chunk (memcached's largest item; Redis chunks only above 512 MiB)."""
 
 _MANIFEST = struct.Struct(">16sIQ16s")
 _COMPRESS_LEVEL = 1  # fast; large cached values are usually text or JSON that compresses well
@@ -167,6 +184,9 @@ def read_manifest(item: bytes) -> Manifest:
         version, pieces, size, checksum = _MANIFEST.unpack(item[1:])
     except struct.error:
         raise Corrupt("malformed manifest") from None
-    if pieces < 1:
-        raise Corrupt("malformed manifest")
+    # A body is chunked only when it does not fit in one item: two chunks at least.
+    if not 2 <= pieces <= MAX_PIECES:
+        raise Corrupt(f"manifest claims {pieces} chunks (at most {MAX_PIECES}, at least 2)")
+    if not (pieces - 1) * MIN_CHUNK < size <= pieces * MAX_CHUNK:
+        raise Corrupt(f"manifest claims {size} bytes in {pieces} chunks")
     return Manifest(version.hex(), pieces, size, checksum)

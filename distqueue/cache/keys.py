@@ -38,6 +38,7 @@ import base64
 import datetime
 import decimal
 import enum
+import functools
 import hashlib
 import inspect
 import re
@@ -45,7 +46,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MAX_KEY_LENGTH", "CallKeys", "Keyspace", "call_key", "function_name"]
+__all__ = [
+    "MAX_KEY_LENGTH",
+    "CallKeys",
+    "Keyspace",
+    "call_key",
+    "function_name",
+    "why_name_is_ambiguous",
+]
 
 MAX_KEY_LENGTH = 250
 """memcached's limit on a key, in bytes."""
@@ -163,6 +171,41 @@ def function_name(func: Callable[..., Any]) -> str:
         module = "__main__"
     qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
     return f"{module}.{qualname}"
+
+
+def why_name_is_ambiguous(func: Callable[..., Any]) -> str | None:
+    """Why ``module.qualname`` may name other functions than ``func`` too, or ``None``.
+
+    The name identifies a function defined at the top level of a module (or in a class
+    there): no other function of any process has it. It does not identify a lambda (every
+    lambda of a module is ``<lambda>``), a function made inside another function (each call
+    of the outer function makes one more under the same name, closing over other values), a
+    bound method (the instance is not in the name), a ``functools.partial`` or a callable
+    without a qualified name.
+    """
+    if isinstance(func, functools.partial):
+        return "it is a functools.partial: its bound arguments are not part of its name"
+    if inspect.ismethod(func):
+        owner = type(func.__self__).__name__
+        return f"it is a method bound to {owner!r} object: the instance is not part of its name"
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(qualname, str) or not getattr(func, "__module__", None):
+        return f"a {type(func).__name__!r} object has no module and qualified name"
+    if "<lambda>" in qualname:
+        return f"{qualname!r} is a lambda: every lambda of its module has that name"
+    if "<locals>" in qualname:
+        return (
+            f"{qualname!r} is defined inside another function: every function that code makes "
+            "has that name"
+        )
+    code = getattr(func, "__code__", None)
+    closed_over = sorted(set(code.co_freevars) - {"__class__"}) if code is not None else []
+    if closed_over:  # a wrapper made by a decorator, named after the function it wraps
+        return (
+            f"{qualname!r} is a closure over {', '.join(closed_over)}: two of them can have "
+            "that name and do different things"
+        )
+    return None
 
 
 def call_key(

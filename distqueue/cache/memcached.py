@@ -27,11 +27,23 @@ Connections
 TTLs
     Sent as whole seconds, rounded up; ``None`` is 0 (no expiry). memcached reads an expiry
     of more than 30 days as a Unix time, so a longer TTL is sent as ``now + ttl``, which
-    assumes the clocks of client and server agree.
+    assumes the clocks of client and server agree. memcached keeps that time in a signed 32-bit
+    number, and reads a later one as a time in the past (the item would be stored already
+    expired), so an expiry past ``LATEST_EXPIRY`` (2038-01-19 03:14:07 UTC) is clamped to it:
+    such an item lives until then, as if evicted early.
 
 Item size
     Read once from the servers (``stats settings``, ``item_size_max``), the smallest of those
-    that answer; 1 MiB (memcached's default) while none has answered.
+    that answer; 1 MiB (memcached's default) while none has answered. The memory of the
+    servers together (``maxbytes``, the largest that answered times the number of servers)
+    is read with it: a chunk manifest claiming a larger value is a lie.
+
+Counters
+    ``incr``/``decr`` are memcached's own, not idempotent, and never sent twice: pymemcache
+    does not re-send, and neither does this module. The connection is made before the
+    command is sent, so that a failure to connect is a plain ``BackendConnectionError``
+    (nothing changed); any failure after the command left (a timeout, a connection closed
+    before the reply) raises ``OutcomeUnknownError``: the counter may or may not have changed.
 
 Waiting (``wait_item``)
     memcached cannot notify, so a waiter polls the item: first after 1 ms, then doubling the
@@ -59,6 +71,7 @@ from pymemcache.exceptions import (
 
 from ..errors import BackendConnectionError, BackendError, WrongTypeError
 from .base import Failure, ServerHealth, logger
+from .errors import OutcomeUnknownError
 
 DEFAULT_ITEM_SIZE_LIMIT = 1024 * 1024
 """memcached's default ``item_size_max``, used until a server has told its own."""
@@ -69,6 +82,9 @@ POLL_MAX = 0.05
 
 MAX_IDLE = 64
 """Idle connections kept per server; more are closed when put back."""
+
+LATEST_EXPIRY = 2**31 - 1
+"""The latest expiry memcached can store, as a Unix time (2038-01-19 03:14:07 UTC)."""
 
 _RELATIVE_TTL_LIMIT = 30 * 24 * 3600  # memcached reads a larger expiry as a Unix time
 
@@ -86,7 +102,10 @@ def exptime(ttl: float | None) -> int:
     seconds = math.ceil(ttl)
     if seconds <= _RELATIVE_TTL_LIMIT:
         return max(1, seconds)
-    return math.ceil(time.time() + ttl)
+    now = time.time()
+    if now + _RELATIVE_TTL_LIMIT >= LATEST_EXPIRY:  # this clock is past what memcached counts
+        return _RELATIVE_TTL_LIMIT
+    return min(math.ceil(now + ttl), LATEST_EXPIRY)
 
 
 def parse_servers(text: str) -> list[tuple[str, int]]:
@@ -199,6 +218,7 @@ class MemcachedBackend:
         # The server list never changes, so a key's server never does: remember the last few.
         self._node_of: Callable[[str], str] = functools.lru_cache(maxsize=8192)(hasher.get_node)
         self._item_size_limit: int | None = None
+        self._memory_limit: int | None = None
         self._limit_lock = threading.Lock()
 
     @property
@@ -234,6 +254,7 @@ class MemcachedBackend:
         with self._limit_lock:
             if self._item_size_limit is None:
                 limits = []
+                memories = []
                 for server in self._servers:
                     try:
                         client = server.acquire()
@@ -247,10 +268,17 @@ class MemcachedBackend:
                     server.release(client)
                     if isinstance(settings.get(b"item_size_max"), int):
                         limits.append(settings[b"item_size_max"])
+                    if isinstance(settings.get(b"maxbytes"), int):
+                        memories.append(settings[b"maxbytes"])
                 if not limits:
                     return DEFAULT_ITEM_SIZE_LIMIT  # asked again next time
+                if memories:
+                    self._memory_limit = max(memories) * len(self._servers)
                 self._item_size_limit = min(limits)
             return self._item_size_limit
+
+    def memory_limit(self) -> int | None:
+        return self._memory_limit
 
     def get(self, key: bytes) -> bytes | None:
         server = self._only or self._server_for(key)
@@ -384,11 +412,23 @@ class MemcachedBackend:
         for _ in range(_COUNTER_TRIES):
             client = server.acquire()
             try:
+                if client.sock is None:  # connect first: a failure here changed nothing
+                    client._connect()
+            except _CLIENT_ERRORS as exc:
+                raise server.error(client, exc, key) from exc
+            try:
                 value = client.incr(key, delta) if incr else client.decr(key, delta)
                 if value is None and client.add(key, start, exptime(ttl), noreply=False):
                     value = int(start)
             except _CLIENT_ERRORS as exc:
-                raise server.error(client, exc, key) from exc
+                error = server.error(client, exc, key)
+                if isinstance(error, BackendConnectionError):
+                    raise OutcomeUnknownError(
+                        f"{server.health.name}: the reply to "
+                        f"{'incr' if incr else 'decr'} of {key.decode('ascii')!r} was lost "
+                        f"({type(exc).__name__}: {exc}); the counter may or may not have changed"
+                    ) from exc
+                raise error from exc
             server.release(client)
             if value is not None:
                 return int(value)

@@ -84,6 +84,9 @@ class MemoryBackend:
     def item_size_limit(self) -> int | None:
         return None
 
+    def memory_limit(self) -> int | None:
+        return None
+
     def get(self, key: bytes) -> bytes | None:
         with self._lock:
             return self._lookup(key)

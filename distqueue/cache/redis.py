@@ -1,7 +1,19 @@
 """The Redis cache backend (``redis://``, ``rediss://``, ``unix://``): strings with a TTL.
 
 Each item is one Redis string, written with ``SET ... PX``; ``add`` is ``SET NX PX``. Counters
-are updated by ``lua/counter.lua`` (create when missing, stop at 0 on the way down). A waiter of
+are updated by ``lua/counter.lua`` (create when missing, stop at 0 on the way down).
+
+Counters and lost replies
+    Every other write is idempotent (a ``SET``, a ``DEL``, a ``MULTI`` that deletes and pushes
+    one token), so sending it twice changes nothing more. A counter update is not, so each
+    call carries a request id made here, and the script records its outcome under
+    ``{counter key}:req:{id}`` (same hash slot) for ``REQUEST_WINDOW`` seconds; a second
+    execution of the same request returns the recorded outcome and changes nothing. When a
+    call's connection closes or resets after the command was sent, it is sent once more on a
+    fresh connection with the same id, which returns the first outcome. When no attempt
+    could learn the outcome (a timeout after sending, or the retry failed too), the call
+    raises ``OutcomeUnknownError``: the counter may or may not have changed. A failure before the
+    command was sent (no connection) is ``BackendConnectionError``: nothing changed. A waiter of
 ``wait_item`` blocks in ``BRPOPLPUSH`` on the item's wake-up list, never polling: ``publish``
 writes the item and pushes one token to that list in one ``MULTI``; the token stays there (each
 waiter rotates it, leaving it in place) until it expires with the item, so every waiter wakes,
@@ -20,6 +32,7 @@ Errors of redis-py are translated here: connection failures and timeouts to
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
@@ -30,6 +43,7 @@ import redis.exceptions
 
 from ..errors import BackendConnectionError, BackendError, WrongTypeError
 from .base import Failure, ServerHealth
+from .errors import OutcomeUnknownError
 
 ITEM_SIZE_LIMIT = 512 * 1024 * 1024
 """The largest Redis string (``proto-max-bulk-len``'s default)."""
@@ -39,9 +53,41 @@ BLOCK_SLICE = 5.0
 
 _MIN_BLOCK = 0.01
 
+REQUEST_WINDOW = 60.0
+"""Seconds the outcome of a counter update is kept, so that a retry of it changes nothing."""
+
+_NETWORK_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class _Failed(Exception):
+    """One attempt of a counter update failed on the network (internal)."""
+
+    def __init__(self, error: redis.exceptions.RedisError, *, sent: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.sent = sent  # the command may have reached the server
+
+
+def _request_key(key: bytes, request: bytes) -> bytes:
+    """A key for one request's outcome in the same Redis Cluster slot as ``key``.
+
+    A key with a hash tag (``{...}``, not empty) keeps it; any other is hashed whole, so it
+    becomes the tag. (A key holding a ``}`` outside a tag has no such key by name; the
+    cache's keys with one would then need another slot, which only a Cluster would see.)
+    """
+    start = key.find(b"{")
+    if start != -1 and key.find(b"}", start + 2) != -1 and key[start + 1 : start + 2] != b"}":
+        return key + b":req:" + request
+    return b"{" + key + b"}:req:" + request
+
+
+MAX_TTL_MS = 10**15
+"""The longest TTL sent to Redis, in milliseconds (about 31,700 years); a longer one is clamped
+to it (Redis refuses an expiry that overflows its clock)."""
+
 
 def _ms(ttl: float) -> int:
-    return max(1, math.ceil(ttl * 1000))
+    return max(1, min(math.ceil(ttl * 1000), MAX_TTL_MS))
 
 
 def _script(name: str) -> str:
@@ -54,9 +100,18 @@ class RedisBackend:
     shared = True
 
     def __init__(
-        self, client: redis.Redis, *, name: str, dead_retry: float, owns_client: bool = True
+        self,
+        client: redis.Redis,
+        *,
+        name: str,
+        dead_retry: float,
+        owns_client: bool = True,
+        blocking_client: redis.Redis | None = None,
     ) -> None:
         self._client = client
+        # Blocking commands wait on a client whose socket timeout leaves room for them, so
+        # that the other commands keep the short one.
+        self._blocking_client = blocking_client if blocking_client is not None else client
         self._owns_client = owns_client
         self.health = ServerHealth(f"Redis server {name}", dead_retry)
         self._counter = client.register_script(_script("counter.lua"))
@@ -74,6 +129,9 @@ class RedisBackend:
 
     def item_size_limit(self) -> int | None:
         return ITEM_SIZE_LIMIT
+
+    def memory_limit(self) -> int | None:
+        return None  # maxmemory is often 0 (no limit); chunk counts are bounded by MAX_PIECES
 
     def get(self, key: bytes) -> bytes | None:
         self.health.check()
@@ -179,13 +237,62 @@ class RedisBackend:
         return bool(touched)
 
     def _count(self, op: str, key: bytes, delta: int, ttl: float | None) -> int:
+        """Run the counter script under a fresh request id; see "Counters and lost replies"
+        in the module docstring for the retry and ``OutcomeUnknownError``."""
         self.health.check()
+        request = os.urandom(12).hex().encode("ascii")
+        keys = [key, _request_key(key, request)]
+        args = [op, delta, 0 if ttl is None else _ms(ttl), _ms(REQUEST_WINDOW)]
+        maybe_sent = False
+        failure: _Failed | None = None
+        for _ in range(2):
+            try:
+                value = self._run_counter(keys, args)
+            except _Failed as exc:
+                failure = exc
+                maybe_sent = maybe_sent or exc.sent
+                if isinstance(exc.error, redis.exceptions.TimeoutError):
+                    break  # a silent server: trying again would only double the wait
+                continue
+            except redis.exceptions.RedisError as exc:
+                raise self._error(exc, key) from exc
+            self.health.succeeded()
+            return int(value)
+        assert failure is not None
+        error = self._error(failure.error)  # marks the server down
+        if maybe_sent:
+            raise OutcomeUnknownError(
+                f"{self.health.name}: the reply to {op} of {key.decode('ascii')!r} was lost and "
+                f"no retry learnt whether it happened ({failure.error}); the counter may or "
+                "may not have changed"
+            ) from failure.error
+        raise error from failure.error
+
+    def _run_counter(self, keys: list[bytes], args: list[Any]) -> Any:
+        """One attempt of the counter script on a connection of the pool; ``_Failed`` on a
+        network error, saying whether the command may have reached the server."""
+        pool = self._client.connection_pool
         try:
-            value = self._counter(keys=[key], args=[op, delta, 0 if ttl is None else _ms(ttl)])
-        except redis.exceptions.RedisError as exc:
-            raise self._error(exc, key) from exc
-        self.health.succeeded()
-        return int(value)
+            conn: Any = pool.get_connection()
+        except _NETWORK_ERRORS as exc:
+            raise _Failed(exc, sent=False) from exc
+        try:
+            try:
+                conn.send_command("EVALSHA", self._counter.sha, len(keys), *keys, *args)
+            except _NETWORK_ERRORS as exc:  # not all of it left: the server runs nothing
+                conn.disconnect()
+                raise _Failed(exc, sent=False) from exc
+            try:
+                try:
+                    return conn.read_response()
+                except redis.exceptions.NoScriptError:
+                    conn.send_command("EVAL", self._counter.script, len(keys), *keys, *args)
+                    return conn.read_response()
+            except _NETWORK_ERRORS as exc:
+                conn.disconnect()
+                raise _Failed(exc, sent=True) from exc
+        finally:
+            pool.release(conn)
 
     def incr(self, key: bytes, delta: int, ttl: float | None) -> int:
         return self._count("incr", key, delta, ttl)
@@ -244,10 +351,12 @@ class RedisBackend:
                 block = min(block, remaining)
             try:
                 # Rotating the one-token list onto itself leaves the token for other waiters.
-                self._client.brpoplpush(wake_key, wake_key, max(block, _MIN_BLOCK))
+                self._blocking_client.brpoplpush(wake_key, wake_key, max(block, _MIN_BLOCK))
             except redis.exceptions.RedisError as exc:
                 raise self._error(exc) from exc
 
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
+            if self._blocking_client is not self._client:
+                self._blocking_client.close()

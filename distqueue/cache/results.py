@@ -35,14 +35,8 @@ from typing import Any
 
 from ..errors import DeserializationError, DistQueueError
 from ..serializers import Serializer, get_serializer
-from .base import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DEAD_RETRY,
-    DEFAULT_TIMEOUT,
-    check_seconds,
-    check_ttl,
-)
-from .cache import DEFAULT_NAMESPACE
+from .base import DEFAULT_DEAD_RETRY, check_seconds, check_ttl
+from .cache import DEFAULT, DEFAULT_NAMESPACE, _Default, given_timeouts
 from .errors import ResultMissing, ResultTimeout, TaskFailed
 from .frames import PENDING, Corrupt
 from .keys import Keyspace
@@ -91,6 +85,11 @@ class ResultStore:
     ``url`` as for :class:`~distqueue.cache.Cache`; ``ttl``: seconds a result (and a pending
     marker) lives, ``None`` for no expiry; the other options as for ``Cache``. Safe to share
     between threads.
+
+    A server that accepts connections and never answers makes a call raise
+    ``BackendConnectionError`` after at most ``connect_timeout + timeout`` seconds (4 s by
+    default); :meth:`wait` after its own timeout plus that (and at most 5 s more on Redis,
+    the longest single blocking command). See :mod:`distqueue.cache.url`.
     """
 
     def __init__(
@@ -102,8 +101,8 @@ class ResultStore:
         serializer: Serializer | str | None = None,
         chunking: bool = True,
         compress_min_size: int | None = 64 * 1024,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        timeout: float = DEFAULT_TIMEOUT,
+        connect_timeout: float | _Default = DEFAULT,
+        timeout: float | _Default = DEFAULT,
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
         self.url = url
@@ -114,8 +113,7 @@ class ResultStore:
         self._backend = open_backend(
             url,
             namespace=namespace,
-            connect_timeout=check_seconds(connect_timeout, "connect_timeout"),
-            timeout=check_seconds(timeout, "timeout"),
+            timeouts=given_timeouts(connect_timeout, timeout),
             dead_retry=check_seconds(dead_retry, "dead_retry"),
             blocking=True,
         )
@@ -274,21 +272,19 @@ class ResultStore:
         return outcomes
 
     def forget_many(self, task_ids: Sequence[str]) -> None:
-        """Delete the results (or pending markers) of ``task_ids``, in one round trip per
-        server. Raises the first server failure."""
-        keys: list[bytes] = []
-        for task_id in task_ids:
-            keys.append(self._key(task_id))
-            keys.append(self._keys.key("n", task_id))
-        failures = self._backend.delete_many(keys)
+        """Delete the results (or pending markers) of ``task_ids``, and the chunks of large
+        ones, in two round trips per server (a look first, for chunks). Raises the first
+        server failure."""
+        keys = [self._key(task_id) for task_id in task_ids]
+        wake_keys = [self._keys.key("n", task_id) for task_id in task_ids]
+        failures = self._store.delete_many(keys, wake_keys)
         if failures:
             raise failures[0].error
 
     def forget(self, task_id: str) -> None:
-        """Delete the result (or pending marker) of ``task_id``."""
-        failures = self._backend.delete_many([self._key(task_id), self._keys.key("n", task_id)])
-        if failures:
-            raise failures[0].error
+        """Delete the result (or pending marker) of ``task_id``, and the chunks of a large
+        one. Raises the server's failure."""
+        self.forget_many([task_id])
 
     def close(self) -> None:
         """Release the connections. Results stay on the servers until their TTL passes."""

@@ -8,20 +8,34 @@ format is described in :mod:`.frames`.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..errors import BackendError
 from ..serializers import JSONSerializer, PickleSerializer, Serializer
 from .base import CacheBackend, Failure, logger
 from .errors import ValueTooLargeError
-from .frames import Corrupt, Manifest, decode_body, encode_body, new_manifest, read_manifest
+from .frames import (
+    MAX_PIECES,
+    Corrupt,
+    Manifest,
+    decode_body,
+    encode_body,
+    new_manifest,
+    read_manifest,
+)
 from .keys import Keyspace
 
 ITEM_OVERHEAD = 512
 """Bytes of an item's size limit kept for memcached's item header and the key."""
 
 _ALWAYS_FITS = 1024 - ITEM_OVERHEAD  # memcached refuses an item size limit below 1 KiB
+
+CHUNK_BATCH = 64
+"""Chunks read in one request. Reading stops at the first request that misses one, so a
+manifest whose chunks are not there costs one request, whatever it claims."""
 
 
 class Missing(enum.Enum):
@@ -39,7 +53,17 @@ class ValueStore:
     Writing is in two steps, so that every error in the caller's data comes before anything
     is written: :meth:`encode` turns a value into its *body* (raising ``SerializationError``),
     then a write cuts a body too large for one item into chunks (raising
-    ``ValueTooLargeError`` when chunking is off) before it sends anything.
+    ``ValueTooLargeError`` when chunking is off, or when it would take more than
+    ``MAX_PIECES`` chunks) before it sends anything.
+
+    No chunk outlives its value, with one exception: a write of a chunked value reads the
+    item it replaces first and deletes that item's chunks after it; an ``add`` that finds the
+    key taken, or a write that fails, deletes its own chunks; :meth:`delete` deletes the
+    chunks with the value. The exception: a value that fits in one item written over a
+    chunked one (a ``set`` does not read what it replaces, as that would cost every write a
+    round trip); those chunks go when their TTL passes or the server evicts them. (So do
+    those of a large value replaced by another writer between this write's look and its
+    write.)
     """
 
     def __init__(
@@ -84,6 +108,13 @@ class ValueStore:
                 size=len(body),
                 limit=room,
             )
+        if -(-len(body) // room) > MAX_PIECES:
+            raise ValueTooLargeError(
+                f"the value takes {len(body)} bytes (serialized), more than {MAX_PIECES} chunks "
+                f"of the {room} bytes that fit in one item of the server; nothing was written",
+                size=len(body),
+                limit=room * MAX_PIECES,
+            )
         manifest, pieces = new_manifest(body, room)
         chunks = {
             self.keys.chunk_key(manifest.version, index): piece
@@ -94,23 +125,89 @@ class ValueStore:
     def write(self, key: bytes, body: bytes, ttl: float | None) -> None:
         """Store one body (chunks first, then its own item); raise on failure."""
         head, chunks = self._plan(body)
-        if chunks:
-            self._write_chunks(key, chunks, ttl)
-        self.backend.set(key, head, ttl)
+        if not chunks:
+            self.backend.set(key, head, ttl)
+            return
+        replaced = self._manifest_under(key)
+        self._write_chunks(key, chunks, ttl)
+        try:
+            self.backend.set(key, head, ttl)
+        except BaseException:
+            self._drop(list(chunks))
+            raise
+        if replaced is not None:
+            self._drop(self.chunk_keys(replaced))
 
     def add(self, key: bytes, body: bytes, ttl: float | None) -> bool:
         """Store one body only if ``key`` holds nothing; raise on failure."""
         head, chunks = self._plan(body)
-        if chunks:
-            self._write_chunks(key, chunks, ttl)
-        return self.backend.add(key, head, ttl)
+        if not chunks:
+            return self.backend.add(key, head, ttl)
+        self._write_chunks(key, chunks, ttl)
+        try:
+            stored = self.backend.add(key, head, ttl)
+        except BaseException:
+            self._drop(list(chunks))
+            raise
+        if not stored:  # the key holds another value: these chunks would belong to nothing
+            self._drop(list(chunks))
+        return stored
 
     def publish(self, key: bytes, body: bytes, ttl: float | None, wake_key: bytes) -> None:
         """Store one body and wake the waiters of ``key``; raise on failure."""
         head, chunks = self._plan(body)
-        if chunks:
-            self._write_chunks(key, chunks, ttl)
-        self.backend.publish(key, head, ttl, wake_key)
+        if not chunks:
+            self.backend.publish(key, head, ttl, wake_key)
+            return
+        replaced = self._manifest_under(key)
+        self._write_chunks(key, chunks, ttl)
+        try:
+            self.backend.publish(key, head, ttl, wake_key)
+        except BaseException:
+            self._drop(list(chunks))
+            raise
+        if replaced is not None:
+            self._drop(self.chunk_keys(replaced))
+
+    def delete(self, key: bytes) -> bool:
+        """Remove the value under ``key`` and its chunks; ``True`` if there was one. Raises
+        the backend's error (the value is then maybe deleted)."""
+        replaced = self._manifest_under(key)
+        deleted = self.backend.delete(key)
+        if replaced is not None:
+            self._drop(self.chunk_keys(replaced))
+        return deleted
+
+    def delete_many(self, keys: Sequence[bytes], others: Sequence[bytes] = ()) -> list[Failure]:
+        """Remove the values under ``keys`` with their chunks, and the items under ``others``
+        (which hold no values); return the failed servers' keys."""
+        found, failures = self.backend.get_many(keys)
+        chunk_keys: list[bytes] = []
+        for item in found.values():
+            if item[:1] == b"#":
+                try:
+                    chunk_keys += self.chunk_keys(self.manifest(item))
+                except Corrupt:
+                    continue
+        failures += self.backend.delete_many([*keys, *others])
+        if chunk_keys:
+            self._drop(chunk_keys)
+        return failures
+
+    def _manifest_under(self, key: bytes) -> Manifest | None:
+        """The manifest ``key`` holds, if it holds a sound one (read before replacing it)."""
+        item = self.backend.get(key)
+        if item is None or item[:1] != b"#":
+            return None
+        try:
+            return self.manifest(item)
+        except Corrupt:
+            return None
+
+    def _drop(self, chunk_keys: list[bytes]) -> None:
+        """Delete chunks that belong to no value; a failure only leaves them to their TTL."""
+        for failure in self.backend.delete_many(chunk_keys):
+            logger.debug("could not delete %d unused chunks: %s", len(failure.keys), failure.error)
 
     def check_fits(self, body: bytes) -> None:
         """Raise ``ValueTooLargeError`` now if writing ``body`` would (chunking off)."""
@@ -134,6 +231,7 @@ class ValueStore:
         failures = self.backend.set_many(chunks, ttl)
         if failures:
             self._forget_old([key])
+            self._drop(list(chunks))
             raise failures[0].error
 
     def _forget_old(self, keys: Sequence[bytes]) -> None:
@@ -161,15 +259,33 @@ class ValueStore:
                 chunks.update(own)
                 owner.update(dict.fromkeys(own, key))
         not_stored: set[bytes] = set()
-        failures = self.backend.set_many(chunks, ttl) if chunks else []
-        for failure in failures:
-            not_stored.update(owner[chunk_key] for chunk_key in failure.keys)
+        failures: list[Failure] = []
+        replaced: dict[bytes, Manifest] = {}
+        if chunks:  # read what the chunked values replace, to delete its chunks after
+            old, failures = self.backend.get_many(list(set(owner.values())))
+            for failure in failures:
+                not_stored.update(failure.keys)  # their servers failed: not written
+            for key, item in old.items():
+                if item[:1] == b"#":
+                    with contextlib.suppress(Corrupt):  # a lie names no chunks to delete
+                        replaced[key] = self.manifest(item)
+            chunks = {k: v for k, v in chunks.items() if owner[k] not in not_stored}
+            chunk_failures = self.backend.set_many(chunks, ttl) if chunks else []
+            failed_chunks = [k for failure in chunk_failures for k in failure.keys]
+            not_stored.update(owner[chunk_key] for chunk_key in failed_chunks)
+            failures += chunk_failures
         if not_stored:
             self._forget_old(list(not_stored))
+            self._drop([k for k, key in owner.items() if key in not_stored])
             heads = {key: head for key, head in heads.items() if key not in not_stored}
         head_failures = self.backend.set_many(heads, ttl)
         for failure in head_failures:
             not_stored.update(failure.keys)
+        stale = [
+            k for key, m in replaced.items() if key not in not_stored for k in self.chunk_keys(m)
+        ]
+        if stale:
+            self._drop(stale)
         return not_stored, failures + head_failures
 
     # -- reading -------------------------------------------------------------------------------
@@ -181,15 +297,50 @@ class ValueStore:
         error when chunks cannot be read.
         """
         if item[:1] == b"#":
-            manifest = read_manifest(item)
-            keys = [
-                self.keys.chunk_key(manifest.version, index) for index in range(manifest.pieces)
-            ]
-            found, failures = self.backend.get_many(keys)
+            item = self._read_chunks(self.manifest(item))
+        return decode_body(item, self.loads)
+
+    def manifest(self, item: bytes) -> Manifest:
+        """The manifest an item starting with ``#`` holds, checked against the rules of
+        :mod:`.frames` and the servers' memory before any chunk is read; ``Corrupt`` if it
+        does not fit them (a lie costs no request)."""
+        manifest = read_manifest(item)
+        self.backend.item_size_limit()  # asks the servers once, with their memory
+        memory = self.backend.memory_limit()
+        if memory is not None and manifest.size > memory:
+            raise Corrupt(
+                f"manifest claims {manifest.size} bytes, more than the servers hold ({memory})"
+            )
+        return manifest
+
+    def chunk_keys(self, manifest: Manifest) -> list[bytes]:
+        """The keys of a manifest's chunks, in order."""
+        chunk_key, version = self.keys.chunk_key, manifest.version
+        return [chunk_key(version, index) for index in range(manifest.pieces)]
+
+    def _read_chunks(self, manifest: Manifest) -> bytes:
+        """The body a manifest's chunks hold, read ``CHUNK_BATCH`` at a time; ``Corrupt`` at
+        the first missing chunk, or once they hold more than the manifest says."""
+        keys = self.chunk_keys(manifest)
+        chunks: list[bytes | None] = []
+        read = 0
+        for start in range(0, len(keys), CHUNK_BATCH):
+            batch = keys[start : start + CHUNK_BATCH]
+            found, failures = self.backend.get_many(batch)
             if failures:
                 raise failures[0].error
-            item = manifest.join([found.get(key) for key in keys])
-        return decode_body(item, self.loads)
+            if len(found) < len(batch):
+                missing = len(batch) - len(found)
+                raise Corrupt(
+                    f"chunk missing ({missing} of {len(batch)} read, {manifest.pieces} in all)"
+                )
+            for key in batch:
+                chunk = found[key]
+                read += len(chunk)
+                chunks.append(chunk)
+            if read > manifest.size:
+                raise Corrupt(f"chunks hold more than the {manifest.size} bytes the manifest says")
+        return manifest.join(chunks)
 
     def read_many(
         self, keys: list[bytes]
@@ -206,24 +357,28 @@ class ValueStore:
                 if item[:1] != b"#":
                     values[key] = decode_body(item, loads)
                 else:
-                    manifests[key] = read_manifest(item)
+                    manifests[key] = self.manifest(item)
             except Corrupt as exc:
                 corrupt.append((key, str(exc)))
-        if manifests:
-            chunk_keys = [
-                self.keys.chunk_key(m.version, index)
-                for m in manifests.values()
-                for index in range(m.pieces)
-            ]
-            chunks, chunk_failures = self.backend.get_many(chunk_keys)
+        if sum(m.pieces for m in manifests.values()) > CHUNK_BATCH:
+            for key, manifest in manifests.items():  # a batch or more each, stopping early
+                try:
+                    values[key] = decode_body(self._read_chunks(manifest), loads)
+                except Corrupt as exc:
+                    corrupt.append((key, str(exc)))
+                except BackendError as exc:
+                    failures.append(Failure("chunks", [key], exc))
+        elif manifests:  # all their chunks in one request
+            own = {key: self.chunk_keys(manifest) for key, manifest in manifests.items()}
+            chunks, chunk_failures = self.backend.get_many([k for ks in own.values() for k in ks])
             failures += chunk_failures
             failed = {k for failure in chunk_failures for k in failure.keys}
             for key, manifest in manifests.items():
-                own = [self.keys.chunk_key(manifest.version, i) for i in range(manifest.pieces)]
-                if failed.intersection(own):
+                if failed.intersection(own[key]):
                     continue  # counted with the failures
                 try:
-                    values[key] = decode_body(manifest.join([chunks.get(k) for k in own]), loads)
+                    body = manifest.join([chunks.get(k) for k in own[key]])
+                    values[key] = decode_body(body, loads)
                 except Corrupt as exc:
                     corrupt.append((key, str(exc)))
         return values, failures, corrupt

@@ -294,3 +294,68 @@ local function unpack_reply(packed)
     end
     return out
 end
+
+-- What a put script reads of the meta hash first: "shutdown", "fullwait", "waiting", "kind",
+-- the counts "unfinished" and "seq", and the waiting batch's "batch" (its ticket),
+-- "batchpassed" (items put since it began to wait) and "batchseen" (when it last looked, ms).
+local function put_flags(meta_key)
+    return redis.call('HMGET', meta_key, 'shutdown', 'fullwait', 'waiting', 'kind', 'unfinished',
+        'seq', 'batch', 'batchpassed', 'batchseen')
+end
+
+-- A batch that waits longer than this without looking again has given up (or died).
+local BATCH_STALE_MS = 3000
+
+-- What a put of `n` items returns instead of adding them, or nil when they may be added: -1 if
+-- the queue is shut down, -2 or -3 if they do not fit (see no_room), an error if the queue is
+-- of another kind or a count is not a number. Nothing is written unless they may be added,
+-- but the fairness bookkeeping below.
+--
+-- Fairness: a batch that does not fit takes the queue's one batch ticket (when it is free)
+-- and keeps it while it looks again. Smaller puts that fit may still go ahead of it, until
+-- `maxsize` items have; from then on they wait as if the queue were full, and the room that
+-- frees up goes to the batch. `ticket` is the caller's ("" for a single put).
+local function refuse_put(kind, items, meta_key, notfull_key, flags, n, maxsize, ticket)
+    if flags[1] then
+        return -1
+    end
+    if (flags[5] and not tonumber(flags[5])) or (flags[6] and not tonumber(flags[6])) then
+        return redis.error_reply('a count in ' .. meta_key .. ' is not a number')
+    end
+    local refused = wrong_kind(meta_key, kind, flags[4])
+    if refused then
+        return refused
+    end
+    if maxsize <= 0 then
+        return nil
+    end
+    local now = now_ms()
+    local holder = flags[7]
+    if holder and now - (tonumber(flags[9]) or 0) > BATCH_STALE_MS then
+        holder = nil
+    end
+    local code = no_room(meta_key, notfull_key, size_of(kind, items), n, maxsize)
+    if holder == ticket and ticket ~= '' then
+        if code then
+            redis.call('HSET', meta_key, 'batchseen', now)
+            return code
+        end
+        redis.call('HDEL', meta_key, 'batch', 'batchpassed', 'batchseen')
+        return nil
+    end
+    if holder then
+        if code then
+            return code
+        end
+        if (tonumber(flags[8]) or 0) >= maxsize then
+            redis.call('HSET', meta_key, 'fullwait', '1')
+            return -2  -- the room is the waiting batch's now
+        end
+        redis.call('HINCRBY', meta_key, 'batchpassed', n)
+        return nil
+    end
+    if code and ticket ~= '' then
+        redis.call('HSET', meta_key, 'batch', ticket, 'batchpassed', 0, 'batchseen', now)
+    end
+    return code
+end

@@ -6,32 +6,21 @@
 -- KEYS[3] notfull  list  token: "there may be room", for blocked producers
 -- KEYS[4] joined   list  token: "no task is unfinished", for join()
 -- KEYS[5] avail    list  token: "there may be an item", for blocked consumers
--- ARGV[1] "fifo" or "lifo"; ARGV[2] maxsize (0 = unbounded); ARGV[3..] the payloads, in order
+-- ARGV[1] "fifo" or "lifo"; ARGV[2] maxsize (0 = unbounded); ARGV[3] the batch's ticket ("" for
+-- a single put; see refuse_put in lib.lua); ARGV[4..] the payloads, in order
 --
 -- Returns the new length; -1 if the queue is shut down; -2 if it is full; -3 if there is some
 -- room but not for all the items (nothing is written in those cases). What can fail (a key of
 -- the wrong type, a count that is not a number) fails before anything is written.
-local n = #ARGV - 2
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished', 'kind')
-if flags[1] then
-    return -1
-end
-if flags[4] and not tonumber(flags[4]) then
-    return redis.error_reply('the unfinished count in ' .. KEYS[2] .. ' is not a number')
-end
-local refused = wrong_kind(KEYS[2], ARGV[1], flags[5])
+local n = #ARGV - 3
+local flags = put_flags(KEYS[2])
+local maxsize = tonumber(ARGV[2])
+local refused = refuse_put(ARGV[1], KEYS[1], KEYS[2], KEYS[3], flags, n, maxsize, ARGV[3])
 if refused then
     return refused
 end
-local maxsize = tonumber(ARGV[2])
-if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], redis.call('LLEN', KEYS[1]), n, maxsize)
-    if code then
-        return code
-    end
-end
 local len = 0
-for i = 3, #ARGV, 4000 do
+for i = 4, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
 start(KEYS[2], KEYS[4], n)

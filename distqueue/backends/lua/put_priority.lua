@@ -7,8 +7,9 @@
 -- KEYS[3] notfull  list  token: "there may be room", for blocked producers
 -- KEYS[4] joined   list  token: "no task is unfinished", for join()
 -- KEYS[5] avail    list  token: "there may be an item", for blocked consumers
--- ARGV[1] "priority"; ARGV[2] maxsize (0 = unbounded); then for each item: its sort key, then
--- its payload followed by the sort key's length in 8 hex digits.
+-- ARGV[1] "priority"; ARGV[2] maxsize (0 = unbounded); ARGV[3] the batch's ticket ("" for a
+-- single put; see refuse_put in lib.lua); then for each item: its sort key, then its payload
+-- followed by the sort key's length in 8 hex digits.
 --
 -- The sort key orders items as Python compares them; the sequence number after it keeps items
 -- that compare equal first-in-first-out and makes every member unique, so two identical items
@@ -17,30 +18,17 @@
 -- Returns the new size; -1 if the queue is shut down; -2 if it is full; -3 if there is some
 -- room but not for all the items (nothing is written in those cases). What can fail (a key of
 -- the wrong type, a count that is not a number) fails before anything is written.
-local n = (#ARGV - 2) / 2
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'unfinished', 'seq',
-    'kind')
-if flags[1] then
-    return -1
-end
-if (flags[4] and not tonumber(flags[4])) or (flags[5] and not tonumber(flags[5])) then
-    return redis.error_reply('a count in ' .. KEYS[2] .. ' is not a number')
-end
-local refused = wrong_kind(KEYS[2], ARGV[1], flags[6])
+local n = (#ARGV - 3) / 2
+local flags = put_flags(KEYS[2])
+local maxsize = tonumber(ARGV[2])
+local refused = refuse_put(ARGV[1], KEYS[1], KEYS[2], KEYS[3], flags, n, maxsize, ARGV[3])
 if refused then
     return refused
-end
-local maxsize = tonumber(ARGV[2])
-if maxsize > 0 then
-    local code = no_room(KEYS[2], KEYS[3], redis.call('ZCARD', KEYS[1]), n, maxsize)
-    if code then
-        return code
-    end
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', n) - n
 local size = 0
 local batch = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
     seq = seq + 1
     batch[#batch + 1] = 0
     batch[#batch + 1] = ARGV[i] .. string.format('%016x', seq) .. ARGV[i + 1]
