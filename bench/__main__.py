@@ -18,6 +18,7 @@ BENCHMARKS = (
     "timeout",
     "workers",
     "cache",
+    "cluster",
 )
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 

@@ -34,7 +34,7 @@ from .cache.results import ResultStore
 from .errors import BackendError, DistQueueError, Empty, ShutDown
 from .queue import Queue
 from .serializers import Serializer, get_serializer
-from .url import REDIS_SCHEMES, make_redis_client, results_url_for, scheme_of
+from .url import is_redis_url, make_redis_client, results_url_for
 
 logger = logging.getLogger("distqueue.executor")
 
@@ -319,7 +319,7 @@ class Executor(_FuturesExecutor):
         for ever: shut down, a put onto it is refused by the same server step that checks (the
         worker logs that the submitter is gone); then, on Redis, every key it has or had gets a
         TTL. In memory it is simply deleted."""
-        if scheme_of(self.url) not in REDIS_SCHEMES:
+        if not is_redis_url(self.url):
             self._replies.delete()
             return
         self._replies.shutdown(immediate=True)

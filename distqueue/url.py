@@ -7,6 +7,15 @@ Accepted forms::
     redis://[[user]:password@]host[:port][/db]
     rediss://...                           Redis over TLS
     unix://[[user]:password@]/path/to/redis.sock[?db=N]   Redis over a Unix socket
+    redis+cluster://[[user]:password@]host[:port][,host[:port]...]
+                                           a Redis Cluster, found through any of these nodes
+    rediss+cluster://...                   a Redis Cluster over TLS
+    redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]
+                                           the master that these sentinels (port 26379 by
+                                           default) know as ``service``; the credentials are
+                                           the master's, ``?sentinel_username=`` and
+                                           ``?sentinel_password=`` the sentinels' own
+    rediss+sentinel://...                  the same over TLS, to the sentinels and the master
 
 A Redis URL's query may set the client's time limits, in seconds: ``socket_timeout``,
 ``connect_timeout``, ``retry_window``, ``outage_limit`` (see
@@ -26,6 +35,13 @@ from .serializers import Serializer
 ENV_VAR = "DISTQUEUE_URL"
 
 REDIS_SCHEMES = ("redis", "rediss", "unix")
+"""One Redis server."""
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+ANY_REDIS_SCHEMES = REDIS_SCHEMES + CLUSTER_SCHEMES + SENTINEL_SCHEMES
+"""Every way of reaching Redis that queues (and the Executor) take."""
+
+_SENTINEL_PARAMETERS = ("sentinel_username", "sentinel_password")
 
 
 def resolve_url(url: str | None) -> str:
@@ -44,12 +60,17 @@ def scheme_of(url: str) -> str:
             f"malformed queue URL {url!r}: expected scheme://..., e.g. 'redis://localhost:6379/0'"
         )
     scheme = url.split("://", 1)[0].lower()
-    if scheme == "memory" or scheme in REDIS_SCHEMES:
+    if scheme == "memory" or scheme in ANY_REDIS_SCHEMES:
         return scheme
     raise ValueError(
-        f"unknown scheme {scheme!r} in queue URL {url!r}: "
-        "use memory://, redis://, rediss:// or unix://"
+        f"unknown scheme {scheme!r} in queue URL {url!r}: use memory://, redis://, rediss://, "
+        "unix://, redis+cluster://, rediss+cluster://, redis+sentinel:// or rediss+sentinel://"
     )
+
+
+def is_redis_url(url: str) -> bool:
+    """Whether ``url`` (checked) reaches Redis: one server, a Cluster or a Sentinel's master."""
+    return scheme_of(url) in ANY_REDIS_SCHEMES
 
 
 def _query(url: str, text: str) -> dict[str, str]:
@@ -101,6 +122,80 @@ def redis_connection_kwargs(url: str) -> dict[str, Any]:
     return kwargs
 
 
+def _hosts(url: str, netloc: str, default_port: int) -> list[tuple[str, int]]:
+    """``host[:port],host[:port]...`` (after any credentials) as (host, port) pairs."""
+    hosts: list[tuple[str, int]] = []
+    for part in netloc.rpartition("@")[2].split(","):
+        try:
+            parsed = urlsplit(f"//{part}")
+            host, port = parsed.hostname, parsed.port
+        except ValueError as exc:
+            raise ValueError(f"malformed Redis URL {url!r}: {exc} in {part!r}") from None
+        if not host:
+            raise ValueError(f"malformed Redis URL {url!r}: no host in {part!r}")
+        hosts.append((host, port if port is not None else default_port))
+    return hosts
+
+
+def _credentials(netloc: str) -> dict[str, Any]:
+    userinfo, at, _ = netloc.rpartition("@")
+    if not at:
+        return {}
+    username, colon, password = userinfo.partition(":")
+    found: dict[str, Any] = {}
+    if username:
+        found["username"] = unquote(username)
+    if colon and password:
+        found["password"] = unquote(password)
+    return found
+
+
+def cluster_connection(url: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """A ``redis+cluster://`` URL's nodes, and the credentials and TLS for every node."""
+    parts = urlsplit(url)
+    query = _query(url, parts.query)
+    if parts.path not in ("", "/", "/0") or query.get("db", "0") != "0":
+        raise ValueError(f"malformed Redis URL {url!r}: a Redis Cluster has database 0 only")
+    nodes = _hosts(url, parts.netloc, 6379)
+    connection = _credentials(parts.netloc)
+    if parts.scheme.lower().startswith("rediss"):
+        connection["ssl"] = True
+    return nodes, connection
+
+
+def sentinel_connection(
+    url: str,
+) -> tuple[list[tuple[str, int]], str, dict[str, Any], dict[str, Any]]:
+    """A ``redis+sentinel://`` URL's sentinels, service name, the master's database,
+    credentials and TLS, and the sentinels' credentials and TLS."""
+    parts = urlsplit(url)
+    query = _query(url, parts.query)
+    sentinels = _hosts(url, parts.netloc, 26379)
+    path = [unquote(piece) for piece in parts.path.strip("/").split("/")] if parts.path else []
+    if not path or not path[0] or len(path) > 2:
+        raise ValueError(
+            f"malformed Redis URL {url!r}: give the service, as in "
+            "redis+sentinel://host:26379/mymaster/0"
+        )
+    try:
+        db = int(path[1]) if len(path) == 2 else int(query.get("db", "0"))
+        if db < 0:
+            raise ValueError("negative database number")
+    except ValueError as exc:
+        raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
+    if len(path) == 2 and "db" in query:
+        raise ValueError(f"malformed Redis URL {url!r}: the database is given twice")
+    master: dict[str, Any] = {"db": db, **_credentials(parts.netloc)}
+    sentinel: dict[str, Any] = {}
+    for key in _SENTINEL_PARAMETERS:
+        if key in query:
+            sentinel[key.removeprefix("sentinel_")] = query[key]
+    if parts.scheme.lower().startswith("rediss"):
+        master["ssl"] = True
+        sentinel["ssl"] = True
+    return sentinels, path[0], master, sentinel
+
+
 def redis_options(url: str) -> Any:
     """The time limits a Redis URL's query sets (:class:`~.backends.connection.RedisOptions`);
     ``ValueError`` naming any parameter that is unknown or malformed."""
@@ -108,6 +203,9 @@ def redis_options(url: str) -> Any:
 
     query = _query(url, urlsplit(url).query)
     query.pop("db", None)
+    if scheme_of(url) in SENTINEL_SCHEMES:
+        for key in _SENTINEL_PARAMETERS:
+            query.pop(key, None)
     try:
         return RedisOptions.from_query(query)
     except ValueError as exc:
@@ -134,11 +232,27 @@ def results_url_for(queue_url: str) -> str:
     return f"{base}?{urlencode(kept)}" if kept else base
 
 
-def make_redis_client(url: str) -> Any:
-    """A ``redis.Redis`` client for ``url``, with its time limits, retrying nothing by itself."""
-    from .backends.connection import make_clients
+def make_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:
+    """The two clients (commands, blocking waits) for a Redis URL of any form, with its time
+    limits (``options``, or those of the URL's query), retrying nothing by themselves."""
+    from .backends import connection
 
-    commands, waits = make_clients(redis_connection_kwargs(url), redis_options(url))
+    if options is None:
+        options = redis_options(url)
+    scheme = scheme_of(url)
+    if scheme in CLUSTER_SCHEMES:
+        nodes, kwargs = cluster_connection(url)
+        return connection.make_cluster_clients(nodes, kwargs, options)
+    if scheme in SENTINEL_SCHEMES:
+        sentinels, service, master, sentinel = sentinel_connection(url)
+        return connection.make_sentinel_clients(sentinels, service, master, sentinel, options)
+    return connection.make_clients(redis_connection_kwargs(url), options)
+
+
+def make_redis_client(url: str) -> Any:
+    """A client for ``url`` (a ``redis.Redis``, or a ``RedisCluster`` for a cluster URL), with
+    its time limits, retrying nothing by itself."""
+    commands, waits = make_redis_clients(url)
     waits.close()
     return commands
 
@@ -165,9 +279,8 @@ def open_backend(
         from .backends.memory import MemoryBackend
 
         return MemoryBackend(name, kind)
-    from .backends.connection import make_clients
     from .backends.redis import RedisBackend
 
     options = redis_options(url)
-    commands, waits = make_clients(redis_connection_kwargs(url), options)
+    commands, waits = make_redis_clients(url, options)
     return RedisBackend(commands, name, kind, serializer, waits=waits, options=options)

@@ -31,7 +31,46 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-BACKENDS = ["memory", "fakeredis", "redis"]
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Redis Cluster for the session (3 masters, 1 replica each), started by the first test
+    that needs it."""
+    from cluster import Cluster
+
+    server = require_binary("redis-server")
+    cli = require_binary("redis-cli")
+    cluster = Cluster(server, cli, tmp_path_factory.mktemp("cluster"))
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: Any) -> str:
+    """The session cluster's URL, once every node runs and agrees (a test before may have
+    killed one)."""
+    redis_cluster.wait_healthy()
+    return str(redis_cluster.url)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A master, a replica and three sentinels for the session, started by the first test that
+    needs them."""
+    from cluster import SentinelGroup
+
+    group = SentinelGroup(require_binary("redis-server"), tmp_path_factory.mktemp("sentinel"))
+    yield group
+    group.close()
+
+
+@pytest.fixture
+def sentinel_url(redis_sentinel: Any) -> str:
+    """The sentinels' URL, once both servers run and the sentinels agree."""
+    redis_sentinel.wait_healthy()
+    return str(redis_sentinel.url)
+
+
+BACKENDS = ["memory", "fakeredis", "redis", "cluster"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -51,6 +90,8 @@ def make_queue(backend: str, request: pytest.FixtureRequest) -> Iterator[Callabl
     url: str | None = None
     if backend == "redis":
         url = request.getfixturevalue("redis_url")
+    elif backend == "cluster":
+        url = request.getfixturevalue("cluster_url")
     elif backend == "memory":
         url = "memory://"
     else:

@@ -10,18 +10,32 @@ continuous failure when it has none.
 
 The longest a call takes against a server that accepts connections and never answers is its own
 timeout (if it waits) plus ``retry_window + connect_timeout + socket_timeout`` seconds.
+
+Three ways to reach Redis, each as two clients (commands, and blocking waits):
+
+* one server (:func:`make_clients`);
+* a Redis Cluster (:func:`make_cluster_clients`): redis-py's ``RedisCluster``, retrying nothing
+  by itself either. It still follows ``MOVED`` and ``ASK`` redirects itself, at most 16 per
+  call: a redirected command was refused, not run, so sending it again is harmless. A
+  connection failure, ``CLUSTERDOWN`` or ``TRYAGAIN`` reaches :class:`Retrier`, after the
+  client re-read the cluster's layout, and the call is retried under the same request id;
+* a master watched by Redis Sentinel (:func:`make_sentinel_clients`): every new connection asks
+  the sentinels where the master is, and a connection that finds a replica (``READONLY``, as
+  after a fail-over) is dropped, so the retry connects to the master the sentinels name now.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
 import redis.exceptions
+import redis.sentinel
 
 from ..errors import BackendConnectionError, OutcomeUnknownError
 from .scripts import REPLY_WINDOW, NotSent
@@ -90,17 +104,21 @@ class RedisOptions:
         return cls(**values)
 
 
-def make_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[Any, Any]:
-    """Two ``redis.Redis`` clients for one server: one for commands, one for blocking waits
-    (whose replies may take a whole slice longer). redis-py retries nothing by itself."""
+def _no_retries() -> Any:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
+    return Retry(NoBackoff(), 0)
+
+
+def make_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[Any, Any]:
+    """Two ``redis.Redis`` clients for one server: one for commands, one for blocking waits
+    (whose replies may take a whole slice longer). redis-py retries nothing by itself."""
     common = {
         **connection,
         "socket_connect_timeout": options.connect_timeout,
         "socket_keepalive": True,
-        "retry": Retry(NoBackoff(), 0),
+        "retry": _no_retries(),
         "health_check_interval": 0,
     }
     commands = redis.Redis(**common, socket_timeout=options.socket_timeout)
@@ -108,20 +126,107 @@ def make_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[
     return commands, waits
 
 
+def make_cluster_clients(
+    nodes: Sequence[tuple[str, int]], connection: Mapping[str, Any], options: RedisOptions
+) -> tuple[Any, Any]:
+    """Two ``RedisCluster`` clients for the cluster that ``nodes`` (some of its nodes) belong
+    to; ``connection``: credentials and TLS for every node.
+
+    A client reads the cluster's layout when it is made: that is retried within
+    ``retry_window``, then ``BackendConnectionError``.
+    """
+    from redis.cluster import RedisCluster
+
+    ClusterNode: Any = redis.cluster.ClusterNode  # untyped in redis-py
+
+    def build(socket_timeout: float) -> Any:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            retry=_no_retries(),
+            # Serve the slots that are covered while others are not (a shard between the
+            # death of its master and the promotion of its replica).
+            require_full_coverage=False,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=0,
+            **connection,
+        )
+
+    where = "Redis Cluster " + ",".join(f"{host}:{port}" for host, port in nodes)
+    retrier = Retrier(options, where)
+    commands = retrier.run(lambda: build(options.socket_timeout), what="its layout", changes=False)
+    waits = retrier.run(
+        lambda: build(options.socket_timeout + BLOCK_SLICE), what="its layout", changes=False
+    )
+    return commands, waits
+
+
+def make_sentinel_clients(
+    sentinels: Sequence[tuple[str, int]],
+    service: str,
+    connection: Mapping[str, Any],
+    sentinel_connection: Mapping[str, Any],
+    options: RedisOptions,
+) -> tuple[Any, Any]:
+    """Two ``redis.Redis`` clients for the master that ``sentinels`` know as ``service``;
+    ``connection``: database, credentials and TLS for the master, ``sentinel_connection``:
+    credentials and TLS for the sentinels. Nothing is contacted until the first command.
+
+    A sentinel answers at once or not at all: each is given ``connect_timeout`` to do so.
+    """
+    sentinel_class: Any = redis.sentinel.Sentinel  # untyped in redis-py
+    sentinel = sentinel_class(
+        list(sentinels),
+        sentinel_kwargs={
+            **sentinel_connection,
+            "socket_connect_timeout": options.connect_timeout,
+            "socket_timeout": options.connect_timeout,
+            "retry": _no_retries(),
+        },
+    )
+    common = {
+        **connection,
+        "socket_connect_timeout": options.connect_timeout,
+        "socket_keepalive": True,
+        "retry": _no_retries(),
+        "health_check_interval": 0,
+    }
+    commands = sentinel.master_for(
+        service, redis_class=redis.Redis, socket_timeout=options.socket_timeout, **common
+    )
+    waits = sentinel.master_for(
+        service,
+        redis_class=redis.Redis,
+        socket_timeout=options.socket_timeout + BLOCK_SLICE,
+        **common,
+    )
+    return commands, waits
+
+
 RETRYABLE: tuple[type[BaseException], ...] = (
     NotSent,
-    redis.exceptions.ConnectionError,  # also LOADING after a restart (BusyLoadingError)
+    redis.exceptions.ConnectionError,  # also LOADING after a restart (BusyLoadingError), and
+    # no master known to the sentinels (MasterNotFoundError)
     redis.exceptions.TimeoutError,
     redis.exceptions.ReadOnlyError,  # a replica after a fail-over, until the client moves on
+    # A Cluster changing: none of these ran the command.
+    redis.exceptions.ClusterDownError,  # CLUSTERDOWN: a shard without a master, for now
+    redis.exceptions.TryAgainError,  # TRYAGAIN: a slot half-way through a migration
+    redis.exceptions.AskError,  # MOVED or ASK, when redis-py stopped following them
+    redis.exceptions.ClusterError,  # redis-py followed redirects 16 times in vain
+    redis.exceptions.RedisClusterException,  # no reachable node, or a slot not covered
 )
 
 _REFUSED = (
     redis.exceptions.AuthenticationError,  # wrong or missing credentials: retrying cannot help
     redis.exceptions.AuthorizationError,
+    redis.exceptions.CrossSlotTransactionError,  # a mistake of ours, not a passing state
+    redis.exceptions.InvalidPipelineStack,
 )
 
 _BACKOFF_FIRST = 0.05
-_BACKOFF_MAX = 1.0
+_BACKOFF_MAX = 0.25  # a fail-over ends at an unknown moment: notice it soon after
 
 
 class Retrier:

@@ -120,7 +120,8 @@ class _Keys:
 
 def _block_slice(client: Any) -> float:
     """The longest one blocking command may wait on ``client`` without its socket timing out."""
-    socket_timeout = client.connection_pool.connection_kwargs.get("socket_timeout")
+    pool = getattr(client, "connection_pool", None)  # a RedisCluster has one per node
+    socket_timeout = None if pool is None else pool.connection_kwargs.get("socket_timeout")
     if not isinstance(socket_timeout, (int, float)):
         return _connection.BLOCK_SLICE
     return max(0.05, min(_connection.BLOCK_SLICE, socket_timeout - 1.0, socket_timeout / 2))
@@ -254,7 +255,7 @@ class RedisBackend:
     ) -> T:
         try:
             return self._retrier.run(attempt, what=what, changes=changes, wait_until=wait_until)
-        except redis.exceptions.RedisError as exc:
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise self._translate(exc) from exc
 
     def _block(self, keys: list[str], seconds: float) -> bytes | None:
@@ -268,11 +269,19 @@ class RedisBackend:
         except _connection.RETRYABLE:
             time.sleep(min(_BLOCK_ERROR_PAUSE, seconds))
             return None
-        except redis.exceptions.RedisError as exc:
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("UNBLOCKED"):
+                raise self._translate(exc) from exc
+            # The server stopped being the master while we waited on it; the next wait is
+            # refused there (READONLY, a write), which sends the client to the new master.
+            return None
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise self._translate(exc) from exc
         return None if woke is None else bytes(woke[0])
 
-    def _translate(self, exc: redis.exceptions.RedisError) -> Exception:
+    def _translate(
+        self, exc: redis.exceptions.RedisError | redis.exceptions.RedisClusterException
+    ) -> Exception:
         """The exception for an error of redis-py (raise it ``from exc``)."""
         if isinstance(exc, redis.exceptions.ResponseError) and "WRONGKIND" in str(exc):
             found = re.search(r"is an? (\w+) queue", str(exc))

@@ -4,6 +4,13 @@ Each script lives in ``lua/NAME.lua`` and declares the keys it touches at its to
 is loaded, the definitions of ``lua/lib.lua`` it uses are put before it, so it stays one atomic
 EVAL.
 
+Each script's first line is a shebang, ``#!lua`` with the flags Redis should enforce (none of
+ours may skip them: every script writes, if only a wake-up token or a remembered reply). With a
+shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
+refuses it outright (``READONLY``), and a Cluster node refuses one whose keys are not all in one
+of its own slots. A server that does not know shebangs (Redis before 7.0, fakeredis) fails to
+compile it; the script is then sent without its first line, once per :class:`Script`.
+
 A script that changes state is *wrapped* so that it is safe to retry: its first argument is a
 request id made by the client, and its last two keys are the queue's two reply hashes. The
 wrapper looks the id up first; if the call ran already, it returns the reply it gave then and
@@ -16,6 +23,7 @@ This module does no I/O of its own except through the client it is given.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -26,7 +34,10 @@ from importlib import resources
 from typing import Any
 
 import redis
+import redis.cluster
+import redis.crc
 import redis.exceptions
+import redis.sentinel
 
 REPLY_WINDOW = 60.0
 """Seconds a script's reply stays known under its request id (at least; at most twice that)."""
@@ -53,12 +64,15 @@ def _lua(name: str) -> str:
 
 @cache
 def script_source(name: str, retry_safe: bool) -> str:
-    """The text of script ``name`` as sent to the server: the definitions of lib.lua it uses
-    (and what those use), then its body, wrapped when ``retry_safe``.
+    """The text of script ``name`` as sent to the server: its shebang line, the definitions of
+    lib.lua it uses (and what those use), then its body, wrapped when ``retry_safe``.
 
     Only what is used is included: Lua builds every local function anew on each run.
+    ``ValueError`` if the script does not start with a ``#!lua`` line.
     """
-    body = _lua(name)
+    shebang, _, body = _lua(name).partition("\n")
+    if not re.fullmatch(r"#!lua( flags=[a-z-]+(,[a-z-]+)*)?", shebang):
+        raise ValueError(f"lua/{name} must start with a '#!lua [flags=...]' line, not {shebang!r}")
     if retry_safe:
         body = _WRAPPER % body
     definitions = {
@@ -75,7 +89,17 @@ def script_source(name: str, retry_safe: bool) -> str:
                 needed.append(symbol)
                 pending.append(block)
     ordered = [block for symbol, block in definitions.items() if symbol in needed]
-    return "\n".join([*ordered, body])
+    return "\n".join([shebang, *ordered, body])
+
+
+def _without_shebang(source: str) -> str:
+    # An empty first line keeps Lua's line numbers in error messages the same.
+    return "\n" + source.partition("\n")[2]
+
+
+def _shebang_unknown(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether the server failed to compile a script because it does not know shebangs."""
+    return "near '#'" in str(exc)
 
 
 class RequestIds:
@@ -106,47 +130,107 @@ class NotSent(Exception):
 
 
 class Script:
-    """A Lua script run by EVALSHA with its keys bound; loaded again if the server forgot it
-    (after a restart, or SCRIPT FLUSH).
+    """A Lua script run by EVALSHA with its keys bound; sent whole (EVAL) when the server does
+    not know it (after a restart, a fail-over to a replica, or SCRIPT FLUSH).
 
     One call is one attempt: nothing here retries (the caller does, with the same request id).
     With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
     hash, its keys) is encoded once and each call writes only its own arguments: packing ten
     arguments anew cost more than the server spends running the script. A failure before the
-    command was written raises :class:`NotSent`. Any other client (fakeredis, a subclass) goes
-    through ``execute_command``.
+    command was written raises :class:`NotSent`.
+
+    With a ``RedisCluster`` client the same packed command goes straight to the master of the
+    keys' slot (they share one) as the client knows it; a redirect (``MOVED``, ``ASK``),
+    ``TRYAGAIN`` or ``CLUSTERDOWN`` (none of which ran the script) hands the call to the
+    client's own routing, which follows the redirect and learns the new layout; a connection
+    failure makes the client read the layout again before it is raised. Any other client
+    (fakeredis, a subclass) goes through ``execute_command``.
     """
 
-    __slots__ = ("_argc", "_client", "_execute", "_fast", "_packed", "_prefix", "source")
+    __slots__ = (
+        "_argc",
+        "_client",
+        "_execute",
+        "_fast",
+        "_keys",
+        "_packed",
+        "_prefix",
+        "_slot",
+        "source",
+    )
 
     def __init__(
         self, client: Any, name: str, keys: Sequence[str], *, retry_safe: bool = False
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
-        self.source = script_source(name, retry_safe)
-        sha = hashlib.sha1(self.source.encode("utf-8")).hexdigest()
-        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(keys), *keys)
+        self._keys = tuple(keys)
+        self._fast = type(client) is redis.Redis and _plain_resp2(client)
+        self._slot = _one_slot(client, keys)
+        self._use(script_source(name, retry_safe))
+
+    def _use(self, source: str) -> None:
+        self.source = source
+        sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(self._keys), *self._keys)
         self._packed = b"".join(_resp(part) for part in self._prefix)
         self._argc = len(self._prefix)
-        self._fast = type(client) is redis.Redis and _plain_resp2(client)
 
     def __call__(self, *args: Any) -> Any:
         try:
             if self._fast:
-                return self._call_packed(args)
+                return self._call_packed(args, self._client.connection_pool)
+            if self._slot is not None:
+                return self._call_slot_master(args, self._slot)
             return self._execute(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
-            self._client.script_load(self.source)
-            if self._fast:
-                return self._call_packed(args)
-            return self._execute(*self._prefix, *args)
+            pass
+        except redis.exceptions.ResponseError as exc:
+            # A server without shebangs that ran this text before (and failed to compile it)
+            if not self._drop_shebang(exc):
+                raise
+        # NOSCRIPT: nothing ran. EVAL runs the script and leaves it known to the server that
+        # answered, which is the one owning the keys (SCRIPT LOAD would go elsewhere on a
+        # Cluster, or to every master, failing while one is down).
+        try:
+            return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+        except redis.exceptions.ResponseError as exc:
+            if not self._drop_shebang(exc):
+                raise
+        return self._execute("EVAL", self.source, *self._prefix[2:], *args)
 
-    def _call_packed(self, args: tuple[Any, ...]) -> Any:
+    def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
+        """Use the text without its shebang if ``exc`` says the server cannot compile one."""
+        if not self.source.startswith("#!") or not _shebang_unknown(exc):
+            return False
+        self._use(_without_shebang(self.source))
+        return True
+
+    def _call_slot_master(self, args: tuple[Any, ...], slot: int) -> Any:
+        """One attempt on a ``RedisCluster``: packed, to the master of ``slot``."""
+        manager = self._client.nodes_manager
+        node = manager.get_node_from_slot(slot)
+        node_client = node.redis_connection or self._client.get_redis_connection(node)
+        try:
+            return self._call_packed(args, node_client.connection_pool)
+        except (
+            redis.exceptions.AskError,  # and MOVED
+            redis.exceptions.TryAgainError,
+            redis.exceptions.ClusterDownError,
+        ):
+            return self._execute(*self._prefix, *args)
+        except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+            # The caller retries; by then the client should know where the slot lives now.
+            with contextlib.suppress(
+                redis.exceptions.RedisError, redis.exceptions.RedisClusterException
+            ):
+                manager.initialize()
+            raise
+
+    def _call_packed(self, args: tuple[Any, ...], pool: Any) -> Any:
         command = b"".join(
             [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
         )
-        pool = self._client.connection_pool
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -167,13 +251,36 @@ class Script:
             pool.release(connection)
 
 
+def _one_slot(client: Any, keys: Sequence[str]) -> int | None:
+    """The Cluster slot of all of ``keys``, for a ``RedisCluster`` whose nodes speak plain
+    RESP2; ``None`` for any other client, or keys in several slots."""
+    if type(client) is not redis.cluster.RedisCluster or not keys:
+        return None
+    kwargs = client.nodes_manager.connection_kwargs
+    if kwargs.get("protocol") not in (None, 2, "2") or kwargs.get("cache"):
+        return None
+    slots = {redis.crc.key_slot(key.encode("utf-8")) for key in keys}
+    return slots.pop() if len(slots) == 1 else None
+
+
 def _plain_resp2(client: redis.Redis) -> bool:
-    """Whether the client's connections are redis-py's own, speaking RESP2 without extras."""
+    """Whether the client's connections are redis-py's own, speaking RESP2 without extras.
+
+    A Sentinel's connections qualify: they find the master when they connect, and drop
+    themselves when they find a replica instead (READONLY), which the packed path sees as the
+    connection failure it is.
+    """
     kwargs = client.connection_pool.connection_kwargs
     connection_class = client.connection_pool.connection_class
     return (
         connection_class
-        in (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
+        in (
+            redis.Connection,
+            redis.SSLConnection,
+            redis.UnixDomainSocketConnection,
+            redis.sentinel.SentinelManagedConnection,
+            redis.sentinel.SentinelManagedSSLConnection,
+        )
         and kwargs.get("protocol") in (None, 2, "2")
         and not kwargs.get("cache")
         and client.connection is None

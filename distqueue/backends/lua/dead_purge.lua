@@ -1,3 +1,4 @@
+#!lua
 -- Delete dead letters for good, oldest first.
 --
 -- KEYS[1] payloads    hash  item id -> raw value

@@ -1,3 +1,4 @@
+#!lua
 -- Put dead letters back on the queue, oldest first, as new unfinished items with a fresh
 -- delivery count.
 --

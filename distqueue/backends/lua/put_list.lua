@@ -1,3 +1,4 @@
+#!lua
 -- Add items to a FIFO or LIFO queue (a Redis list; items enter at the left).
 --
 -- KEYS[1] items    list  the waiting payloads

@@ -1,3 +1,4 @@
+#!lua
 -- Add items to a priority queue (a Redis sorted set; every score is 0, so members are ordered
 -- byte by byte).
 --

@@ -1,3 +1,4 @@
+#!lua
 -- After a blocked client took the shutdown token: hand it on to the next blocked client.
 --
 -- KEYS[1] meta      hash  field "shutdown" is set once the queue is shut down

@@ -1,3 +1,4 @@
+#!lua
 -- Mark one task done.
 --
 -- KEYS[1] meta    hash  counters and flags (see lib.lua)
