@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 from processes import Records, Workers
-from servers import RedisServer, ServerUnavailable, start_memcached, start_redis
+from servers import (
+    RedisServer,
+    ServerUnavailable,
+    require_binary,
+    start_memcached,
+    start_redis,
+)
 from servers import unavailable as server_unavailable
 
 import distqueue
