@@ -5,7 +5,7 @@ unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 """
 
 from .backends.base import DeadLetter
-from .cache import Cache, CacheStats, Outcome, ResultStore, cached
+from .cache import Cache, CacheStats, cached
 from .errors import (
     AuthenticationError,
     BackendConnectionError,

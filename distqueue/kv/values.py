@@ -1,7 +1,7 @@
 """Values over a backend: serializing, compressing, chunking, and reading it all back.
 
 :class:`ValueStore` is shared by :class:`~distqueue.cache.Cache` and
-:class:`~distqueue.cache.ResultStore`. It raises the backend's errors as they are; the two
+:class:`~distqueue.results.ResultStore`. It raises the backend's errors as they are; the two
 classes above it apply their own rule for a failed server (a miss, or an error). The stored
 format is described in :mod:`.frames`.
 """
@@ -13,10 +13,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, ValueTooLargeError
 from ..serializers import JSONSerializer, PickleSerializer, Serializer
-from .base import CacheBackend, Failure, logger
-from .errors import ValueTooLargeError
+from .base import Failure, KVBackend, logger
 from .frames import (
     MAX_PIECES,
     Corrupt,
@@ -68,7 +67,7 @@ class ValueStore:
 
     def __init__(
         self,
-        backend: CacheBackend,
+        backend: KVBackend,
         keys: Keyspace,
         serializer: Serializer,
         *,
