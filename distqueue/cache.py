@@ -79,9 +79,8 @@ from .errors import (
 )
 from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, Default, check_seconds, check_ttl, logger
 from .kv.frames import COUNTER_MAX, Corrupt, parse_counter
-from .kv.keys import DEFAULT_NAMESPACE, Keyspace
-from .kv.url import given_timeouts, open_backend
-from .kv.values import MISSING, ValueStore
+from .kv.keys import DEFAULT_NAMESPACE
+from .kv.values import MISSING, ValueStore, open_values
 from .results import ResultStore
 from .serializers import Serializer, get_serializer
 from .tasks import Outcome
@@ -291,20 +290,18 @@ class Cache:
             "dead_retry": dead_retry,
         }
         self.serializer = get_serializer(serializer)
-        self._keys = Keyspace(namespace)
-        self._backend = open_backend(
+        self._store = open_values(
             url,
             namespace=namespace,
-            timeouts=given_timeouts(connect_timeout, timeout),
-            dead_retry=check_seconds(dead_retry, "dead_retry"),
-        )
-        self._store = ValueStore(
-            self._backend,
-            self._keys,
-            self.serializer,
-            chunking=bool(chunking),
+            serializer=self.serializer,
+            chunking=chunking,
             compress_min_size=compress_min_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            dead_retry=dead_retry,
         )
+        self._backend = self._store.backend
+        self._keys = self._store.keys
         self._stats = StatsRecorder()
 
     # -- bookkeeping ---------------------------------------------------------------------------

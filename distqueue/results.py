@@ -34,11 +34,10 @@ from types import EllipsisType
 from typing import Any
 
 from .errors import DeserializationError, DistQueueError, ResultMissing, ResultTimeout
-from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, Default, check_seconds, check_ttl
+from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, Default, check_ttl
 from .kv.frames import PENDING, Corrupt
-from .kv.keys import DEFAULT_NAMESPACE, Keyspace
-from .kv.url import given_timeouts, open_backend
-from .kv.values import ValueStore
+from .kv.keys import DEFAULT_NAMESPACE
+from .kv.values import open_values
 from .serializers import Serializer, get_serializer
 from .tasks import Outcome
 
@@ -79,21 +78,19 @@ class ResultStore:
         self.namespace = namespace
         self.ttl = check_ttl(ttl)
         self.serializer = get_serializer(serializer)
-        self._keys = Keyspace(namespace)
-        self._backend = open_backend(
+        self._store = open_values(
             url,
             namespace=namespace,
-            timeouts=given_timeouts(connect_timeout, timeout),
-            dead_retry=check_seconds(dead_retry, "dead_retry"),
+            serializer=self.serializer,
+            chunking=chunking,
+            compress_min_size=compress_min_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            dead_retry=dead_retry,
             blocking=True,
         )
-        self._store = ValueStore(
-            self._backend,
-            self._keys,
-            self.serializer,
-            chunking=bool(chunking),
-            compress_min_size=compress_min_size,
-        )
+        self._backend = self._store.backend
+        self._keys = self._store.keys
 
     def _key(self, task_id: str) -> bytes:
         if not isinstance(task_id, str):

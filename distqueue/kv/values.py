@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import BackendError, ValueTooLargeError
 from ..serializers import JSONSerializer, PickleSerializer, Serializer
-from .base import Failure, KVBackend, logger
+from .base import Failure, KVBackend, check_seconds, logger
 from .frames import (
     MAX_PIECES,
     Corrupt,
@@ -26,6 +26,7 @@ from .frames import (
     read_manifest,
 )
 from .keys import Keyspace
+from .url import given_timeouts, open_backend
 
 ITEM_OVERHEAD = 512
 """Bytes of an item's size limit kept for memcached's item header and the key."""
@@ -381,3 +382,32 @@ class ValueStore:
                 except Corrupt as exc:
                     corrupt.append((key, str(exc)))
         return values, failures, corrupt
+
+
+def open_values(
+    url: str,
+    *,
+    namespace: str,
+    serializer: Serializer,
+    chunking: bool,
+    compress_min_size: int | None,
+    connect_timeout: object,
+    timeout: object,
+    dead_retry: object,
+    blocking: bool = False,
+) -> ValueStore:
+    """A :class:`ValueStore` over the backend ``url`` names (see :func:`.url.open_backend`),
+    in ``namespace``. Raises ``ValueError`` or ``TypeError`` for the first argument that is
+    wrong: the namespace, the timeouts (``DEFAULT``: from the URL, else the defaults),
+    ``dead_retry``, then the URL."""
+    keys = Keyspace(namespace)
+    backend = open_backend(
+        url,
+        namespace=namespace,
+        timeouts=given_timeouts(connect_timeout, timeout),
+        dead_retry=check_seconds(dead_retry, "dead_retry"),
+        blocking=blocking,
+    )
+    return ValueStore(
+        backend, keys, serializer, chunking=bool(chunking), compress_min_size=compress_min_size
+    )
