@@ -27,7 +27,8 @@ from .errors import (
 from .executor import Executor
 from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
-from .tasks import task
+from .results import ResultStore
+from .tasks import Outcome, task
 
 __all__ = [
     "AuthenticationError",
