@@ -5,7 +5,7 @@ unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 """
 
 from .backends.base import DeadLetter
-from .cache import Cache, CacheStats, Outcome, ResultStore, cached
+from .cache import Cache, CacheStats, cached
 from .errors import (
     AuthenticationError,
     BackendConnectionError,
@@ -27,7 +27,8 @@ from .errors import (
 from .executor import Executor
 from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
-from .tasks import task
+from .results import ResultStore
+from .tasks import Outcome, task
 
 __all__ = [
     "AuthenticationError",

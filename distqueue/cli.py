@@ -25,10 +25,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import tasks
-from .cache.results import ResultStore
 from .errors import DistQueueError
 from .executor import DEFAULT_QUEUE
 from .queue import LifoQueue, PriorityQueue, Queue
+from .results import ResultStore
 from .url import ENV_VAR, resolve_url, results_url_for
 from .worker import Worker
 

@@ -29,10 +29,10 @@ from typing import Any, ParamSpec, TypeVar
 
 from . import tasks
 from .backends.base import Kind
-from .cache.base import check_ttl
-from .cache.results import ResultStore
 from .errors import BackendError, DistQueueError, Empty, ShutDown
+from .kv.base import check_ttl
 from .queue import Queue
+from .results import ResultStore
 from .serializers import Serializer, get_serializer
 from .url import is_redis_url, make_redis_client, results_url_for
 
@@ -212,9 +212,11 @@ class Executor(_FuturesExecutor):
             ready: dict[str, Future[Any]] = {}
             with self._lock:
                 for message in messages:
-                    task_id = message.item
-                    future = self._pending.get(task_id) if task_id is not None else None
-                    if future is not None:  # None: the wake-up from shutdown(), or cancelled
+                    task_id = tasks.announced_task(message.item)
+                    if task_id is None:  # the wake-up from shutdown()
+                        continue
+                    future = self._pending.get(task_id)
+                    if future is not None:  # None: cancelled, or completed already
                         ready[task_id] = future
             retry = self._complete(ready) if ready else set()
             try:
@@ -283,7 +285,7 @@ class Executor(_FuturesExecutor):
                         self._pending.pop(task_id, None)
         if not already:
             try:
-                self._replies.put(None)  # wake the collector so that it sees the shutdown
+                self._replies.put(tasks.WAKE_UP)  # the collector then sees the shutdown
             except DistQueueError as exc:  # it sees it at the end of its current wait
                 logger.warning("could not wake the result collector: %s", exc)
         collector = self._collector

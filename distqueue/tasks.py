@@ -20,10 +20,20 @@ the result; ``sig`` (present only when the submitter has a signing key) is
 key checks it with :func:`hmac.compare_digest` before it looks at ``body``, and a ``pickle`` body
 is loaded only from a message whose signature it checked: pickle runs code while it loads.
 
-**Outcomes** carry a value, or an exception as its type's name, its ``str()``, its traceback as
-text and, where the serializer can carry them, its ``args`` (and ``errno``, ``strerror``,
-``filename`` and ``filename2`` for ``OSError``), so that a built-in exception comes back as
-itself: ``KeyError(('a', 1))`` as ``KeyError(('a', 1))``.
+**The outcome** (:class:`Outcome`, kept by :class:`~distqueue.results.ResultStore` under the
+task's id, encoded by the task's serializer) carries a value, or an exception as its type's
+name, its ``str()``, its traceback as text and, where the serializer can carry them, its
+``args`` (and ``errno``, ``strerror``, ``filename`` and ``filename2`` for ``OSError``), so that
+a built-in exception comes back as itself: ``KeyError(('a', 1))`` as ``KeyError(('a', 1))``::
+
+    ["ok", VALUE]
+    ["error", TYPE_NAME, MESSAGE, TRACEBACK_TEXT]            (+ {"args": [...], ...} when known)
+
+**The announcement** (one item on the submitter's reply queue, put once the outcome is
+stored) is the task's id as a string; :data:`WAKE_UP` (``None``) is the item an Executor
+puts there itself to end its own wait at shutdown.
+
+Everything that travels between a submitter and a worker is built and read here.
 """
 
 from __future__ import annotations
@@ -38,16 +48,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .cache.base import check_ttl
-from .cache.results import Outcome
-from .errors import DistQueueError, SerializationError, TaskFailed
+from .errors import DeserializationError, DistQueueError, SerializationError, TaskFailed
+from .kv.base import check_ttl
 from .serializers import Serializer, get_serializer
 
 __all__ = [
+    "WAKE_UP",
     "Allowlist",
+    "Outcome",
     "TaskMessage",
     "TaskNotFound",
     "TaskRefused",
+    "announced_task",
+    "announcement",
     "exception_from",
     "failure_outcome",
     "function_path",
@@ -392,6 +405,79 @@ class TaskMessage:
 
 
 # -- outcomes ----------------------------------------------------------------------------------
+
+_OK = "ok"
+_ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a task ended: its return value, or the exception it raised (as text).
+
+    ``exc_type`` is ``None`` for a task that returned ``value``; otherwise it is the name of
+    the exception's type, with ``message`` and ``traceback_text``, and ``value`` is what could be
+    carried of the exception itself (``{"args": ..., "errno": ...}``) or ``None``.
+    """
+
+    task_id: str
+    value: Any = None
+    exc_type: str | None = None
+    message: str = ""
+    traceback_text: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.exc_type is not None
+
+    def encode(self) -> list[Any]:
+        """The outcome as the results store keeps it: ``["ok", value]``, or ``["error", type
+        name, message, traceback]`` followed by what the exception carries, when it carries
+        anything."""
+        if self.exc_type is None:
+            return [_OK, self.value]
+        stored = [_ERROR, self.exc_type, self.message, self.traceback_text]
+        if self.value is not None:
+            stored.append(self.value)
+        return stored
+
+    @classmethod
+    def decode(cls, task_id: str, stored: Any) -> Outcome:
+        """The outcome :meth:`encode` gave; ``DeserializationError`` for anything else."""
+        if type(stored) is list and stored:
+            if stored[0] == _OK and len(stored) == 2:
+                return cls(task_id, stored[1])
+            if (
+                stored[0] == _ERROR
+                and len(stored) in (4, 5)
+                and all(type(s) is str for s in stored[1:4])
+            ):
+                details = stored[4] if len(stored) == 5 else None
+                return cls(task_id, details, stored[1], stored[2], stored[3])
+        raise DeserializationError(f"the stored result of {task_id!r} is not an outcome")
+
+    def result(self) -> Any:
+        """The task's return value; raises :class:`TaskFailed` if the task raised."""
+        if self.exc_type is not None:
+            raise TaskFailed(self.task_id, self.exc_type, self.message, self.traceback_text)
+        return self.value
+
+
+# -- announcements -----------------------------------------------------------------------------
+
+WAKE_UP = None
+"""The item an Executor puts on its own reply queue to wake its collector at shutdown."""
+
+
+def announcement(task_id: str) -> str:
+    """The item a worker puts on the reply queue once the outcome of ``task_id`` is stored."""
+    return task_id
+
+
+def announced_task(item: Any) -> str | None:
+    """The task id a reply-queue item announces; ``None`` for :data:`WAKE_UP` or anything
+    that announces nothing."""
+    return item if type(item) is str else None
+
 
 _OS_ATTRIBUTES = ("errno", "strerror", "filename", "filename2")
 

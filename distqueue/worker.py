@@ -33,11 +33,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import tasks
-from .cache.results import Outcome, ResultStore
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
 from .leases import Message, retry_delay_for
 from .queue import Queue
+from .results import ResultStore
 from .serializers import get_serializer
+from .tasks import Outcome
 
 logger = logging.getLogger("distqueue.worker")
 
@@ -364,7 +365,7 @@ class _Finished:
         if message is not None:
             self._messages.append(message)
         if reply is not None and outcome is not None and store is not None:
-            self._replies.setdefault(reply, []).append(outcome.task_id)
+            self._replies.setdefault(reply, []).append(tasks.announcement(outcome.task_id))
             self._outcomes.setdefault((id(store), ttl), (store, []))[1].append(outcome)
 
     def due(self) -> bool:

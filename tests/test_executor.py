@@ -12,7 +12,7 @@ import pytest
 import taskfns
 
 import distqueue
-from distqueue.cache.errors import TaskFailed
+from distqueue.errors import TaskFailed
 from distqueue.worker import Worker
 
 
@@ -29,7 +29,7 @@ def executor(queue_url: str) -> Iterator[distqueue.Executor]:
     name = f"tasks-{uuid.uuid4().hex}"
     executor = distqueue.Executor(url=queue_url, queue=name)
     queue = distqueue.Queue(url=queue_url, name=name, visibility_timeout=10)
-    from distqueue.cache.results import ResultStore
+    from distqueue.results import ResultStore
 
     results = ResultStore(queue_url)
     worker = Worker(queue, results=results, concurrency=2, poll=0.1, allow=["taskfns"])

@@ -21,7 +21,7 @@ import taskfns
 from processes import GUARD, wait_until
 
 import distqueue
-from distqueue.cache.results import ResultStore
+from distqueue.results import ResultStore
 from distqueue.serializers import get_serializer
 from distqueue.tasks import TaskMessage
 from distqueue.worker import Worker

@@ -24,10 +24,9 @@ import taskfns
 from processes import GUARD, Records, Workers, fresh_name, settled, wait_until
 
 import distqueue
-from distqueue.cache.cache import DEFAULT_NAMESPACE
-from distqueue.cache.errors import TaskFailed
-from distqueue.cache.keys import Keyspace
-from distqueue.cache.results import ResultStore
+from distqueue.errors import TaskFailed
+from distqueue.kv.keys import DEFAULT_NAMESPACE, Keyspace
+from distqueue.results import ResultStore
 from distqueue.serializers import get_serializer
 from distqueue.tasks import TaskMessage
 

@@ -1,7 +1,7 @@
 """Values over a backend: serializing, compressing, chunking, and reading it all back.
 
 :class:`ValueStore` is shared by :class:`~distqueue.cache.Cache` and
-:class:`~distqueue.cache.ResultStore`. It raises the backend's errors as they are; the two
+:class:`~distqueue.results.ResultStore`. It raises the backend's errors as they are; the two
 classes above it apply their own rule for a failed server (a miss, or an error). The stored
 format is described in :mod:`.frames`.
 """
@@ -13,10 +13,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendError
+from ..errors import BackendError, ValueTooLargeError
 from ..serializers import JSONSerializer, PickleSerializer, Serializer
-from .base import CacheBackend, Failure, logger
-from .errors import ValueTooLargeError
+from .base import Failure, KVBackend, check_seconds, logger
 from .frames import (
     MAX_PIECES,
     Corrupt,
@@ -27,6 +26,7 @@ from .frames import (
     read_manifest,
 )
 from .keys import Keyspace
+from .url import given_timeouts, open_backend
 
 ITEM_OVERHEAD = 512
 """Bytes of an item's size limit kept for memcached's item header and the key."""
@@ -68,7 +68,7 @@ class ValueStore:
 
     def __init__(
         self,
-        backend: CacheBackend,
+        backend: KVBackend,
         keys: Keyspace,
         serializer: Serializer,
         *,
@@ -382,3 +382,32 @@ class ValueStore:
                 except Corrupt as exc:
                     corrupt.append((key, str(exc)))
         return values, failures, corrupt
+
+
+def open_values(
+    url: str,
+    *,
+    namespace: str,
+    serializer: Serializer,
+    chunking: bool,
+    compress_min_size: int | None,
+    connect_timeout: object,
+    timeout: object,
+    dead_retry: object,
+    blocking: bool = False,
+) -> ValueStore:
+    """A :class:`ValueStore` over the backend ``url`` names (see :func:`.url.open_backend`),
+    in ``namespace``. Raises ``ValueError`` or ``TypeError`` for the first argument that is
+    wrong: the namespace, the timeouts (``DEFAULT``: from the URL, else the defaults),
+    ``dead_retry``, then the URL."""
+    keys = Keyspace(namespace)
+    backend = open_backend(
+        url,
+        namespace=namespace,
+        timeouts=given_timeouts(connect_timeout, timeout),
+        dead_retry=check_seconds(dead_retry, "dead_retry"),
+        blocking=blocking,
+    )
+    return ValueStore(
+        backend, keys, serializer, chunking=bool(chunking), compress_min_size=compress_min_size
+    )

@@ -1,4 +1,4 @@
-"""The one place that turns a cache URL into a backend.
+"""The one place that turns a cache or results URL into a key-value backend.
 
 Accepted forms::
 
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..url import REDIS_SCHEMES, redis_connection_kwargs
-from .base import DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, CacheBackend, check_seconds
+from .base import DEFAULT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, KVBackend, check_seconds
 
 MEMCACHED_SCHEME = "memcached"
 
@@ -80,6 +80,16 @@ def _settings(url: str, query: str, allowed: tuple[str, ...] = ()) -> dict[str, 
     return settings
 
 
+def given_timeouts(connect_timeout: object, timeout: object) -> dict[str, float]:
+    """The timeouts given as arguments (those not left at ``DEFAULT``), checked."""
+    given: dict[str, float] = {}
+    if connect_timeout is not DEFAULT:
+        given["connect_timeout"] = check_seconds(connect_timeout, "connect_timeout")
+    if timeout is not DEFAULT:
+        given["timeout"] = check_seconds(timeout, "timeout")
+    return given
+
+
 def _timeouts(
     url: str, from_url: Mapping[str, float], given: Mapping[str, float]
 ) -> tuple[float, float]:
@@ -105,7 +115,7 @@ def open_backend(
     timeouts: Mapping[str, float],
     dead_retry: float,
     blocking: bool = False,
-) -> CacheBackend:
+) -> KVBackend:
     """The backend for ``url``. ``timeouts``: the ``connect_timeout`` and ``timeout`` given as
     arguments (checked), if any. ``blocking``: the backend will make blocking calls (results
     on Redis), on a connection of their own whose timeout leaves room for them."""

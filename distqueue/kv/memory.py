@@ -42,7 +42,7 @@ def _deadline(ttl: float | None) -> float | None:
 
 
 class MemoryBackend:
-    """In-process storage of one namespace; see :class:`~distqueue.cache.base.CacheBackend`."""
+    """In-process storage of one namespace; see :class:`~distqueue.kv.base.KVBackend`."""
 
     shared = False
 

@@ -10,7 +10,7 @@ Servers and keys
 
 A dead server
     A connection error or timeout marks the server down for ``dead_retry`` seconds
-    (:class:`~distqueue.cache.base.ServerHealth`): calls for its keys raise
+    (:class:`~distqueue.kv.base.ServerHealth`): calls for its keys raise
     ``BackendConnectionError`` at once, without waiting for a timeout, until the next try.
     Calls on several keys go on with the other servers and report the failed one's keys.
     What that means to the caller is decided above: a miss for the cache, an error for
@@ -69,9 +69,8 @@ from pymemcache.exceptions import (
     MemcacheUnexpectedCloseError,
 )
 
-from ..errors import BackendConnectionError, BackendError, WrongTypeError
+from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
 from .base import Failure, ServerHealth, logger
-from .errors import OutcomeUnknownError
 
 DEFAULT_ITEM_SIZE_LIMIT = 1024 * 1024
 """memcached's default ``item_size_max``, used until a server has told its own."""
@@ -193,7 +192,7 @@ class _Server:
 
 class MemcachedBackend:
     """Items on one or several memcached servers; see
-    :class:`~distqueue.cache.base.CacheBackend` and the module docstring."""
+    :class:`~distqueue.kv.base.KVBackend` and the module docstring."""
 
     shared = True
 

@@ -12,7 +12,8 @@ every case apart: an outcome is returned; the pending marker means "wait on" (un
 timeout: ``ResultTimeout``); nothing at all means the result expired, was evicted, was
 forgotten or was never expected: ``ResultMissing``, at once, never a hang and never ``None``.
 A large outcome is chunked as in the cache; a chunk that is missing or does not match also
-gives ``ResultMissing``.
+gives ``ResultMissing``. What an outcome holds, and the form it is stored in, is defined by
+:class:`~distqueue.tasks.Outcome`.
 
 Waiting never polls hot: on Redis it blocks in ``BRPOPLPUSH`` on ``{ns}:n:{id}``, to which the
 result's write pushes a token in the same ``MULTI``; in memory it waits on a
@@ -29,50 +30,18 @@ for on another: on memcached the task's server is fixed by its key.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
 
-from ..errors import DeserializationError, DistQueueError
-from ..serializers import Serializer, get_serializer
-from .base import DEFAULT_DEAD_RETRY, check_seconds, check_ttl
-from .cache import DEFAULT, DEFAULT_NAMESPACE, _Default, given_timeouts
-from .errors import ResultMissing, ResultTimeout, TaskFailed
-from .frames import PENDING, Corrupt
-from .keys import Keyspace
-from .store import ValueStore
-from .url import open_backend
+from .errors import DeserializationError, DistQueueError, ResultMissing, ResultTimeout
+from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, Default, check_ttl
+from .kv.frames import PENDING, Corrupt
+from .kv.keys import DEFAULT_NAMESPACE
+from .kv.values import open_values
+from .serializers import Serializer, get_serializer
+from .tasks import Outcome
 
-__all__ = ["Outcome", "ResultStore"]
-
-_OK = "ok"
-_ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a task ended: its return value, or the exception it raised (as text).
-
-    ``exc_type`` is ``None`` for a task that returned ``value``; otherwise it is the name of
-    the exception's type, with ``message`` and ``traceback_text``, and ``value`` is what could be
-    carried of the exception itself (``{"args": ..., "errno": ...}``) or ``None``.
-    """
-
-    task_id: str
-    value: Any = None
-    exc_type: str | None = None
-    message: str = ""
-    traceback_text: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.exc_type is not None
-
-    def result(self) -> Any:
-        """The task's return value; raises :class:`TaskFailed` if the task raised."""
-        if self.exc_type is not None:
-            raise TaskFailed(self.task_id, self.exc_type, self.message, self.traceback_text)
-        return self.value
+__all__ = ["ResultStore"]
 
 
 def _is_pending(item: bytes | None) -> bool:
@@ -89,7 +58,7 @@ class ResultStore:
     A server that accepts connections and never answers makes a call raise
     ``BackendConnectionError`` after at most ``connect_timeout + timeout`` seconds (4 s by
     default); :meth:`wait` after its own timeout plus that (and at most 5 s more on Redis,
-    the longest single blocking command). See :mod:`distqueue.cache.url`.
+    the longest single blocking command). See :mod:`distqueue.kv.url`.
     """
 
     def __init__(
@@ -101,29 +70,27 @@ class ResultStore:
         serializer: Serializer | str | None = None,
         chunking: bool = True,
         compress_min_size: int | None = 64 * 1024,
-        connect_timeout: float | _Default = DEFAULT,
-        timeout: float | _Default = DEFAULT,
+        connect_timeout: float | Default = DEFAULT,
+        timeout: float | Default = DEFAULT,
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
         self.url = url
         self.namespace = namespace
         self.ttl = check_ttl(ttl)
         self.serializer = get_serializer(serializer)
-        self._keys = Keyspace(namespace)
-        self._backend = open_backend(
+        self._store = open_values(
             url,
             namespace=namespace,
-            timeouts=given_timeouts(connect_timeout, timeout),
-            dead_retry=check_seconds(dead_retry, "dead_retry"),
+            serializer=self.serializer,
+            chunking=chunking,
+            compress_min_size=compress_min_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            dead_retry=dead_retry,
             blocking=True,
         )
-        self._store = ValueStore(
-            self._backend,
-            self._keys,
-            self.serializer,
-            chunking=bool(chunking),
-            compress_min_size=compress_min_size,
-        )
+        self._backend = self._store.backend
+        self._keys = self._store.keys
 
     def _key(self, task_id: str) -> bytes:
         if not isinstance(task_id, str):
@@ -143,7 +110,7 @@ class ResultStore:
         Raises ``SerializationError`` or ``ValueTooLargeError`` before anything is written.
         """
         key = self._key(task_id)
-        body = self._store.encode([_OK, value])
+        body = self._store.encode(Outcome(task_id, value).encode())
         self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
 
     def set_exception(
@@ -156,7 +123,8 @@ class ResultStore:
         if not isinstance(traceback_text, str):
             raise TypeError(f"traceback_text must be a str, not {type(traceback_text).__name__}")
         key = self._key(task_id)
-        body = self._store.encode([_ERROR, exc_type_name, message, traceback_text])
+        outcome = Outcome(task_id, None, exc_type_name, message, traceback_text)
+        body = self._store.encode(outcome.encode())
         self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
 
     def set_many(
@@ -172,19 +140,13 @@ class ResultStore:
         wake_keys: dict[bytes, bytes] = {}
         for outcome in outcomes:
             key = self._key(outcome.task_id)
-            if outcome.exc_type is None:
-                stored: list[Any] = [_OK, outcome.value]
-            else:
-                stored = [_ERROR, outcome.exc_type, outcome.message, outcome.traceback_text]
-                if outcome.value is not None:
-                    stored.append(outcome.value)
             try:
-                body = self._store.encode(stored)
+                body = self._store.encode(outcome.encode())
                 self._store.check_fits(body)
             except (TypeError, ValueError) as exc:
-                name = type(exc).__name__
                 text = f"the result could not be stored: {exc}"
-                body = self._store.encode([_ERROR, name, text, ""])
+                stand_in = Outcome(outcome.task_id, None, type(exc).__name__, text)
+                body = self._store.encode(stand_in.encode())
             bodies[key] = body
             wake_keys[key] = self._keys.key("n", outcome.task_id)
         self._store.publish_many(bodies, ttl, wake_keys)
@@ -231,7 +193,7 @@ class ResultStore:
                 f"the result of {task_id!r} is incomplete ({exc}): part of it was evicted",
                 task_id=task_id,
             ) from None
-        return _outcome(task_id, stored)
+        return Outcome.decode(task_id, stored)
 
     def fetch_many(self, task_ids: Sequence[str]) -> dict[str, Outcome | DistQueueError]:
         """The outcomes of tasks known to be finished, in one round trip per server.
@@ -258,7 +220,7 @@ class ResultStore:
                 )
                 continue
             try:
-                outcomes[task_id] = _outcome(task_id, self._store.decode(item))
+                outcomes[task_id] = Outcome.decode(task_id, self._store.decode(item))
             except Corrupt as exc:
                 if isinstance(exc.__cause__, DeserializationError):
                     outcomes[task_id] = exc.__cause__
@@ -298,17 +260,3 @@ class ResultStore:
 
     def __repr__(self) -> str:
         return f"<ResultStore url={self.url!r} namespace={self._keys.namespace!r}>"
-
-
-def _outcome(task_id: str, stored: Any) -> Outcome:
-    if type(stored) is list and stored:
-        if stored[0] == _OK and len(stored) == 2:
-            return Outcome(task_id, stored[1])
-        if (
-            stored[0] == _ERROR
-            and len(stored) in (4, 5)
-            and all(type(s) is str for s in stored[1:4])
-        ):
-            details = stored[4] if len(stored) == 5 else None
-            return Outcome(task_id, details, stored[1], stored[2], stored[3])
-    raise DeserializationError(f"the stored result of {task_id!r} is not an outcome")

@@ -25,7 +25,7 @@ Items have no size limit worth chunking for (``ITEM_SIZE_LIMIT``, Redis's 512 Mi
 
 Errors of redis-py are translated here: connection failures and timeouts to
 ``BackendConnectionError`` (the server is then down for ``dead_retry`` seconds, see
-:class:`~distqueue.cache.base.ServerHealth`), a counter command on another kind of value to
+:class:`~distqueue.kv.base.ServerHealth`), a counter command on another kind of value to
 ``WrongTypeError``, anything else the server refuses to ``BackendError``.
 """
 
@@ -41,9 +41,8 @@ from typing import Any
 import redis
 import redis.exceptions
 
-from ..errors import BackendConnectionError, BackendError, WrongTypeError
+from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
 from .base import Failure, ServerHealth
-from .errors import OutcomeUnknownError
 
 ITEM_SIZE_LIMIT = 512 * 1024 * 1024
 """The largest Redis string (``proto-max-bulk-len``'s default)."""
@@ -95,7 +94,7 @@ def _script(name: str) -> str:
 
 
 class RedisBackend:
-    """Items on one Redis server; see :class:`~distqueue.cache.base.CacheBackend`."""
+    """Items on one Redis server; see :class:`~distqueue.kv.base.KVBackend`."""
 
     shared = True
 

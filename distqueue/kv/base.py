@@ -1,9 +1,10 @@
-"""The storage contract under the cache and the result store: bytes in, bytes out.
+"""The contract of a key-value backend: bytes in, bytes out, under keys with a TTL.
 
 A backend stores items (bytes) under keys (bytes, already made safe by :mod:`.keys`) with a TTL
 in seconds (``None``: no expiry), and raises only distqueue's exceptions: errors of the client
 libraries are translated where they are caught. It knows nothing of serializers, chunks,
-namespaces or the failure rules of :class:`~distqueue.cache.Cache`; those live above it.
+namespaces or the failure rules of :class:`~distqueue.cache.Cache` and
+:class:`~distqueue.results.ResultStore`; those live above it.
 
 Errors: a server that cannot be reached, or that failed within the last ``dead_retry`` seconds,
 raises ``BackendConnectionError`` at once; a command the server refused raises
@@ -15,6 +16,7 @@ decides what a partial failure means.
 
 from __future__ import annotations
 
+import enum
 import logging
 import math
 import threading
@@ -36,6 +38,17 @@ DEFAULT_DEAD_RETRY = 1.0
 """Seconds during which a server that failed is not tried again."""
 
 
+class Default(enum.Enum):
+    """The type of :data:`DEFAULT`."""
+
+    DEFAULT = 0
+
+
+DEFAULT = Default.DEFAULT
+"""Stands for "not given": the owner's ``default_ttl`` for a ``ttl``, the URL's setting or the
+built-in value for a timeout."""
+
+
 class Failure(NamedTuple):
     """One server's part of a call on several keys failed."""
 
@@ -44,8 +57,9 @@ class Failure(NamedTuple):
     error: BackendError
 
 
-class CacheBackend(Protocol):
-    """Storage of items for :class:`~distqueue.cache.Cache` and ``ResultStore``.
+class KVBackend(Protocol):
+    """Storage of items for :class:`~distqueue.cache.Cache` and
+    :class:`~distqueue.results.ResultStore`.
 
     ``shared``: items are seen by other processes (Redis, memcached), not only this one.
     """

@@ -1,0 +1,17 @@
+"""The key-value layer under :class:`~distqueue.cache.Cache` and
+:class:`~distqueue.results.ResultStore`: bytes stored under keys with a TTL, on memcached,
+Redis or in memory, and values turned into those bytes.
+
+Modules, from the bottom up:
+
+``base``        the backend contract (bytes in, bytes out), TTL checks, server health
+``memory``, ``redis``, ``memcached``   the backends (``lua/counter.lua``: Redis's counters)
+``url``         the URL forms, and the backend for each
+``keys``        storage keys every server accepts, one namespace apart from another
+``frames``      the bytes stored for a value, and the manifests of chunked ones
+``values``      :class:`~distqueue.kv.values.ValueStore`: values serialized, compressed and
+                chunked over a backend, and read back
+
+Nothing here decides what a failed server means to a caller: the cache counts it as a miss,
+the result store raises it.
+"""
