@@ -143,7 +143,7 @@ def test_queues_spread_over_the_masters_each_queue_on_one_slot(
 def test_the_executor_and_a_worker_run_tasks_on_a_cluster(cluster_url: str) -> None:
     import taskfns
 
-    from distqueue.cache.results import ResultStore
+    from distqueue.results import ResultStore
 
     name = f"tasks-{uuid.uuid4().hex}"
     queue = distqueue.Queue(url=cluster_url, name=name, visibility_timeout=10)
