@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .backends.base import DeadLetter, Kind, QueueBackend
-from .backends.memory import MemoryBackend
+from .backends.memory import SimpleMemoryBackend
 from .errors import LeaseLost, ShutDown
 from .leases import (
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -556,7 +556,7 @@ class SimpleQueue(_QueueBase[T]):
 
     def _open_backend(self, client: Any) -> QueueBackend:
         if client is None and self.url is not None and self.url.lower() == "memory://":
-            return MemoryBackend(self.name, Kind.FIFO, simple=True)
+            return SimpleMemoryBackend(self.name)
         return super()._open_backend(client)
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
