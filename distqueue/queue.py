@@ -48,6 +48,7 @@ _ALL = 2**31 - 1
 
 
 def _negative_timeout() -> ValueError:
+    # The standard library's message, word for word, for code that matches on it.
     return ValueError("'timeout' must be a non-negative number")
 
 
@@ -473,7 +474,8 @@ class Queue(_QueueBase[T]):
         message.ack()
 
     def in_flight(self) -> int:
-        """The number of items leased by consumers and not yet acknowledged (not reliable!)."""
+        """How many items consumers hold under a lease right now, not yet acknowledged: a
+        snapshot, as :meth:`qsize`."""
         return self._backend.in_flight()
 
     # -- dead letters ----------------------------------------------------------------------
@@ -513,7 +515,7 @@ class Queue(_QueueBase[T]):
 
 
 class LifoQueue(Queue[T]):
-    """A last-in, first-out queue: the most recently added item is retrieved first."""
+    """A stack with the queue API: ``get`` takes the item put last."""
 
     _kind = Kind.LIFO
 
@@ -536,10 +538,10 @@ class PriorityQueue(Queue[T]):
 class SimpleQueue(_QueueBase[T]):
     """An unbounded first-in, first-out queue without task tracking, as ``queue.SimpleQueue``.
 
-    Its ``put`` never waits, so on the memory backend it may be called from a signal handler
-    or a ``__del__`` method that runs in the middle of another ``put`` or ``get`` of the same
-    queue (it takes no lock). On the memory backend the name of a ``SimpleQueue`` cannot also be
-    used by a ``Queue`` of this process (``ValueError``).
+    Its ``put`` never waits. On the memory backend it takes no lock either, so code that
+    interrupts a thread inside a ``put`` or ``get`` of the same queue (a signal handler, a
+    finalizer run by the garbage collector) may put safely. On the memory backend the name of a
+    ``SimpleQueue`` cannot also be used by a ``Queue`` of this process (``ValueError``).
     """
 
     _kind = Kind.FIFO
