@@ -4,10 +4,10 @@ A test that needs "the other thread is blocked in its call now" waits for the ba
 so, never for a fixed time:
 
 * memory: the store's count of blocked calls (``MemoryBackend.waiting_threads``);
-* Redis: the server's count of blocked clients (``INFO clients`` -> ``blocked_clients``): every
-  wait of the Redis backend is a blocking command (``BLPOP``). The count is the server's, so
-  the test's server must have no other blocked clients: tests run one at a time and wake the
-  calls they block;
+* Redis: the server's count of blocked clients (``INFO clients`` -> ``blocked_clients``; on a
+  Cluster summed over the nodes, behind Sentinel the master's): every wait of the Redis
+  backend is a blocking command (``BLPOP``). The count is the server's, so the test's server
+  must have no other blocked clients: tests run one at a time and wake the calls they block;
 * fakeredis (a queue opened with ``client=``): the thread itself, found waiting inside
   fakeredis's blocking command (its stack, read through ``sys._current_frames``).
 """
@@ -19,8 +19,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import redis
+import redis.cluster
+import redis.sentinel
 
 
 def run_in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -75,16 +78,45 @@ def _blocked_calls(queue: Any, threads: list[threading.Thread]) -> Callable[[], 
         return lambda: int(backend.waiting_threads)
     if queue.url is None:  # a client of the test's own: fakeredis
         return lambda: sum(_in_fakeredis_wait(thread) for thread in threads)
-    # The server of the queue's URL, without distqueue's own query parameters.
-    client = redis.Redis.from_url(queue.url.partition("?")[0])
+    return lambda: _blocked_clients(queue.url)
 
-    def blocked_clients() -> int:
+
+def assert_still_running(thread: threading.Thread, seconds: float) -> None:
+    """Check that ``thread`` has not finished after ``seconds``: a check that something does
+    NOT happen, which only time can make (not a way to wait for something)."""
+    thread.join(seconds)
+    assert thread.is_alive(), f"{thread.name}: the call finished within {seconds} s"
+
+
+def _blocked_clients(url: str) -> int:
+    """The blocked clients of the server(s) behind a Redis URL (the test servers' URLs carry
+    no credentials; distqueue's own query parameters are left out)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    hosts = [_host_port(address) for address in parts.netloc.split(",")]
+    client: Any
+    if scheme.endswith("+cluster"):
+        host, port = hosts[0]
+        client = redis.cluster.RedisCluster(host=host, port=port)
         try:
-            return int(client.info("clients")["blocked_clients"])
+            replies = client.info("clients", target_nodes=redis.cluster.RedisCluster.ALL_NODES)
+            return sum(int(reply["blocked_clients"]) for reply in replies.values())
         finally:
             client.close()
+    if scheme.endswith("+sentinel"):
+        service = parts.path.strip("/").split("/")[0]
+        client = redis.sentinel.Sentinel(hosts).master_for(service)
+    else:
+        client = redis.Redis.from_url(url.partition("?")[0])
+    try:
+        return int(client.info("clients")["blocked_clients"])
+    finally:
+        client.close()
 
-    return blocked_clients
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
 
 
 def _in_fakeredis_wait(thread: threading.Thread) -> bool:
