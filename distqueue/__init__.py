@@ -62,4 +62,5 @@ __all__ = [
     "task",
 ]
 
+# The one place the version is written: pyproject.toml reads it from here.
 __version__ = "0.1.0"

@@ -47,7 +47,7 @@ if hasattr(_stdlib_queue, "ShutDown"):  # Python 3.13 and newer
 else:
 
     class ShutDown(Exception):  # type: ignore[no-redef]
-        """Raised when put() or get() is called on a queue that has been shut down."""
+        """The queue was shut down: no more puts, and no more gets once it is empty."""
 
 
 class DistQueueError(Exception):

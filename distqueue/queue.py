@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from .backends.base import DeadLetter, Kind, QueueBackend
-from .backends.memory import MemoryBackend
+from .backends.memory import SimpleMemoryBackend
 from .errors import LeaseLost, ShutDown
 from .leases import (
     DEFAULT_VISIBILITY_TIMEOUT,
@@ -48,6 +48,7 @@ _ALL = 2**31 - 1
 
 
 def _negative_timeout() -> ValueError:
+    # The standard library's message, word for word, for code that matches on it.
     return ValueError("'timeout' must be a non-negative number")
 
 
@@ -473,7 +474,8 @@ class Queue(_QueueBase[T]):
         message.ack()
 
     def in_flight(self) -> int:
-        """The number of items leased by consumers and not yet acknowledged (not reliable!)."""
+        """How many items consumers hold under a lease right now, not yet acknowledged: a
+        snapshot, as :meth:`qsize`."""
         return self._backend.in_flight()
 
     # -- dead letters ----------------------------------------------------------------------
@@ -513,7 +515,7 @@ class Queue(_QueueBase[T]):
 
 
 class LifoQueue(Queue[T]):
-    """A last-in, first-out queue: the most recently added item is retrieved first."""
+    """A stack with the queue API: ``get`` takes the item put last."""
 
     _kind = Kind.LIFO
 
@@ -536,10 +538,10 @@ class PriorityQueue(Queue[T]):
 class SimpleQueue(_QueueBase[T]):
     """An unbounded first-in, first-out queue without task tracking, as ``queue.SimpleQueue``.
 
-    Its ``put`` never waits, so on the memory backend it may be called from a signal handler
-    or a ``__del__`` method that runs in the middle of another ``put`` or ``get`` of the same
-    queue (it takes no lock). On the memory backend the name of a ``SimpleQueue`` cannot also be
-    used by a ``Queue`` of this process (``ValueError``).
+    Its ``put`` never waits. On the memory backend it takes no lock either, so code that
+    interrupts a thread inside a ``put`` or ``get`` of the same queue (a signal handler, a
+    finalizer run by the garbage collector) may put safely. On the memory backend the name of a
+    ``SimpleQueue`` cannot also be used by a ``Queue`` of this process (``ValueError``).
     """
 
     _kind = Kind.FIFO
@@ -556,7 +558,7 @@ class SimpleQueue(_QueueBase[T]):
 
     def _open_backend(self, client: Any) -> QueueBackend:
         if client is None and self.url is not None and self.url.lower() == "memory://":
-            return MemoryBackend(self.name, Kind.FIFO, simple=True)
+            return SimpleMemoryBackend(self.name)
         return super()._open_backend(client)
 
     def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:

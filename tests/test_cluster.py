@@ -18,7 +18,7 @@ import pytest
 import redis
 from cluster import Cluster
 from failover import run_through
-from threads import run_in_thread, wait_until_blocked
+from threads import assert_still_running, run_in_thread, wait_until_blocked
 
 import distqueue
 from distqueue.backends.connection import RedisOptions
@@ -184,7 +184,7 @@ def test_a_blocked_get_follows_its_slot_to_another_master(
         producer.put("before")
         assert consumer.get(timeout=5) == "before"
         thread, result = run_in_thread(lambda: consumer.get(timeout=30))
-        wait_until_blocked(thread)
+        wait_until_blocked(thread, consumer)
         slot, source, target = _slot_and_other_master(redis_cluster, name)
         redis_cluster.begin_migration(slot, target)
         redis_cluster.finish_migration(slot, source, target)
@@ -216,7 +216,7 @@ def test_calls_during_a_slot_migration_wait_for_it_and_lose_nothing(
         thread, result = run_in_thread(
             lambda: (q.put("late"), message.ack(), q.get_many(200, timeout=5))
         )
-        wait_until_blocked(thread, 0.5)  # refused for as long as the slot is half-moved
+        assert_still_running(thread, 0.5)  # refused for as long as the slot is half-moved
         redis_cluster.finish_migration(slot, source, target)
         thread.join(15)
         assert not thread.is_alive(), "calls did not finish after the migration"
@@ -245,7 +245,7 @@ def test_a_blocked_get_carries_on_after_its_master_fails_over_and_it_rejoins(
         consumer.get()
         consumer.task_done()
         thread, result = run_in_thread(lambda: consumer.get(timeout=40))
-        wait_until_blocked(thread)
+        wait_until_blocked(thread, consumer)
         master = redis_cluster.master_of_key(f"dq:{{{name}}}:items")
         redis_cluster.kill_master_and_wait_for_promotion(master)
         producer.put("after the fail-over")

@@ -142,7 +142,7 @@ def test_a_blocked_get_whose_reply_is_lost_returns_the_item(
 ) -> None:
     faulty, direct = pair()
     thread, outcome = run_in_thread(lambda: faulty.get(timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, direct)
     proxy.drop_reply(b"awaited")
     direct.put("awaited")
     thread.join(30)
@@ -354,7 +354,7 @@ def test_a_blocked_get_waits_through_an_outage_and_wakes_for_the_next_item(
     name = f"outage-{uuid.uuid4().hex}"
     consumer = distqueue.Queue(url=live.url, name=name, visibility_timeout=30 if leasing else None)
     thread, outcome = run_in_thread(lambda: consumer.get(timeout=60))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, consumer)
     restart_after(live, 6.0).join()  # longer than the retry window
     producer = distqueue.Queue(url=live.url, name=name)
     producer.put("after the outage")
@@ -371,7 +371,7 @@ def test_items_and_counts_survive_a_restart_and_join_waits_through_it(live: Redi
     q = distqueue.Queue(url=live.url, name=name)
     q.put_many(["a", "b"])
     thread, outcome = run_in_thread(lambda: q.join(timeout=60))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, q)
     restart_after(live, 2.0).join()
     assert q.get_many(10) == ["a", "b"]
     q.task_done()

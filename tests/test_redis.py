@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -176,11 +175,11 @@ def test_a_blocked_get_survives_a_server_restart(own_redis: RedisServer) -> None
     name = fresh_name()
     consumer = distqueue.Queue(url=own_redis.url, name=name)
     thread, outcome = run_in_thread(lambda: consumer.get(timeout=60))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, consumer)
     own_redis.kill()
     own_redis.start()
     producer = distqueue.Queue(url=own_redis.url, name=name)
-    time.sleep(0.5)  # let the consumer reconnect and block again
+    wait_until_blocked(thread, producer)  # the consumer reconnected and blocks again
     producer.put("after the restart")
     thread.join(30)
     assert outcome == ["after the restart"]
@@ -226,7 +225,7 @@ def test_a_blocked_get_sees_a_shutdown_whose_wake_up_was_lost(
     monkeypatch.setattr(connection, "BLOCK_SLICE", 0.3)
     q = distqueue.Queue(url=redis_url, name=fresh_name())
     thread, outcome = run_in_thread(lambda: q.get(timeout=30))
-    wait_until_blocked(thread, 0.2)
+    wait_until_blocked(thread, q)
     # the flag without its token: as if the process that took the token died before passing
     # it on
     raw.hset(f"dq:{{{q.name}}}:meta", "shutdown", "1")

@@ -167,7 +167,7 @@ def test_a_blocked_get_wakes_when_another_handle_puts(make_queue: MakeQueue) -> 
     consumer = make_queue(distqueue.Queue, name="shared-get")
     producer = make_queue(distqueue.Queue, name="shared-get")
     thread, outcome = run_in_thread(lambda: consumer.get(timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, consumer)
     producer.put({"hello": "world"})
     thread.join(10)
     assert outcome == [{"hello": "world"}]
@@ -178,7 +178,7 @@ def test_a_blocked_put_wakes_when_another_handle_frees_a_slot(make_queue: MakeQu
     consumer = make_queue(distqueue.Queue, name="shared-put")
     producer.put("first")
     thread, outcome = run_in_thread(lambda: producer.put("second", timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, producer)
     assert consumer.get() == "first"
     thread.join(10)
     assert outcome == [None]
@@ -193,8 +193,7 @@ def test_several_blocked_producers_all_get_in_as_slots_free(make_queue: MakeQueu
     threads = [
         run_in_thread(lambda p=p, i=i: p.put(10 + i, timeout=30)) for i, p in enumerate(producers)
     ]
-    for thread, _ in threads:
-        wait_until_blocked(thread, 0.1)
+    wait_until_blocked([thread for thread, _ in threads], q, count=3)
     got = [q.get(timeout=10) for _ in range(5)]
     for thread, outcome in threads:
         thread.join(10)
@@ -237,7 +236,7 @@ def test_join_returns_once_every_item_is_marked_done(make_queue: MakeQueue) -> N
     thread, outcome = run_in_thread(lambda: producer.join(timeout=30))
     for _ in range(3):
         consumer.get()
-        wait_until_blocked(thread, 0.05)
+        wait_until_blocked(thread, producer)
         consumer.task_done()
     thread.join(10)
     assert outcome == [True]
@@ -293,7 +292,7 @@ def test_shutdown_immediate_drops_waiting_items_and_releases_join(make_queue: Ma
         q.put(i)
     q.get()  # one is in hand, so one task stays unfinished
     thread, outcome = run_in_thread(lambda: other.join(timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, other)
     q.shutdown(immediate=True)
     with pytest.raises(distqueue.ShutDown):
         q.get(timeout=5)
@@ -308,8 +307,7 @@ def test_shutdown_wakes_a_get_blocked_in_another_handle(make_queue: MakeQueue) -
     blocked = [make_queue(distqueue.Queue, name="sd-get") for _ in range(3)]
     controller = make_queue(distqueue.Queue, name="sd-get")
     threads = [run_in_thread(lambda b=b: b.get(timeout=30)) for b in blocked]
-    for thread, _ in threads:
-        wait_until_blocked(thread, 0.1)
+    wait_until_blocked([thread for thread, _ in threads], controller, count=3)
     controller.shutdown()
     for thread, outcome in threads:
         thread.join(10)
@@ -322,7 +320,7 @@ def test_shutdown_wakes_a_put_blocked_in_another_handle(make_queue: MakeQueue) -
     controller = make_queue(distqueue.Queue, name="sd-put")
     producer.put(1)
     thread, outcome = run_in_thread(lambda: producer.put(2, timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, producer)
     controller.shutdown()
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], distqueue.ShutDown), outcome
@@ -333,7 +331,7 @@ def test_shutdown_wakes_a_blocked_priority_get(make_queue: MakeQueue) -> None:
     consumer = make_queue(distqueue.PriorityQueue, name="sd-prio")
     controller = make_queue(distqueue.PriorityQueue, name="sd-prio")
     thread, outcome = run_in_thread(lambda: consumer.get(timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, consumer)
     controller.shutdown()
     thread.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], distqueue.ShutDown), outcome
@@ -373,7 +371,7 @@ def test_get_many_waits_for_the_first_item(make_queue: MakeQueue) -> None:
     consumer = make_queue(distqueue.Queue, name="batch-wait")
     producer = make_queue(distqueue.Queue, name="batch-wait")
     thread, outcome = run_in_thread(lambda: consumer.get_many(5, timeout=30))
-    wait_until_blocked(thread)
+    wait_until_blocked(thread, consumer)
     producer.put_many(["a", "b"])
     thread.join(10)
     assert len(outcome) == 1
@@ -514,9 +512,9 @@ def test_a_batch_that_does_not_fit_yet_does_not_hold_up_a_put_that_does(
     single = make_queue(distqueue.Queue, 3, name="batch-vs-one")
     q.put_many([1, 2, 3])
     batch_thread, batch_outcome = run_in_thread(lambda: batcher.put_many(["a", "b"], timeout=30))
-    wait_until_blocked(batch_thread, 0.2)
+    wait_until_blocked(batch_thread, q)
     single_thread, single_outcome = run_in_thread(lambda: single.put("x", timeout=30))
-    wait_until_blocked(single_thread, 0.2)
+    wait_until_blocked([batch_thread, single_thread], q, count=2)
     assert q.get() == 1  # room for one: the single put goes in, the batch keeps waiting
     single_thread.join(3)  # well below the 5 s slice of a blocking wait
     assert single_outcome == [None]
@@ -641,8 +639,7 @@ def test_an_endless_timeout_waits_like_none(make_queue: MakeQueue, timeout: floa
     q.put("a", timeout=timeout)
     joiner, joined = run_in_thread(lambda: q.join(timeout=timeout))
     putter, put = run_in_thread(lambda: q.put("b", timeout=timeout))
-    wait_until_blocked(joiner)
-    wait_until_blocked(putter)
+    wait_until_blocked([joiner, putter], q, count=2)
     assert other.get(timeout=timeout) == "a"
     putter.join(10)
     assert put == [None]
@@ -727,7 +724,7 @@ def test_delete_wakes_a_blocked_producer_and_join(
     q.put("x")
     joiner = make_queue(distqueue.Queue, 1, name=name)
     join_thread, joined = run_in_thread(lambda: joiner.join(timeout=300))
-    wait_until_blocked(join_thread)
+    wait_until_blocked(join_thread, joiner)
     q.delete()
     join_thread.join(60)
     assert joined == [True]
@@ -735,7 +732,7 @@ def test_delete_wakes_a_blocked_producer_and_join(
     q.put("y")
     producer = make_queue(distqueue.Queue, 1, name=name)
     put_thread, put = run_in_thread(lambda: producer.put("z", timeout=300))
-    wait_until_blocked(put_thread)
+    wait_until_blocked(put_thread, producer)
     q.delete()
     put_thread.join(60)
     assert put == [None]
@@ -871,7 +868,7 @@ def test_a_waiting_batch_lets_at_most_maxsize_items_pass_it(
     q.put_many([0, 1, 2])
     batcher = make_queue(distqueue.Queue, 3, name="fair")
     batch_thread, batch_outcome = run_in_thread(lambda: batcher.put_many("abc", timeout=30))
-    wait_until_blocked(batch_thread)
+    wait_until_blocked(batch_thread, q)
 
     def produce(handle: Any, tag: str) -> None:
         for i in range(30):
@@ -905,8 +902,7 @@ def test_blocked_simple_queue_gets_each_wake_for_one_put(make_queue: MakeQueue) 
     consumers = [make_queue(distqueue.SimpleQueue, name="simple-wake") for _ in range(3)]
     producer = make_queue(distqueue.SimpleQueue, name="simple-wake")
     threads = [run_in_thread(lambda c=c: c.get(timeout=30)) for c in consumers]
-    for thread, _ in threads:
-        wait_until_blocked(thread, 0.1)
+    wait_until_blocked([thread for thread, _ in threads], producer, count=3)
     for i in range(3):
         producer.put(i)
     for thread, _ in threads:

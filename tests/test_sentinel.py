@@ -58,7 +58,7 @@ def test_a_blocked_get_follows_the_new_master(
         producer.put("warm-up")
         assert consumer.get(timeout=5) == "warm-up"
         thread, result = run_in_thread(lambda: consumer.get(timeout=40))
-        wait_until_blocked(thread)
+        wait_until_blocked(thread, consumer)
         if how == "killed":
             old = redis_sentinel.current_master()
             redis_sentinel.kill_master_and_wait_for_promotion()
