@@ -16,8 +16,7 @@ that starts with ``}`` has its keys under ``dq!{=}name:`` instead)::
     dq:{name}:deliveries  hash: item id -> times delivered
     dq:{name}:dead        list: item ids of dead letters, newest at the left
     dq:{name}:errors      hash: item id -> why it is a dead letter
-    dq:{name}:replies:0   hash: request id -> reply, for retries (two hashes taking turns)
-    dq:{name}:replies:1
+    dq:{name}:r:ID        string: the reply of the call with request id ID, for a retry (60 s)
 
 **Retries.** Every call that changes state carries a request id, and a retry of it returns the
 first outcome (scripts.py); calls are retried by :class:`~.connection.Retrier`, never by
@@ -100,7 +99,7 @@ class _Keys:
         self.deliveries = prefix + "deliveries"
         self.dead = prefix + "dead"
         self.errors = prefix + "errors"
-        self.replies = (prefix + "replies:0", prefix + "replies:1")
+        self.reply = prefix + "r:"  # + a request id
         self.types = {
             self.items: "zset" if kind is Kind.PRIORITY else "list",
             self.meta: "hash",
@@ -113,8 +112,6 @@ class _Keys:
             self.deliveries: "hash",
             self.dead: "list",
             self.errors: "hash",
-            self.replies[0]: "hash",
-            self.replies[1]: "hash",
         }
 
 
@@ -168,7 +165,7 @@ class RedisBackend:
             return Script(client, name, keys)
 
         def retry_safe(name: str, *keys: str) -> Script:
-            return Script(client, name, (*keys, *k.replies), retry_safe=True)
+            return Script(client, name, keys, retry_safe=True)
 
         self._put_script = retry_safe(
             "put_priority.lua" if self._priority else "put_list.lua",
@@ -236,7 +233,7 @@ class RedisBackend:
 
     def _run(self, script: Script, *args: Any, what: str, wait_until: float | None = 0.0) -> Any:
         """Run a retry-safe script under one request id, retried until it answers."""
-        request = self._request_id()
+        request = self.keys.reply + self._request_id()
         return self._attempt(
             lambda: script(request, *args), what=what, changes=True, wait_until=wait_until
         )

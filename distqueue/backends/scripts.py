@@ -11,12 +11,11 @@ refuses it outright (``READONLY``), and a Cluster node refuses one whose keys ar
 of its own slots. A server that does not know shebangs (Redis before 7.0, fakeredis) fails to
 compile it; the script is then sent without its first line, once per :class:`Script`.
 
-A script that changes state is *wrapped* so that it is safe to retry: its first argument is a
-request id made by the client, and its last two keys are the queue's two reply hashes. The
-wrapper looks the id up first; if the call ran already, it returns the reply it gave then and
-changes nothing. Otherwise it runs the script and records the reply under the id. Replies are
-kept at least ``REPLY_WINDOW`` seconds (server time), which bounds how long a client may go on
-retrying one call.
+A script that changes state is *wrapped* so that it is safe to retry: its last key is a key
+named after a request id the client made, in the queue's hash slot. The wrapper reads that key
+first; if the call ran already, it returns the reply it gave then and changes nothing.
+Otherwise it runs the script and keeps the reply there for ``REPLY_WINDOW`` seconds (server
+time, by the key's TTL), which bounds how long a client may go on retrying one call.
 
 This module does no I/O of its own except through the client it is given.
 """
@@ -40,10 +39,10 @@ import redis.exceptions
 import redis.sentinel
 
 REPLY_WINDOW = 60.0
-"""Seconds a script's reply stays known under its request id (at least; at most twice that)."""
+"""Seconds a script's reply stays known under its request id."""
 
-_WRAPPER = """local request = table.remove(ARGV, 1)
-local known, replies = recall(KEYS[#KEYS - 1], KEYS[#KEYS], request)
+_WRAPPER = (
+    """local known = redis.call('GET', KEYS[#KEYS])
 if known then
     return unpack_reply(known)
 end
@@ -53,9 +52,12 @@ end)()
 if type(reply) == 'table' and reply.err then
     return reply  -- refused before any write: nothing to remember
 end
-redis.call('HSET', replies, request, pack_reply(reply))
+redis.call('SET', KEYS[#KEYS], pack_reply(reply), 'PX', """
+    + str(int(REPLY_WINDOW * 1000))
+    + """)
 return reply
 """
+)
 
 
 def _lua(name: str) -> str:
@@ -152,6 +154,7 @@ class Script:
         "_client",
         "_execute",
         "_fast",
+        "_keycount",
         "_keys",
         "_packed",
         "_prefix",
@@ -165,6 +168,9 @@ class Script:
         self._client = client
         self._execute: Any = client.execute_command
         self._keys = tuple(keys)
+        # a retry-safe script's calls give one more key, first of their arguments: the key
+        # its reply is kept under
+        self._keycount = len(self._keys) + (1 if retry_safe else 0)
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
         self._slot = _one_slot(client, keys)
         self._use(script_source(name, retry_safe))
@@ -172,7 +178,7 @@ class Script:
     def _use(self, source: str) -> None:
         self.source = source
         sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
-        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, len(self._keys), *self._keys)
+        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, self._keycount, *self._keys)
         self._packed = b"".join(_resp(part) for part in self._prefix)
         self._argc = len(self._prefix)
 

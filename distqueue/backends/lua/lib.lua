@@ -21,9 +21,8 @@
 -- out again.
 --
 -- Replies. A script that changes state is wrapped (see scripts.py) so that a retry of the same
--- call, under the same request id, returns the first call's reply and changes nothing: replies
--- are kept in two hashes that take turns, one per REPLY_WINDOW_MS, so each stays at least that
--- long.
+-- call, under the same request id, returns the first call's reply and changes nothing: the
+-- reply is kept for a while under a key of the request's own, its last key.
 
 local REF = '\0dq:ref:'
 
@@ -210,32 +209,6 @@ local function release(kind, items, leases, payloads, token)
         return true
     end
     return unqueue_ref(kind, items, payloads, token)
-end
-
-local REPLY_WINDOW_MS = 60000
-
--- The reply remembered for `request` (nil if none) and the hash to record this call's reply
--- in: the current window's, cleared first when its turn comes again. The previous window's
--- hash is looked in only early in a window: a client retries a call for at most half a window.
-local function recall(first, second, request)
-    local now = now_ms()
-    local window = math.floor(now / REPLY_WINDOW_MS)
-    local current, previous = first, second
-    if window % 2 == 1 then
-        current, previous = second, first
-    end
-    local found = redis.call('HMGET', current, '.window', request)
-    if tonumber(found[1]) ~= window then
-        redis.call('DEL', current)
-        redis.call('HSET', current, '.window', window)
-        redis.call('PEXPIRE', current, 2 * REPLY_WINDOW_MS + 1000)
-        found[2] = false
-    end
-    local known = found[2]
-    if not known and now - window * REPLY_WINDOW_MS < REPLY_WINDOW_MS / 2 + 1000 then
-        known = redis.call('HGET', previous, request)
-    end
-    return known, current
 end
 
 -- A reply as remembered: a number, a string, false, or an array of numbers and strings. The
