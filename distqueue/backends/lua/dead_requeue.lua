@@ -30,6 +30,7 @@ for _ = 1, tonumber(ARGV[2]) do
 end
 if requeued > 0 then
     start(KEYS[2], KEYS[3], requeued)
+    redis.call('HSET', KEYS[2], 'leased', '1')  -- they wait as references: see take.lua
     token(KEYS[4])
 end
 return requeued

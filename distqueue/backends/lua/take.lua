@@ -26,13 +26,20 @@ local kind = ARGV[1]
 local want = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
 local max_deliveries = tonumber(ARGV[4])
-local now = now_ms()
-local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'kind')
+local flags = redis.call('HMGET', KEYS[2], 'shutdown', 'fullwait', 'waiting', 'kind', 'leased')
 local refused = wrong_kind(KEYS[2], kind, flags[4])
 if refused then
     return refused
 end
-reclaim(kind, KEYS[1], KEYS[6], KEYS[7], now, 100)
+-- "leased": items of this queue have been leased (or requeued from the dead letters), so some
+-- may wait as references, and leases may have run out. A queue never leased skips all that.
+local leased = flags[5] or lease_ms > 0
+if leased then
+    reclaim(kind, KEYS[1], KEYS[6], KEYS[7], now_ms(), 100)
+    if not flags[5] then
+        redis.call('HSET', KEYS[2], 'leased', '1')
+    end
+end
 
 local out = {}
 local dead = 0
@@ -49,7 +56,7 @@ if lease_ms == 0 then
             popped[#popped + 1] = pairs_[i]
         end
     end
-    if popped and redis.call('EXISTS', KEYS[7]) == 1 then
+    if popped and leased and redis.call('EXISTS', KEYS[7]) == 1 then
         -- leases are in use: some values may be references to items delivered before
         for _, value in ipairs(popped) do
             local token = ref_of(kind, value)
@@ -96,7 +103,7 @@ else
                 dead = dead + 1
             else
                 local lease = id .. ':' .. redis.call('HINCRBY', KEYS[2], 'leaseseq', 1)
-                redis.call('ZADD', KEYS[6], now + lease_ms, lease)
+                redis.call('ZADD', KEYS[6], now_ms() + lease_ms, lease)
                 out[#out + 1] = lease
                 out[#out + 1] = raw
                 out[#out + 1] = n
@@ -130,4 +137,4 @@ local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
 if #first == 0 then
     return -2
 end
-return math.max(1, tonumber(first[2]) - now)
+return math.max(1, tonumber(first[2]) - now_ms())
