@@ -327,15 +327,12 @@ class Executor(_FuturesExecutor):
         self._replies.shutdown(immediate=True)
         import redis
 
-        from .backends.redis import RedisBackend
+        from .backends.redis import QueueKeys
 
         client = make_redis_client(self.url)
         try:
-            keys = RedisBackend(
-                client, self._reply_name, Kind.FIFO, get_serializer(None), owns_client=False
-            ).keys.types
             with client.pipeline(transaction=True) as pipe:
-                for key in keys:
+                for key in QueueKeys(self._reply_name, Kind.FIFO).types:
                     pipe.expire(key, int(REPLY_QUEUE_TOMBSTONE))
                 pipe.execute()
         except redis.exceptions.RedisError as exc:

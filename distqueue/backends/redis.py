@@ -75,12 +75,9 @@ _BATCH_BACKOFF_MAX = 0.5
 _BATCH_LOOK_AGAIN = 1.0  # well within BATCH_STALE_MS of lua/lib.lua
 _BLOCK_ERROR_PAUSE = 0.05
 
-REF_PREFIX = b"\x00dq:ref:"
-"""How a redelivered item's stored value starts (see lua/lib.lua)."""
 
-
-class _Keys:
-    """The names of one queue's keys."""
+class QueueKeys:
+    """The names of one queue's keys (``types``: each key and the Redis type it holds)."""
 
     def __init__(self, name: str, kind: Kind) -> None:
         prefix = f"dq:{{{name}}}:"
@@ -159,7 +156,7 @@ class RedisBackend:
         self._kind_arg = kind.value
         self._retrier = Retrier(options or RedisOptions(), f"queue {name!r}")
         self._request_id = RequestIds()
-        k = self.keys = _Keys(name, kind)
+        k = self.keys = QueueKeys(name, kind)
 
         def script(name: str, *keys: str) -> Script:
             return Script(client, name, keys)
