@@ -45,6 +45,10 @@ T = TypeVar("T")
 BLOCK_SLICE = 5.0
 """The longest a single blocking command waits, in seconds; longer waits are several."""
 
+MIN_BLOCK = 0.001
+"""The shortest wait worth sending: Redis blocks with millisecond resolution, and reads a
+timeout of 0 as "forever", which must never be sent."""
+
 
 @dataclass(frozen=True)
 class RedisOptions:

@@ -65,7 +65,6 @@ logger = logging.getLogger("distqueue.redis")
 
 T = TypeVar("T")
 
-_MIN_BLOCK = 0.001  # Redis blocks with millisecond resolution; never send 0 ("forever").
 
 _SHUT_DOWN = -1
 _NONE_LEASED = -2
@@ -321,7 +320,7 @@ class RedisBackend:
         remaining = deadline.remaining()
         if remaining is None:
             return cap
-        if remaining < _MIN_BLOCK:
+        if remaining < _connection.MIN_BLOCK:
             return None
         return min(remaining, cap)
 

@@ -69,6 +69,7 @@ from pymemcache.exceptions import (
     MemcacheUnexpectedCloseError,
 )
 
+from ..backends.base import Deadline
 from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
 from .base import Failure, ServerHealth, logger
 
@@ -457,14 +458,14 @@ class MemcachedBackend:
         timeout: float | None,
         waiting: Callable[[bytes | None], bool],
     ) -> bytes | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         pause = POLL_FIRST
         while True:
             item = self.get(key)
             if not waiting(item):
                 return item
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
+            if remaining is not None:
                 if remaining <= 0:
                     return item
                 time.sleep(min(pause, remaining))

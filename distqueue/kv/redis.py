@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from typing import Any
@@ -41,16 +40,14 @@ from typing import Any
 import redis
 import redis.exceptions
 
+from ..backends.base import Deadline
+from ..backends.connection import BLOCK_SLICE, MIN_BLOCK
 from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
 from .base import Failure, ServerHealth
 
 ITEM_SIZE_LIMIT = 512 * 1024 * 1024
 """The largest Redis string (``proto-max-bulk-len``'s default)."""
 
-BLOCK_SLICE = 5.0
-"""The longest a single blocking command waits, in seconds; less than the socket timeout."""
-
-_MIN_BLOCK = 0.01
 
 REQUEST_WINDOW = 60.0
 """Seconds the outcome of a counter update is kept, so that a retry of it changes nothing."""
@@ -337,20 +334,20 @@ class RedisBackend:
         timeout: float | None,
         waiting: Callable[[bytes | None], bool],
     ) -> bytes | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             item = self.get(key)
             if not waiting(item):
                 return item
             block = BLOCK_SLICE
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
+            remaining = deadline.remaining()
+            if remaining is not None:
                 if remaining <= 0:
                     return item
                 block = min(block, remaining)
             try:
                 # Rotating the one-token list onto itself leaves the token for other waiters.
-                self._blocking_client.brpoplpush(wake_key, wake_key, max(block, _MIN_BLOCK))
+                self._blocking_client.brpoplpush(wake_key, wake_key, max(block, MIN_BLOCK))
             except redis.exceptions.RedisError as exc:
                 raise self._error(exc) from exc
 

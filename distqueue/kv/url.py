@@ -155,7 +155,8 @@ def open_backend(
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        from .redis import BLOCK_SLICE, RedisBackend
+        from ..backends.connection import BLOCK_SLICE
+        from .redis import RedisBackend
 
         parts = urlsplit(url)
         if "#" in url:
