@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from servers import free_port, wait_for_port
+from servers import free_port, redis_server_command, wait_for_port
 
 NODE_TIMEOUT_MS = 1000
 
@@ -51,19 +51,9 @@ class Node:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--hz", "100",
-            "--loglevel", "notice",
-            "--logfile", str(self.directory / "redis.log"),
-            *self.extra,
-        ]  # fmt: skip
+        args = redis_server_command(
+            self.binary, self.port, self.directory, loglevel="notice", extra=self.extra
+        )
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.process)
 

@@ -77,10 +77,24 @@ class Run:
         )
 
 
+def assert_nothing_lost(run: Run) -> None:
+    """What a fail-over may never do: lose an acknowledged put, deliver an acknowledged item
+    again, redeliver an item whose lease began after the fail-over, or fail a call."""
+    assert not run.lost, f"acknowledged puts never delivered: {sorted(run.lost)[:20]}"
+    assert run.put | run.put_unknown == set(range(run.count))
+    assert not run.delivered_after_ack, (
+        f"acknowledged items delivered again: {sorted(run.delivered_after_ack)[:20]}"
+    )
+    # a redelivery is an item whose lease was running when the master died
+    for item in run.redelivered:
+        assert run.deliveries[item][0] < run.failed_over_at, (item, run.summary())
+    assert not run.errors, run.summary()
+
+
 def run_through(
     url: str,
     name: str,
-    fail: Callable[[], None],
+    fail: Callable[[], object],
     *,
     count: int = 3000,
     consumers: int = 3,

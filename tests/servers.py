@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -139,6 +140,33 @@ def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 
     raise RuntimeError(f"server on port {port} did not start within {timeout} s")
 
 
+def redis_server_command(
+    binary: str,
+    port: int,
+    directory: Path,
+    *,
+    appendonly: bool = False,
+    loglevel: str = "warning",
+    extra: Sequence[str] = (),
+) -> list[str]:
+    """A redis-server on 127.0.0.1:``port`` in ``directory``, in the foreground, at ``hz 100``,
+    with no snapshots; with ``appendonly``, every write synced to its AOF."""
+    return [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--dir", str(directory),
+        "--save", "",
+        "--appendonly", "yes" if appendonly else "no",
+        *(["--appendfsync", "always"] if appendonly else []),
+        "--daemonize", "no",
+        "--hz", "100",
+        "--loglevel", loglevel,
+        "--logfile", str(directory / "redis.log"),
+        *extra,
+    ]  # fmt: skip
+
+
 class RedisServer:
     """A redis-server process that a test may stop, kill and restart on the same port."""
 
@@ -155,19 +183,9 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        args = [
-            self.binary,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--daemonize", "no",
-            "--hz", "100",
-            "--loglevel", "warning",
-            "--logfile", str(self.directory / "redis.log"),
-        ]  # fmt: skip
+        args = redis_server_command(
+            self.binary, self.port, self.directory, appendonly=self.appendonly
+        )
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for_port(self.port, self.process)
 
