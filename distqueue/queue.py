@@ -33,6 +33,7 @@ from .leases import (
     check_lease_settings,
     retry_delay_for,
 )
+from .registry import note_memory_queue
 from .serializers import Serializer, get_serializer
 from .url import open_backend, resolve_url
 
@@ -125,7 +126,14 @@ class _QueueBase(Generic[T]):
         self._backend: QueueBackend = self._open_backend(client)
 
     def _open_backend(self, client: Any) -> QueueBackend:
-        return open_backend(self.url, self.name, self._kind, self.serializer, client)
+        return open_backend(
+            self.url, self.name, self._kind, self.serializer, client, self._settings()
+        )
+
+    def _settings(self) -> dict[str, Any] | None:
+        """What the server's registry records of this queue (see :mod:`distqueue.registry`);
+        ``None``: not recorded."""
+        return {"simple": True, "serializer": self.serializer.name}
 
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
@@ -252,6 +260,14 @@ class Queue(_QueueBase[T]):
         self.max_deliveries = max_deliveries
         super().__init__(url=url, name=name, serializer=serializer, client=client)
         self._leases = LeaseKeeper(self._backend, visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT)
+
+    def _settings(self) -> dict[str, Any] | None:
+        return {
+            "maxsize": self.maxsize,
+            "visibility_timeout": self.visibility_timeout,
+            "max_deliveries": self.max_deliveries,
+            "serializer": self.serializer.name,
+        }
 
     def _reopen_kwargs(self) -> dict[str, Any]:
         return {
@@ -558,6 +574,7 @@ class SimpleQueue(_QueueBase[T]):
 
     def _open_backend(self, client: Any) -> QueueBackend:
         if client is None and self.url is not None and self.url.lower() == "memory://":
+            note_memory_queue(self.name, self._kind.value, self._settings())
             return SimpleMemoryBackend(self.name)
         return super()._open_backend(client)
 

@@ -26,6 +26,7 @@ naming the URL.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
@@ -258,18 +259,27 @@ def make_redis_client(url: str) -> Any:
 
 
 def open_backend(
-    url: str | None, name: str, kind: Kind, serializer: Serializer, client: Any = None
+    url: str | None,
+    name: str,
+    kind: Kind,
+    serializer: Serializer,
+    client: Any = None,
+    settings: Mapping[str, Any] | None = None,
 ) -> QueueBackend:
     """The backend serving queue ``name`` of ``kind`` at ``url``, or through ``client``.
 
     ``client`` is a ready ``redis.Redis`` (or compatible, such as a Sentinel's
-    ``master_for()``) that the caller keeps owning; ``url`` must then be ``None``.
+    ``master_for()``) that the caller keeps owning; ``url`` must then be ``None``. The queue
+    is recorded, with ``settings``, in the server's registry (:mod:`distqueue.registry`).
     """
+    from . import registry
+
     if client is not None:
         if url is not None:
             raise ValueError("give either url or client, not both")
         from .backends.redis import RedisBackend
 
+        registry.note_queue(client, name, kind.value, settings)
         return RedisBackend(client, name, kind, serializer, owns_client=False)
     url = resolve_url(url)
     scheme = scheme_of(url)
@@ -278,9 +288,11 @@ def open_backend(
             raise ValueError(f"malformed memory URL {url!r}: use 'memory://'")
         from .backends.memory import MemoryBackend
 
+        registry.note_memory_queue(name, kind.value, settings)
         return MemoryBackend(name, kind)
     from .backends.redis import RedisBackend
 
     options = redis_options(url)
     commands, waits = make_redis_clients(url, options)
+    registry.note_queue(commands, name, kind.value, settings)
     return RedisBackend(commands, name, kind, serializer, waits=waits, options=options)

@@ -16,6 +16,10 @@ Every item is leased (``visibility_timeout``), so an item in the hands of a work
 delivered again. ``stop()`` (SIGTERM or SIGINT from :meth:`Worker.run`) takes no new work and
 lets the items in hand finish; a second signal exits at once.
 
+While it runs, a worker beats in the server's registry (:mod:`distqueue.heartbeat`): host,
+process id, queue, concurrency, when it started, how many items it processed and failed, and
+the items in hand; ``distqueue workers`` lists it.
+
 **A task never stops its worker.** Whatever a task raises, ``SystemExit``, ``KeyboardInterrupt``
 and other ``BaseException``\ s included, fails that task alone; the worker's own stop signals
 are handled by signal handlers, never by exceptions out of a task. An exception whose
@@ -27,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,6 +39,7 @@ from typing import Any
 
 from . import tasks
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
+from .heartbeat import DEFAULT_INTERVAL, Heartbeat
 from .leases import Message, retry_delay_for
 from .queue import Queue
 from .results import ResultStore
@@ -53,6 +59,10 @@ class Worker:
     with it run, and only they may carry pickle. Each thread leases up to ``prefetch`` items at
     once when that many wait. ``poll`` is how long one wait for an item lasts before the worker
     checks whether it was asked to stop (a blocking server wait, not a busy loop).
+    ``heartbeat``: seconds between two beats in the registry (``None``: none).
+    ``metrics``: an object whose ``item_finished(seconds, outcome)`` is called after each item,
+    ``outcome`` one of ``"processed"``, ``"failed"``, ``"retried"`` (see
+    :class:`distqueue.metrics.WorkerMetrics`).
     """
 
     def __init__(
@@ -67,6 +77,8 @@ class Worker:
         stats_interval: float = 10.0,
         allow: tasks.Allowlist | Iterable[str] = (),
         signing_key: bytes | str | None = None,
+        heartbeat: float | None = DEFAULT_INTERVAL,
+        metrics: Any = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
@@ -81,6 +93,12 @@ class Worker:
         self.stats_interval = stats_interval
         self.processed = 0
         self.failed = 0
+        self.retried = 0
+        self.started = time.time()
+        self.heartbeat_interval = heartbeat
+        self.metrics = metrics
+        self._in_hand: dict[int, dict[str, Any]] = {}
+        self._outcome = threading.local()
         self._count_lock = threading.Lock()
         self._stopping = threading.Event()
         self._crashed = False
@@ -99,6 +117,7 @@ class Worker:
         """Work until stopped; returns the process exit status (0 after a graceful stop)."""
         if handle_signals:
             self._install_signal_handlers()
+        heartbeat = self._start_heartbeat()
         threads = [
             threading.Thread(target=self._guarded_loop, name=f"distqueue-worker-{i}", daemon=True)
             for i in range(self.concurrency)
@@ -123,6 +142,8 @@ class Worker:
                 )
                 last_time, last_count = now, self.processed
         logger.info("worker stopped: %d processed, %d failed", self.processed, self.failed)
+        if heartbeat is not None:
+            heartbeat.stop()
         with self._replies_lock:
             for reply in self._replies.values():
                 reply.close()
@@ -134,6 +155,37 @@ class Worker:
     def stop(self) -> None:
         """Take no new work; items in hand finish. :meth:`run` then returns 0."""
         self._stopping.set()
+
+    def describe(self) -> dict[str, Any]:
+        """What the worker's heartbeat says of it."""
+        with self._count_lock:
+            in_hand = [dict(entry) for entry in self._in_hand.values()]
+            processed, failed = self.processed, self.failed
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "queue": self.queue.name,
+            "concurrency": self.concurrency,
+            "mode": "tasks" if self.function is None else "function",
+            "started": round(self.started, 3),
+            "processed": processed,
+            "failed": failed,
+            "current": in_hand,
+        }
+
+    def _start_heartbeat(self) -> Heartbeat | None:
+        if self.heartbeat_interval is None or self.queue.url is None:
+            return None
+        from .registry import open_registry
+
+        try:
+            registry = open_registry(self.queue.url)
+        except (DistQueueError, ValueError) as exc:
+            logger.warning("no heartbeat: %s", exc)
+            return None
+        heartbeat = _OwningHeartbeat(registry, self.describe, interval=self.heartbeat_interval)
+        heartbeat.start()
+        return heartbeat
 
     def _install_signal_handlers(self) -> None:
         def handle(signum: int, frame: Any) -> None:
@@ -186,6 +238,24 @@ class Worker:
             self._settle(finished)
 
     def _handle_safely(self, message: Message[Any], finished: _Finished) -> None:
+        me = threading.get_ident()
+        with self._count_lock:
+            self._in_hand[me] = {
+                "id": message.id,
+                "since": round(time.time(), 3),
+                "deliveries": message.deliveries,
+            }
+        self._outcome.value = "processed"
+        began = time.perf_counter()
+        try:
+            self._handle_counted(message, finished)
+        finally:
+            with self._count_lock:
+                self._in_hand.pop(me, None)
+            if self.metrics is not None:
+                self.metrics.item_finished(time.perf_counter() - began, self._outcome.value)
+
+    def _handle_counted(self, message: Message[Any], finished: _Finished) -> None:
         try:
             self._handle(message, finished)
         except BackendConnectionError as exc:
@@ -250,6 +320,9 @@ class Worker:
             message.reject(f"failed {message.deliveries} times; last error: {error}")
         else:
             message.nack(retry_delay_for(message.deliveries))
+            self._outcome.value = "retried"
+            with self._count_lock:
+                self.retried += 1
 
     def _run_task(self, message: Message[Any], finished: _Finished) -> None:
         if self.results is None:
@@ -319,6 +392,8 @@ class Worker:
             return reply
 
     def _count(self, *, failed: bool = False) -> None:
+        if failed:
+            self._outcome.value = "failed"
         with self._count_lock:
             if failed:
                 self.failed += 1
@@ -397,3 +472,13 @@ class _Finished:
         self._replies.clear()
         self._outcomes.clear()
         self._count = 0
+
+
+class _OwningHeartbeat(Heartbeat):
+    """A heartbeat that closes its registry's connection when it stops."""
+
+    def stop(self) -> None:
+        try:
+            super().stop()
+        finally:
+            self.registry.close()

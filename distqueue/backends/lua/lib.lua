@@ -11,7 +11,8 @@
 -- producer found the queue full and "waiting" once a consumer found it empty (only then do the
 -- scripts keep the "notfull" and "avail" tokens up to date, which costs every put and get a
 -- little); "leased" once an item was leased or requeued from the dead letters (see take.lua);
--- "kind", the kind the queue was made with; "batch", "batchpassed", "batchseen" (refuse_put).
+-- "kind", the kind the queue was made with; "batch", "batchpassed", "batchseen" (refuse_put);
+-- "puts" and "gets", the items put and handed out so far (for rates; distqueue.inspection).
 --
 -- Leases. An item gets an id when it is first leased; its raw value is kept in the "payloads"
 -- hash under that id until it is done, and "deliveries" counts its deliveries. Each delivery

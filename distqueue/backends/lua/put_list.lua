@@ -24,6 +24,7 @@ for i = 4, #ARGV, 4000 do
     len = redis.call('LPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 3999, #ARGV)))
 end
 start(KEYS[2], KEYS[4], n)
+redis.call('HINCRBY', KEYS[2], 'puts', n)  -- for the put rate (distqueue stats)
 if flags[3] then
     token(KEYS[5])
 end

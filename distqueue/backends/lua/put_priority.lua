@@ -38,6 +38,7 @@ for i = 4, #ARGV, 2 do
     end
 end
 start(KEYS[2], KEYS[4], n)
+redis.call('HINCRBY', KEYS[2], 'puts', n)  -- for the put rate (distqueue stats)
 if flags[3] then
     token(KEYS[5])
 end

@@ -115,6 +115,8 @@ else
 end
 
 if #out > 0 then
+    -- for the get rate (distqueue stats): deliveries, redeliveries included
+    redis.call('HINCRBY', KEYS[2], 'gets', lease_ms == 0 and #out or #out / 3)
     if flags[2] then
         token(KEYS[3])
     end
