@@ -98,6 +98,15 @@ def fail_with_attempt(item: Any) -> None:
     raise RuntimeError(f"attempt {attempt} at {item!r}")
 
 
+def fail_first_attempt(item: Any) -> None:
+    """Worker function: raise on an item's first delivery, return on the next ones (counted as
+    :func:`fail_with_attempt` counts them)."""
+    client = _record_client()
+    attempt = client.incr(f"{os.environ['RECORD_KEY']}:attempts:{json.dumps(item)}")
+    if attempt == 1:
+        raise RuntimeError(f"first attempt at {item!r}")
+
+
 class CustomBaseException(BaseException):
     pass
 
