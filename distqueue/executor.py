@@ -52,6 +52,14 @@ REPLY_QUEUE_TOMBSTONE = 24 * 3600.0
 before its last keys expire."""
 
 
+class ReplyQueue(Queue[Any]):
+    """An Executor's reply queue: plumbing, left out of the server's registry of queues (one
+    Executor after another would fill it with names)."""
+
+    def _settings(self) -> None:
+        return None
+
+
 class Executor(_FuturesExecutor):
     """Run calls on distqueue workers, as ``concurrent.futures`` runs them on threads.
 
@@ -99,7 +107,7 @@ class Executor(_FuturesExecutor):
             results or results_url_for(queue_url), ttl=self._result_ttl, serializer=self._serializer
         )
         self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
-        self._replies: Queue[Any] = Queue(
+        self._replies: Queue[Any] = ReplyQueue(
             url=queue_url,
             name=self._reply_name,
             visibility_timeout=_REPLY_LEASE,

@@ -39,6 +39,7 @@ from typing import Any
 
 from . import tasks
 from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
+from .executor import ReplyQueue
 from .heartbeat import DEFAULT_INTERVAL, Heartbeat
 from .leases import Message, retry_delay_for
 from .queue import Queue
@@ -385,7 +386,7 @@ class Worker:
         with self._replies_lock:
             reply = self._replies.get(reply_name)
             if reply is None:
-                reply = Queue(url=self.queue.url, name=reply_name)
+                reply = ReplyQueue(url=self.queue.url, name=reply_name)
                 if len(self._replies) > 1000:
                     self._replies.pop(next(iter(self._replies))).close()
                 self._replies[reply_name] = reply

@@ -205,3 +205,11 @@ def test_the_memory_registry_keeps_workers_until_their_beat_runs_out() -> None:
     beat.beat()
     assert beat.id in {w.id for w in registry.workers()}
     wait_until(lambda: beat.id not in {w.id for w in registry.workers()}, "the beat to run out")
+
+
+def test_an_executors_reply_queue_stays_out_of_the_registry(redis_url: str) -> None:
+    name = fresh_name("exec-reg")
+    with distqueue.Executor(url=redis_url, queue=name, results="memory://"):
+        found = entries(redis_url)
+    assert name in found
+    assert not [n for n in found if n.startswith(f"{name}:replies:")]

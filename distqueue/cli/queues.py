@@ -156,7 +156,9 @@ def add_parsers(commands: Any) -> None:
         else:
             a.add_argument("--limit", "-n", type=int, help="at most this many, oldest first")
             a.add_argument("--error", help="only those whose error contains this text")
-            a.add_argument("--id", action="append", dest="ids", help="only this one (repeat)")
+            a.add_argument(
+                "--id", action="append", dest="ids", metavar="ID", help="only this one (repeat)"
+            )
         if action == "list":
             json_option(a)
         if action in ("requeue", "purge"):
