@@ -347,12 +347,10 @@ class Inspector:
         self._need_shared("listing leases")
         k = _raw_keys(entry.name, entry.kind)
 
-        def read() -> tuple[list[Any], Any]:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.zrange(k.leases, 0, limit - 1, withscores=True)
-            return tuple(pipe.execute())
-
-        (pairs,) = self._redis(f"read the leases of {entry.name!r}", read)
+        pairs = self._redis(
+            f"read the leases of {entry.name!r}",
+            lambda: self.client.zrange(k.leases, 0, limit - 1, withscores=True),
+        )
         holders: dict[str, str] = {}
         for worker in self.registry.workers():
             for task in worker.current:

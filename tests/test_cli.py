@@ -326,3 +326,25 @@ def test_workers_lists_nothing_without_workers_and_the_memory_backend_works_in_p
     status, _, err = run("peek", "--url", "memory://", "-q", name)
     assert status == 1 and "Redis URL" in err
     q.close()
+
+
+def test_the_commands_work_on_a_redis_cluster(run: Run, cluster_url: str) -> None:
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=cluster_url, name=fresh_name("cli-cluster"), visibility_timeout=30
+    )
+    q.put_many(["a", "b", "c"])
+    q.get_message().reject("bad")
+    stats = run_json(run, "stats", "--url", cluster_url, "-q", q.name, "--window", "0")
+    assert (stats["waiting"], stats["dead"], stats["puts_total"]) == (2, 1, 3)
+    assert [i["item"] for i in run_json(run, "peek", "--url", cluster_url, "-q", q.name)] == [
+        "'b'",
+        "'c'",
+    ]
+    [letter] = q.dead_letters()
+    status, out, _ = run("dead", "requeue", "--url", cluster_url, "-q", q.name, "--id", letter.id)
+    assert (status, out.strip()) == (0, "requeued 1 dead letter(s)")
+    assert q.qsize() == 3
+    workers = run_json(run, "workers", "--url", cluster_url)
+    assert isinstance(workers, list)
+    q.delete()
+    q.close()

@@ -20,7 +20,9 @@ URL is shown without its password. Items are decoded by the safe serializer only
 
 from __future__ import annotations
 
+import collections
 import hmac
+import json
 import math
 import secrets
 import threading
@@ -105,6 +107,8 @@ class Dashboard:
         self.inspector = Inspector(url)
         self.sampler = Sampler()
         self.lock = threading.Lock()
+        # (time, put/s, get/s) of all queues together, for the throughput chart
+        self.history: collections.deque[tuple[float, float, float]] = collections.deque(maxlen=150)
         folder = resources.files(__package__).joinpath("templates")
         self.templates = Environment(
             loader=FileSystemLoader(str(folder)),
@@ -120,6 +124,13 @@ class Dashboard:
             found = self.inspector.figures(entries)
             count_workers(found, self.inspector.registry)
             self.sampler.observe(found)
+            self.history.append(
+                (
+                    round(time.time(), 3),
+                    sum(f.put_rate or 0.0 for f in found),
+                    sum(f.get_rate or 0.0 for f in found),
+                )
+            )
         return entries, found
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
@@ -129,6 +140,7 @@ class Dashboard:
             base=base,
             url=self.shown_url,
             allow_actions=self.allow_actions,
+            shared=self.inspector.shared,
             refresh=self.refresh,
             token=self.token,
             **context,
@@ -149,7 +161,8 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
             _, found = dash.figures()
         except DistQueueError as exc:
             return error_page(request, exc)
-        return dash.render(request, "summary.html", queues=found, page="summary")
+        history = json.dumps([{"put": p, "get": g} for _, p, g in dash.history])
+        return dash.render(request, "summary.html", queues=found, page="summary", history=history)
 
     def api_queues(request: Request) -> Response:
         try:

@@ -60,7 +60,12 @@
 
   // the throughput chart: put/s and get/s of all queues together, over the last minutes
   const canvas = document.getElementById("throughput");
-  const series = [];
+  let series = [];
+  try {
+    series = JSON.parse((canvas && canvas.dataset.history) || "[]");
+  } catch (error) {
+    series = [];
+  }
   function draw() {
     if (!canvas) return;
     const ctx = canvas.getContext("2d");
