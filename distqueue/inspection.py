@@ -207,7 +207,7 @@ class Inspector:
         self.close()
 
     def _redis(self, what: str, call: Callable[[], Any]) -> Any:
-        return self.registry._call(what, call)
+        return self.registry.call(what, call)
 
     # -- figures ---------------------------------------------------------------------------
 

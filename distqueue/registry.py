@@ -260,7 +260,10 @@ class Registry:
     def shared(self) -> bool:
         return self.client is not None
 
-    def _call(self, what: str, call: Any) -> Any:
+    def call(self, what: str, call: Any) -> Any:
+        """``call()``, its Redis errors translated into distqueue's, saying it failed to
+        ``what``: ``AuthenticationError``, ``BackendConnectionError`` (the server is
+        unreachable), ``BackendError``."""
         if self.client is None:
             return call()
         import redis.exceptions
@@ -288,7 +291,7 @@ class Registry:
             with _memory_lock:
                 raw: dict[Any, Any] = dict(_memory_queues)
         else:
-            raw = self._call("read the registry of queues", lambda: self.client.hgetall(QUEUES_KEY))
+            raw = self.call("read the registry of queues", lambda: self.client.hgetall(QUEUES_KEY))
         entries = [parse_queue_entry(name, value) for name, value in raw.items()]
         return sorted(entries, key=lambda entry: entry.name)
 
@@ -298,7 +301,7 @@ class Registry:
             with _memory_lock:
                 value: Any = _memory_queues.get(name)
         else:
-            value = self._call("read the registry", lambda: self.client.hget(QUEUES_KEY, name))
+            value = self.call("read the registry", lambda: self.client.hget(QUEUES_KEY, name))
         return None if value is None else parse_queue_entry(name, value)
 
     def note(self, name: str, kind: str, settings: Mapping[str, Any] | None = None) -> None:
@@ -307,7 +310,7 @@ class Registry:
             note_memory_queue(name, kind, settings)
         else:
             description = describe_queue(kind, settings)
-            self._call("record a queue", lambda: self.client.hset(QUEUES_KEY, name, description))
+            self.call("record a queue", lambda: self.client.hset(QUEUES_KEY, name, description))
 
     def forget(self, name: str) -> bool:
         """Remove queue ``name`` from the registry (its keys are untouched); whether it was
@@ -315,7 +318,7 @@ class Registry:
         if self.client is None:
             with _memory_lock:
                 return _memory_queues.pop(name, None) is not None
-        return bool(self._call("forget a queue", lambda: self.client.hdel(QUEUES_KEY, name)))
+        return bool(self.call("forget a queue", lambda: self.client.hdel(QUEUES_KEY, name)))
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -342,7 +345,7 @@ class Registry:
             self.client, "worker_beat.lua", [WORKERS_KEY, WORKER_KEY_PREFIX + worker_id]
         )
         ttl_ms = max(1, round(ttl * 1000))
-        self._call("record a heartbeat", lambda: script(worker_id, ttl_ms, text))
+        self.call("record a heartbeat", lambda: script(worker_id, ttl_ms, text))
 
     def workers(self) -> list[WorkerEntry]:
         """The workers whose heartbeat has not run out, sorted by queue and id."""
@@ -362,7 +365,7 @@ class Registry:
                 values = self.client.mget([WORKER_KEY_PREFIX + _text(w)[0] for w in ids])
                 return [(w, v) for w, v in zip(ids, values, strict=True) if v is not None]
 
-            pairs = self._call("read the registry of workers", read)
+            pairs = self.call("read the registry of workers", read)
         entries = [parse_worker_entry(worker_id, value) for worker_id, value in pairs]
         return sorted(entries, key=lambda entry: (entry.queue, entry.id))
 

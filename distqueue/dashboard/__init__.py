@@ -29,7 +29,7 @@ import threading
 import time
 from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit, urlunsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -135,7 +135,8 @@ class Dashboard:
 
     def render(self, request: Request, name: str, status: int = 200, **context: Any) -> Response:
         template = self.templates.get_template(name)
-        base = str(request.url_for("summary")).rstrip("/")
+        # links are paths under the app's own root, wherever it is mounted
+        base = str(request.scope.get("root_path", "")).rstrip("/")
         html = template.render(
             base=base,
             url=self.shown_url,
@@ -262,10 +263,9 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
         except (DistQueueError, ValueError) as exc:
             return error_page(request, exc, 400)
         verb = "requeued" if what == "requeue" else "purged"
-        target = request.url_for("queue", name=name).include_query_params(
-            done=f"{verb} {done} dead letter(s)"
-        )
-        return RedirectResponse(str(target), status_code=303)
+        root = str(request.scope.get("root_path", "")).rstrip("/")
+        notice = urlencode({"done": f"{verb} {done} dead letter(s)"})
+        return RedirectResponse(f"{root}/queue/{quote(name, safe='')}?{notice}", status_code=303)
 
     static = resources.files(__package__).joinpath("static")
     routes = [
