@@ -348,3 +348,25 @@ def test_the_commands_work_on_a_redis_cluster(run: Run, cluster_url: str) -> Non
     assert isinstance(workers, list)
     q.delete()
     q.close()
+
+
+def test_a_registry_key_of_the_wrong_type_is_an_error_not_a_crash(run: Run, redis_url: str) -> None:
+    from distqueue.registry import WORKERS_KEY
+
+    backup = fresh_name("registry-backup")
+    with redis.Redis.from_url(redis_url) as raw:
+        had = {
+            key: raw.rename(key, f"{backup}:{key}")
+            for key in (QUEUES_KEY, WORKERS_KEY)
+            if raw.exists(key)
+        }
+        raw.set(QUEUES_KEY, "garbage")
+        raw.set(WORKERS_KEY, "garbage")
+        try:
+            for command in (["queues"], ["stats"], ["workers"]):
+                status, _, err = run(*command, "--url", redis_url)
+                assert status == 1 and "WRONGTYPE" in err and "Traceback" not in err, command
+        finally:
+            raw.delete(QUEUES_KEY, WORKERS_KEY)
+            for key in had:
+                raw.rename(f"{backup}:{key}", key)

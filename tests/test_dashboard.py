@@ -24,6 +24,8 @@ import distqueue
 from distqueue.registry import QUEUES_KEY
 
 pytest.importorskip("starlette")
+# Starlette's test client asks for an httpx successor; httpx itself works the same here.
+pytestmark = pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
 
 
 def _find(*names: str) -> str | None:
@@ -329,3 +331,23 @@ def test_the_dashboard_binds_to_localhost_by_default() -> None:
     assert (args.host, args.allow_actions) == ("127.0.0.1", False)
     args = build_parser().parse_args(["exporter", "--url", "redis://x:6379/0"])
     assert args.host == "127.0.0.1"
+
+
+def test_a_registry_key_of_the_wrong_type_is_an_error_page(
+    client_for: Callable[..., Any], redis_url: str
+) -> None:
+    backup = fresh_name("registry-backup")
+    with redis.Redis.from_url(redis_url) as raw:
+        had = raw.exists(QUEUES_KEY)
+        if had:
+            raw.rename(QUEUES_KEY, backup)
+        raw.set(QUEUES_KEY, "garbage")
+        try:
+            client = client_for()
+            reply = client.get("/")
+            assert reply.status_code == 502 and "WRONGTYPE" in reply.text
+            assert client.get("/api/queues").status_code == 502
+        finally:
+            raw.delete(QUEUES_KEY)
+            if had:
+                raw.rename(backup, QUEUES_KEY)
