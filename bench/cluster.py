@@ -76,7 +76,7 @@ def _names() -> list[str]:
 
 def _consume(url: str, names: list[str], start: Any, out: Any) -> None:
     """A consumer process: drain ``names`` one item per call; report (start, end, items)."""
-    queues = [distqueue.Queue(url=url, name=name) for name in names]
+    queues: list[distqueue.Queue[Any]] = [distqueue.Queue(url=url, name=name) for name in names]
     for q in queues:
         q.qsize()  # connect before the clock starts
     start.wait()
@@ -120,7 +120,7 @@ def _drain_rate(url: str, processes: int) -> float:
         raise RuntimeError(f"consumers took {taken} items of {QUEUES * PER_QUEUE}")
     began = min(report[0] for report in reports)
     ended = max(report[1] for report in reports)
-    return taken / (ended - began)
+    return float(taken / (ended - began))
 
 
 def _ops(url: str, cluster: Any) -> None:

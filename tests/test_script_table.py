@@ -13,7 +13,7 @@ from distqueue.backends.redis.table import SCRIPTS
 
 
 def _source(file: str) -> str:
-    return resources.files("distqueue.backends").joinpath("lua", file).read_text("utf-8")
+    return resources.files("distqueue.backends").joinpath("lua").joinpath(file).read_text("utf-8")
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
