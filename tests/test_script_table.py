@@ -45,3 +45,15 @@ def test_no_script_reads_a_key_beyond_those_it_is_given(name: str) -> None:
 def test_every_role_in_the_table_is_a_key_of_the_layout() -> None:
     used = {role for spec in SCRIPTS.values() for role in spec.keys}
     assert used <= set(ROLES)
+
+
+def test_the_own_encoder_and_hiredis_pack_a_call_alike() -> None:
+    hiredis = pytest.importorskip("hiredis")
+    from distqueue.backends.scripts import _resp
+
+    for args in [
+        ("EVALSHA", "0" * 40, 2, "dq:{q}:items", "dq:{q}:meta", "fifo", 0, ""),
+        ("EVAL", "return 1", 0, b"\x00\xff\r\n", "\u00e9\u4e2d", -12, 10**20),
+    ]:
+        ours = b"".join([b"*%d\r\n" % len(args), *[_resp(a) for a in args]])
+        assert ours == hiredis.pack_command(args)
