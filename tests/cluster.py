@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import redis
 from servers import (
     ServerUnavailable,
-    find_binary,
     free_port,
+    installed_binary,
     redis_server_command,
     uses_docker,
     wait_for_port,
@@ -225,13 +225,7 @@ def launcher(directory: Path) -> Launcher:
         except EngineUnavailable as exc:
             raise ServerUnavailable(str(exc)) from None
         return ContainerLauncher()
-    binary = find_binary("redis-server")
-    if binary is None:
-        raise ServerUnavailable(
-            "redis-server is not installed (apt-get install redis-server), "
-            "and no Docker engine answers"
-        )
-    return ProcessLauncher(binary, directory)
+    return ProcessLauncher(installed_binary("redis-server"), directory)
 
 
 # -- a cluster -------------------------------------------------------------------------------------

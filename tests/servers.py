@@ -84,19 +84,25 @@ def uses_docker(binary: str) -> bool:
     return engine_answers()
 
 
+def installed_binary(name: str) -> str:
+    """The path of the local ``name``, for servers that are not to run in containers.
+
+    Raises :class:`ServerUnavailable` when it is not installed.
+    """
+    binary = find_binary(name)
+    if binary is None:
+        why = f"{SERVERS_VARIABLE}=binaries" if forced_way() else "no Docker engine answers"
+        raise ServerUnavailable(f"{name} is not installed (apt-get install {name}), and {why}")
+    return binary
+
+
 def start_redis(directory: Path, *, appendonly: bool = False) -> RedisServer | RedisContainer:
     """A redis-server on a free port: the local binary (in ``directory``), else a container.
 
     Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
     """
     if not uses_docker("redis-server"):
-        binary = find_binary("redis-server")
-        if binary is None:
-            raise ServerUnavailable(
-                "redis-server is not installed (apt-get install redis-server), "
-                "and no Docker engine answers"
-            )
-        return RedisServer(binary, directory, appendonly=appendonly)
+        return RedisServer(installed_binary("redis-server"), directory, appendonly=appendonly)
     from containers import EngineUnavailable, RedisContainer
 
     try:
@@ -111,13 +117,7 @@ def start_memcached(*, item_size_max: str | None = None) -> MemcachedProcess | M
     Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
     """
     if not uses_docker("memcached"):
-        binary = find_binary("memcached")
-        if binary is None:
-            raise ServerUnavailable(
-                "memcached is not installed (apt-get install memcached), "
-                "and no Docker engine answers"
-            )
-        return MemcachedProcess(binary, item_size_max=item_size_max)
+        return MemcachedProcess(installed_binary("memcached"), item_size_max=item_size_max)
     from containers import EngineUnavailable, MemcachedContainer
 
     try:

@@ -18,13 +18,14 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import cluster
 import containers
 import docker
 import docker.errors
 import pytest
 import redis
 import servers
-from cluster import Cluster, ContainerLauncher, ContainerNode, Node
+from cluster import Cluster, ContainerLauncher, ContainerNode, Node, ProcessLauncher
 from containers import (
     KIND_LABEL,
     MEMCACHED_IMAGE,
@@ -264,15 +265,19 @@ def test_the_local_binary_is_used_when_present_and_containers_when_not(
     local = servers.start_redis(tmp_path)
     local.close()
     assert isinstance(local, RedisServer)
+    assert isinstance(cluster.launcher(tmp_path), ProcessLauncher)  # for Cluster, Sentinel
 
     monkeypatch.setattr(servers, "find_binary", lambda name: None)
     contained = servers.start_redis(tmp_path)
     contained.close()
     assert isinstance(contained, RedisContainer)
+    assert isinstance(cluster.launcher(tmp_path), ContainerLauncher)
 
     monkeypatch.setenv(servers.SERVERS_VARIABLE, "binaries")
     with pytest.raises(servers.ServerUnavailable, match="redis-server is not installed"):
         servers.start_redis(tmp_path)
+    with pytest.raises(servers.ServerUnavailable, match="redis-server is not installed"):
+        cluster.launcher(tmp_path)
 
 
 def test_the_demo_runs_on_a_redis_container_that_is_removed_afterwards(
