@@ -231,7 +231,7 @@ def launcher(directory: Path) -> Launcher:
 # -- a cluster -------------------------------------------------------------------------------------
 
 
-def cluster_nodes(client: redis.Redis) -> list[str]:
+def cluster_nodes(client: Any) -> list[str]:
     """The lines of CLUSTER NODES: one per node this node knows, itself included."""
     reply = client.execute_command("CLUSTER", "NODES")
     text = reply if isinstance(reply, str) else "\n".join(reply)
