@@ -84,14 +84,9 @@ def show(raw: bytes | None, serializer: str) -> str:
 
 def _payload(kind: str, raw: bytes) -> bytes:
     """The payload inside a stored value: a priority queue's member carries its sort key."""
-    if kind == "priority" and len(raw) >= 24:
-        try:
-            key_length = int(raw[-8:], 16)
-        except ValueError:
-            return raw
-        if key_length + 24 <= len(raw):
-            return raw[key_length + 16 : -8]
-    return raw
+    from .backends.redis.codec import ItemCodec
+
+    return ItemCodec("", Kind(kind), RawSerializer("raw")).payload(raw)
 
 
 def _number(value: Any) -> int:
@@ -434,11 +429,12 @@ class Inspector:
             queue.close()
 
     def _pick_script(self, entry: QueueEntry) -> Any:
+        from .backends.redis.table import SCRIPTS
         from .backends.scripts import Script
 
-        k = _raw_keys(entry.name, entry.kind)
-        keys = [k.items, k.meta, k.joined, k.avail, k.payloads, k.deliveries, k.dead, k.errors]
-        return Script(self.client, "dead_pick.lua", keys)
+        spec = SCRIPTS["dead_pick"]
+        keys = _raw_keys(entry.name, entry.kind).of(spec.keys)
+        return Script(self.client, spec.file, keys, retry_safe=spec.retry_safe)
 
     def purge_waiting(
         self, entry: QueueEntry, progress: ProgressFn | None = None, chunk: int = 500

@@ -315,7 +315,7 @@ def test_a_ttl_that_is_not_a_number_is_a_type_error(cache: Cache, ttl: Any) -> N
 
 # -- keys ----------------------------------------------------------------------------------------
 
-ODD_KEYS = [
+ODD_KEYS: list[str | bytes] = [
     "",
     "with space",
     " leading and trailing ",

@@ -51,7 +51,9 @@ def run_json(run: Run, *args: str) -> Any:
 def test_queues_lists_every_registered_queue_with_its_settings(
     run: Run, redis_url: str, queue: distqueue.Queue[Any]
 ) -> None:
-    other = distqueue.PriorityQueue(5, url=redis_url, name=fresh_name("cli-prio"))
+    other: distqueue.PriorityQueue[Any] = distqueue.PriorityQueue(
+        5, url=redis_url, name=fresh_name("cli-prio")
+    )
     other.put((1, "x"))
     queue.put("a")
     found = {e["name"]: e for e in run_json(run, "queues", "--url", redis_url)}
@@ -132,8 +134,8 @@ def test_rates_and_the_oldest_age_come_from_samples() -> None:
 def test_peek_shows_waiting_items_in_get_order_without_taking_them(
     run: Run, redis_url: str
 ) -> None:
-    names = []
-    for cls, items, expected in [
+    names: list[distqueue.Queue[Any]] = []
+    cases: list[tuple[type[distqueue.Queue[Any]], list[Any], list[str]]] = [
         (distqueue.Queue, [1, 2, 3], ["1", "2", "3"]),
         (distqueue.LifoQueue, [1, 2, 3], ["3", "2", "1"]),
         (
@@ -141,7 +143,8 @@ def test_peek_shows_waiting_items_in_get_order_without_taking_them(
             [(2, "b"), (1, "a"), (3, "c")],
             ["(1, 'a')", "(2, 'b')", "(3, 'c')"],
         ),
-    ]:
+    ]
+    for cls, items, expected in cases:
         q = cls(url=redis_url, name=fresh_name("peek"))
         q.put_many(items)
         names.append(q)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -307,7 +308,7 @@ def test_garbage_in_the_registry_is_shown_as_unreadable(
         summary = client.get("/")
         assert summary.status_code == 200
         assert "<b>garbage</b>" not in summary.text and "&lt;b&gt;garbage" in summary.text
-        page = client.get("/queue/" + urllib.request.quote(name, safe=""))
+        page = client.get("/queue/" + urllib.parse.quote(name, safe=""))
         assert page.status_code == 200 and "unreadable" in page.text
         assert client.get("/api/queues").status_code == 200
     finally:

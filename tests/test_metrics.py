@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,18 @@ def scrape(port: int) -> Samples | None:
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def scrape_until(
+    port: int, holds: Callable[[Samples], bool], what: str, show: Callable[[], object] | None = None
+) -> Samples:
+    """The first scrape of ``port`` for which ``holds`` is true."""
+
+    def attempt() -> Samples:
+        samples = scrape(port)
+        return samples if samples is not None and holds(samples) else {}
+
+    return wait_until(attempt, what, show=show)
 
 
 @pytest.fixture
@@ -73,12 +85,9 @@ def test_the_exporter_serves_every_queues_figures(
     q.get()  # in flight
     q.get_message().reject("bad")
     labels = {"queue": q.name, "kind": "fifo"}
-    samples = wait_until(
-        lambda: (
-            (s := scrape(exporter))
-            and value(s, "distqueue_queue_waiting_items", **labels) is not None
-            and s
-        ),
+    samples = scrape_until(
+        exporter,
+        lambda s: value(s, "distqueue_queue_waiting_items", **labels) is not None,
         "the queue in a scrape",
     )
     assert value(samples, "distqueue_exporter_up") == 1
@@ -95,8 +104,9 @@ def test_the_exporter_serves_every_queues_figures(
     assert value(samples, "distqueue_queue_oldest_waiting_age_seconds", **labels) is not None
 
     worker = workers.start(redis_url, q.name, "--heartbeat", "0.2", "taskfns:record")
-    wait_until(
-        lambda: value(scrape(exporter) or {}, "distqueue_workers_up", queue=q.name) == 1,
+    scrape_until(
+        exporter,
+        lambda s: value(s, "distqueue_workers_up", queue=q.name) == 1,
         "the worker counted up",
     )
     workers.stop(worker)
@@ -110,12 +120,9 @@ def test_garbage_in_the_registry_is_a_queue_that_is_not_readable(
     name = fresh_name("garbage-metrics")
     with redis.Redis.from_url(redis_url) as raw:
         raw.hset(QUEUES_KEY, name, b"\xff garbage")
-    samples = wait_until(
-        lambda: (
-            (s := scrape(exporter))
-            and (("distqueue_queue_readable", (("queue", name),)) in s)
-            and s
-        ),
+    samples = scrape_until(
+        exporter,
+        lambda s: value(s, "distqueue_queue_readable", queue=name) is not None,
         "the garbage entry in a scrape",
     )
     assert value(samples, "distqueue_queue_readable", queue=name) == 0
@@ -151,12 +158,9 @@ def test_a_worker_counts_processed_failed_and_retried_items_and_their_durations(
     )
     q.put_many([{"id": i} for i in range(3)])
     labels = {"queue": q.name}
-    samples = wait_until(
-        lambda: (
-            (s := scrape(port))
-            and value(s, "distqueue_worker_processed_total", **labels) == 3
-            and s
-        ),
+    samples = scrape_until(
+        port,
+        lambda s: value(s, "distqueue_worker_processed_total", **labels) == 3,
         "three items processed",
         show=lambda: workers.log(worker),
     )

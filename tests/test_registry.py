@@ -37,7 +37,7 @@ def test_opening_a_queue_records_its_kind_and_settings(redis_url: str) -> None:
     name, lifo, prio, simple = (fresh_name("reg") for _ in range(4))
     distqueue.Queue(7, url=redis_url, name=name, visibility_timeout=12.5, max_deliveries=3).close()
     distqueue.LifoQueue(url=redis_url, name=lifo).close()
-    distqueue.PriorityQueue(float("inf"), url=redis_url, name=prio).close()
+    distqueue.PriorityQueue(float("inf"), url=redis_url, name=prio).close()  # type: ignore[arg-type]
     distqueue.SimpleQueue(url=redis_url, name=simple).close()
     found = entries(redis_url)
     entry = found[name]
@@ -55,7 +55,7 @@ def test_opening_a_queue_records_its_kind_and_settings(redis_url: str) -> None:
 
 def test_queues_of_the_memory_backend_are_recorded_in_the_process() -> None:
     name = fresh_name("memreg")
-    q = distqueue.PriorityQueue(3, url="memory://", name=name)
+    q: distqueue.PriorityQueue[Any] = distqueue.PriorityQueue(3, url="memory://", name=name)
     found = entries("memory://")
     assert (found[name].kind, found[name].maxsize) == ("priority", 3)
     q.close()
@@ -63,7 +63,9 @@ def test_queues_of_the_memory_backend_are_recorded_in_the_process() -> None:
 
 def test_a_queue_opened_on_a_server_that_is_down_is_still_made(unused_port: int) -> None:
     # the registration is lost, the queue's own first call says the server is down
-    q = distqueue.Queue(url=f"redis://127.0.0.1:{unused_port}/0?retry_window=0.1", name="x")
+    q: distqueue.Queue[int] = distqueue.Queue(
+        url=f"redis://127.0.0.1:{unused_port}/0?retry_window=0.1", name="x"
+    )
     with pytest.raises(distqueue.BackendConnectionError):
         q.put(1)
     q.close()
@@ -96,7 +98,7 @@ def test_garbage_in_the_registry_is_listed_as_unreadable(redis_url: str) -> None
 
 def test_a_worker_beats_while_it_runs_and_leaves_when_it_stops(redis_url: str) -> None:
     name = fresh_name("beat")
-    queue = distqueue.Queue(url=redis_url, name=name, visibility_timeout=30)
+    queue: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name, visibility_timeout=30)
     release = threading.Event()
     started = threading.Event()
 

@@ -38,6 +38,7 @@ import redis.exceptions
 import redis.sentinel
 
 from ..errors import BackendConnectionError, OutcomeUnknownError
+from .base import Backoff
 from .scripts import REPLY_WINDOW, NotSent
 
 T = TypeVar("T")
@@ -236,7 +237,8 @@ _BACKOFF_MAX = 0.25  # a fail-over ends at an unknown moment: notice it soon aft
 class Retrier:
     """Runs one call, retrying it after a connection failure within the limits of ``options``.
 
-    ``describe`` names the call's subject for error messages (``"queue 'jobs'"``).
+    ``describe`` names the call's subject for error messages (``"queue 'jobs'"``). The
+    decisions are :class:`RetryBudget`'s; this class only sleeps between attempts.
     """
 
     def __init__(self, options: RedisOptions, describe: str) -> None:
@@ -259,39 +261,78 @@ class Retrier:
         unknown. Raises ``BackendConnectionError``, or ``OutcomeUnknownError`` when it may have
         run.
         """
-        first_failure: float | None = None
-        first_sent: float | None = None
-        backoff = _BACKOFF_FIRST
+        budget: RetryBudget | None = None
         while True:
             started = time.monotonic()
             try:
                 return attempt()
             except RETRYABLE as exc:
-                cause = exc.error if isinstance(exc, NotSent) else exc
-                if isinstance(cause, _REFUSED):
-                    raise cause from None
-                now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                if not isinstance(exc, NotSent) and first_sent is None:
-                    first_sent = started
-                give_up = first_failure + self.options.retry_window
-                if wait_until is None:
-                    give_up = first_failure + self.options.outage_limit
-                elif wait_until > give_up:
-                    give_up = wait_until
-                if first_sent is not None and changes:
-                    # past this, the server may have forgotten the first attempt's reply
-                    give_up = min(give_up, first_sent + REPLY_WINDOW / 2)
-                if now + backoff >= give_up:
-                    raise self._failure(what, changes and first_sent is not None, cause) from cause
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                if budget is None:
+                    budget = RetryBudget(self, what, changes, wait_until)
+                time.sleep(budget.failed(exc, started))
 
-    def _failure(self, what: str, unknown: bool, exc: BaseException) -> BackendConnectionError:
+    def failure(self, what: str, unknown: bool, exc: BaseException) -> BackendConnectionError:
+        """The error that ends a call that could not be completed."""
         if unknown:
             return OutcomeUnknownError(
                 f"Redis server for {self.describe} did not answer {what}, which may or may not "
                 f"have taken effect: {exc}"
             )
         return BackendConnectionError(f"Redis server for {self.describe} is unreachable: {exc}")
+
+
+class RetryBudget:
+    """What to do after each failed attempt of one call: pause, or give up (no I/O here, so
+    that any driver, blocking or not, can follow it).
+
+    :meth:`failed` returns the pause before the next attempt, or raises the error that ends
+    the call: the refusal itself (wrong credentials), ``BackendConnectionError``, or
+    ``OutcomeUnknownError`` when an attempt reached the server and may have run.
+    """
+
+    __slots__ = (
+        "_backoff",
+        "_changes",
+        "_first_failure",
+        "_first_sent",
+        "_retrier",
+        "_wait_until",
+        "_what",
+    )
+
+    def __init__(
+        self, retrier: Retrier, what: str, changes: bool, wait_until: float | None
+    ) -> None:
+        self._retrier = retrier
+        self._what = what
+        self._changes = changes
+        self._wait_until = wait_until
+        self._first_failure: float | None = None
+        self._first_sent: float | None = None
+        self._backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_MAX)
+
+    def failed(self, exc: BaseException, started: float) -> float:
+        """After an attempt begun at ``started`` (monotonic) failed with ``exc``, one of
+        :data:`RETRYABLE`: seconds to pause before the next attempt."""
+        cause = exc.error if isinstance(exc, NotSent) else exc
+        if isinstance(cause, _REFUSED):
+            raise cause from None
+        now = time.monotonic()
+        if self._first_failure is None:
+            self._first_failure = now
+        if not isinstance(exc, NotSent) and self._first_sent is None:
+            self._first_sent = started
+        options = self._retrier.options
+        give_up = self._first_failure + options.retry_window
+        if self._wait_until is None:
+            give_up = self._first_failure + options.outage_limit
+        elif self._wait_until > give_up:
+            give_up = self._wait_until
+        sent = self._first_sent is not None
+        if self._first_sent is not None and self._changes:
+            # past this, the server may have forgotten the first attempt's reply
+            give_up = min(give_up, self._first_sent + REPLY_WINDOW / 2)
+        pause = self._backoff()
+        if now + pause >= give_up:
+            raise self._retrier.failure(self._what, self._changes and sent, cause) from cause
+        return pause
