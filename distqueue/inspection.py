@@ -7,17 +7,15 @@ queue whose producers use pickle shows its items as bytes: looking never runs co
 memory backend it uses the public queue API of this process.
 
 Figures are snapshots. ``waiting`` counts the items in the queue's list or sorted set (an item
-whose lease ran out counts as in flight until a consumer takes it back, as ``qsize()`` would
-then); ``puts`` and ``gets`` are totals the put and take scripts keep (Redis only), from which
-:class:`Sampler` computes rates; the oldest waiting item's age is sampled too: items carry no
-time, so the sampler remembers since when it has seen the same item at the old end of the
-queue (a lower bound, known only to a process that keeps watching).
+whose lease ran out counts as in flight until a consumer, or ``qsize()``, takes it back);
+``puts`` and ``gets`` are totals the put and take scripts keep (Redis only), from which
+:class:`distqueue.sampling.Sampler` computes rates. The oldest waiting item's age is sampled
+there too: items carry no time, so :attr:`QueueFigures.oldest` is the stored value at the old
+end of the queue, for the sampler to remember since when it has seen it.
 """
 
 from __future__ import annotations
 
-import collections
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -476,59 +474,6 @@ class Inspector:
             return time.time()
         seconds, micros = self._redis("read the server's clock", self.client.time)
         return float(seconds) + float(micros) / 1e6
-
-
-# -- rates and ages, by sampling ------------------------------------------------------------
-
-RATE_WINDOW = 60.0
-"""Seconds of samples rates are computed over."""
-
-
-class Sampler:
-    """Keeps the samples of figures it is shown, and fills in put/get rates (per second, over
-    the last :data:`RATE_WINDOW` seconds of samples) and the oldest waiting item's age (since
-    when the same item has been at the queue's old end)."""
-
-    def __init__(self, window: float = RATE_WINDOW, clock: Callable[[], float] = time.monotonic):
-        self.window = window
-        self.clock = clock
-        self._samples: dict[str, collections.deque[tuple[float, int, int]]] = {}
-        self._oldest: dict[str, tuple[bytes, float]] = {}
-
-    def observe(self, figures: Iterable[QueueFigures]) -> None:
-        now = self.clock()
-        for f in figures:
-            if f.error is not None:
-                continue
-            if f.puts is not None and f.gets is not None:
-                samples = self._samples.setdefault(f.name, collections.deque())
-                if samples and (f.puts < samples[-1][1] or f.gets < samples[-1][2]):
-                    samples.clear()  # the counters were reset (the queue was deleted)
-                samples.append((now, f.puts, f.gets))
-                while len(samples) > 2 and samples[1][0] <= now - self.window:
-                    samples.popleft()
-                first = samples[0]
-                if now > first[0]:
-                    f.put_rate = (f.puts - first[1]) / (now - first[0])
-                    f.get_rate = (f.gets - first[2]) / (now - first[0])
-            if f.oldest is None or f.waiting == 0:
-                self._oldest.pop(f.name, None)
-                continue
-            digest = hashlib.blake2b(f.oldest, digest_size=16).digest()
-            seen = self._oldest.get(f.name)
-            if seen is None or seen[0] != digest:
-                self._oldest[f.name] = seen = (digest, now)
-            f.oldest_age = now - seen[1]
-
-
-def count_workers(figures: list[QueueFigures], registry: Registry) -> None:
-    """Fill in each queue's number of live workers from the registry."""
-    by_queue: dict[str, int] = {}
-    for worker in registry.workers():
-        if worker.error is None:
-            by_queue[worker.queue] = by_queue.get(worker.queue, 0) + 1
-    for f in figures:
-        f.workers = by_queue.get(f.name, 0)
 
 
 def entry_or_error(registry: Registry, name: str) -> QueueEntry:

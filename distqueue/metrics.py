@@ -42,7 +42,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from .errors import DistQueueError
-from .inspection import Inspector, Sampler, count_workers
+from .inspection import Inspector
+from .sampling import Sampler, count_workers
 
 logger = logging.getLogger("distqueue.metrics")
 

@@ -13,8 +13,9 @@ from processes import fresh_name
 
 import distqueue
 from distqueue.cli import main
-from distqueue.inspection import QueueFigures, Sampler
+from distqueue.inspection import QueueFigures
 from distqueue.registry import QUEUES_KEY
+from distqueue.sampling import Sampler
 
 Run = Callable[..., tuple[int, str, str]]
 

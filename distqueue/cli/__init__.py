@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DistQueueError
-from . import queues, serve, worker
+from . import dead, queues, serve, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="logging level (%(default)s)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     queues.add_parsers(commands)
+    dead.add_parser(commands)
     worker.add_parser(commands)
     serve.add_parsers(commands)
     return parser

@@ -1,5 +1,5 @@
 """The commands that look at queues and steer them: queues, stats, workers, peek, put, get,
-purge, dead, delete."""
+purge, delete (dead letters: :mod:`.dead`)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import time
 from typing import Any
 
 from ..errors import Empty
-from ..inspection import Inspector, QueueFigures, Sampler, count_workers, maxsize_of, show
+from ..inspection import Inspector, QueueFigures, maxsize_of, show
 from ..queue import LifoQueue, PriorityQueue, Queue
-from ..registry import QueueEntry
+from ..sampling import Sampler, count_workers
 from .common import entry_for, json_option, need_url, queue_option, url_option
 from .output import Progress, age, print_json, table
 
@@ -134,46 +134,11 @@ def add_parsers(commands: Any) -> None:
     p.add_argument("--yes", action="store_true", help="yes, delete it")
     p.set_defaults(handler=delete)
 
-    dead = commands.add_parser(
-        "dead",
-        help="dead letters: list, show, requeue, purge",
-        description="Dead letters: items delivered max_deliveries times without an "
-        "acknowledgement, refused tasks, and payloads that could not be decoded.",
-    )
-    actions = dead.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for action, text in [
-        ("list", "list dead letters, oldest first"),
-        ("show", "show one dead letter whole"),
-        ("requeue", "put dead letters back on the queue"),
-        ("purge", "delete dead letters for good (needs --yes)"),
-    ]:
-        a = actions.add_parser(action, help=text, description=text.capitalize() + ".")
-        url_option(a)
-        queue_option(a)
-        if action == "show":
-            a.add_argument("id", help="the dead letter's id (see `distqueue dead list`)")
-            json_option(a)
-        else:
-            a.add_argument("--limit", "-n", type=int, help="at most this many, oldest first")
-            a.add_argument("--error", help="only those whose error contains this text")
-            a.add_argument(
-                "--id", action="append", dest="ids", metavar="ID", help="only this one (repeat)"
-            )
-        if action == "list":
-            json_option(a)
-        if action in ("requeue", "purge"):
-            a.add_argument(
-                "--progress", action="store_true", help="show progress even off a terminal"
-            )
-        if action == "purge":
-            a.add_argument("--yes", action="store_true", help="yes, delete them")
-        a.set_defaults(handler=dead_command)
-
 
 # -- helpers -------------------------------------------------------------------------------
 
 
-def _inspector(args: argparse.Namespace) -> Inspector:
+def inspector_for(args: argparse.Namespace) -> Inspector:
     return Inspector(need_url(args))
 
 
@@ -229,7 +194,7 @@ def _state(f: QueueFigures) -> str:
 
 
 def queues(args: argparse.Namespace) -> int:
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
         entries = inspector.registry.queues()
         found = {f.name: f for f in inspector.figures(entries)}
     rows = [(e, found[e.name]) for e in entries if args.all or found[e.name].exists]
@@ -269,7 +234,7 @@ def queues(args: argparse.Namespace) -> int:
 
 def stats(args: argparse.Namespace) -> int:
     sampler = Sampler()
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
 
         def read() -> list[QueueFigures]:
             if args.queue:
@@ -315,7 +280,7 @@ def _print_stats(args: argparse.Namespace, found: list[QueueFigures]) -> None:
 
 
 def workers(args: argparse.Namespace) -> int:
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
         found = inspector.registry.workers()
         now = inspector.server_time()
     if args.queue:
@@ -347,7 +312,7 @@ def workers(args: argparse.Namespace) -> int:
 
 
 def peek(args: argparse.Namespace) -> int:
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
         entry = entry_for(inspector.registry, args)
         items = inspector.peek(entry, args.offset, args.limit, args.search)
     if args.json:
@@ -384,7 +349,7 @@ def _parse_items(args: argparse.Namespace) -> list[Any]:
 
 def put(args: argparse.Namespace) -> int:
     items = _parse_items(args)
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
         entry = entry_for(inspector.registry, args)
         if entry.serializer != "json":
             raise ValueError(
@@ -401,7 +366,7 @@ def put(args: argparse.Namespace) -> int:
 
 
 def get(args: argparse.Namespace) -> int:
-    with _inspector(args) as inspector:
+    with inspector_for(args) as inspector:
         entry = entry_for(inspector.registry, args)
         queue = inspector.open(entry, leased=False)
         try:
@@ -428,14 +393,14 @@ def get(args: argparse.Namespace) -> int:
     return 0
 
 
-def _confirm(args: argparse.Namespace, what: str) -> None:
+def confirm(args: argparse.Namespace, what: str) -> None:
     if not args.yes:
         raise ValueError(f"this would {what}: add --yes to go ahead")
 
 
 def purge(args: argparse.Namespace) -> int:
-    _confirm(args, f"remove every item waiting on {args.queue!r}")
-    with _inspector(args) as inspector:
+    confirm(args, f"remove every item waiting on {args.queue!r}")
+    with inspector_for(args) as inspector:
         entry = entry_for(inspector.registry, args)
         progress = Progress("purging", force=args.progress)
         done = inspector.purge_waiting(entry, progress)
@@ -445,84 +410,9 @@ def purge(args: argparse.Namespace) -> int:
 
 
 def delete(args: argparse.Namespace) -> int:
-    _confirm(args, f"delete queue {args.queue!r} and everything it holds, for everyone")
-    with _inspector(args) as inspector:
+    confirm(args, f"delete queue {args.queue!r} and everything it holds, for everyone")
+    with inspector_for(args) as inspector:
         entry = entry_for(inspector.registry, args)
         inspector.delete(entry)
     print(f"deleted queue {entry.name!r}")
-    return 0
-
-
-def _letter_dict(letter: Any, entry: QueueEntry) -> dict[str, Any]:
-    payload = letter.payload
-    return {
-        "id": letter.id,
-        "item": show(payload, entry.serializer) if payload is not None else repr(letter.item),
-        "payload": None if payload is None else payload.decode("utf-8", "replace"),
-        "deliveries": letter.deliveries,
-        "error": letter.error,
-    }
-
-
-def dead_command(args: argparse.Namespace) -> int:
-    with _inspector(args) as inspector:
-        entry = entry_for(inspector.registry, args)
-        if args.action == "show":
-            for letter in inspector.dead_letters(entry, 2**31 - 1):
-                if letter.id == args.id:
-                    found = _letter_dict(letter, entry)
-                    if args.json:
-                        print_json(found)
-                    else:
-                        for key, value in found.items():
-                            print(f"{key}: {value}")
-                    return 0
-            raise ValueError(
-                f"queue {entry.name!r} has no dead letter {args.id!r}: see "
-                f"`distqueue dead list --queue {entry.name}`"
-            )
-        filtered = bool(args.error or args.ids)
-        letters = None
-        if filtered or args.action == "list":
-            letters = inspector.dead_letters(entry, 2**31 - 1)
-            if args.ids:
-                letters = [letter for letter in letters if letter.id in args.ids]
-            if args.error:
-                letters = [d for d in letters if args.error.lower() in d.error.lower()]
-            if args.limit is not None:
-                letters = letters[: args.limit]
-        if args.action == "list":
-            assert letters is not None
-            rows = [_letter_dict(letter, entry) for letter in letters]
-            if args.json:
-                for row in rows:
-                    print_json(row)
-            elif rows:
-                table(
-                    ["ID", "DELIVERIES", "ERROR", "ITEM"],
-                    [[r["id"], r["deliveries"], r["error"], r["item"]] for r in rows],
-                )
-            else:
-                print(f"no dead letters on {entry.name!r}")
-            return 0
-        if args.action == "purge":
-            _confirm(args, f"delete dead letters of {entry.name!r} for good")
-        progress = Progress(
-            "requeueing" if args.action == "requeue" else "purging", force=args.progress
-        )
-        ids = None if letters is None else [letter.id for letter in letters]
-        if ids is None and args.limit is not None:
-            queue = inspector.open(entry)
-            try:
-                step = queue.requeue_dead if args.action == "requeue" else queue.purge_dead
-                done = step(args.limit)
-            finally:
-                queue.close()
-        elif args.action == "requeue":
-            done = inspector.requeue_dead(entry, ids, progress)
-        else:
-            done = inspector.purge_dead(entry, ids, progress)
-        progress.finish()
-    verb = "requeued" if args.action == "requeue" else "purged"
-    print(f"{verb} {done} dead letter(s)")
     return 0

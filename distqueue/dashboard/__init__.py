@@ -39,8 +39,9 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from ..errors import DistQueueError
-from ..inspection import Inspector, QueueFigures, Sampler, count_workers, show
+from ..inspection import Inspector, QueueFigures, show
 from ..registry import QueueEntry
+from ..sampling import Sampler, count_workers
 
 PAGE = 50
 """Items, leases and dead letters per page."""
