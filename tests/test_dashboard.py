@@ -8,6 +8,7 @@ Set ``DISTQUEUE_SCREENSHOT=path.png`` to save a screenshot of the summary page.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import urllib.parse
@@ -352,3 +353,29 @@ def test_a_registry_key_of_the_wrong_type_is_an_error_page(
             raw.delete(QUEUES_KEY)
             if had:
                 raw.rename(backup, QUEUES_KEY)
+
+
+def test_the_summary_pages_and_filters_many_queues(
+    client_for: Callable[..., Any], redis_url: str
+) -> None:
+    from distqueue.registry import open_registry
+
+    prefix = fresh_name("many")
+    names = [f"{prefix}-{i:02d}" for i in range(55)]
+    registry = open_registry(redis_url)
+    try:
+        for name in names:
+            registry.note(name, "fifo", {"maxsize": 0})
+        client = client_for()
+        first = client.get("/", params={"filter": prefix.upper()})
+        assert first.status_code == 200
+        assert first.text.count('<tr data-queue="') == 50
+        assert ">55 of " in first.text and 'id="next"' in first.text
+        rest = client.get("/", params={"filter": prefix, "offset": "50"})
+        shown = re.findall(r'<tr data-queue="([^"]+)"', rest.text)
+        assert shown == names[50:]
+        assert 'id="next"' not in rest.text and 'id="prev"' in rest.text
+    finally:
+        for name in names:
+            registry.forget(name)
+        registry.close()

@@ -155,6 +155,12 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
     purge) only with ``allow_actions``. ``refresh``: seconds between live updates."""
     dash = Dashboard(url, allow_actions, refresh)
 
+    def _int(request: Request, key: str) -> int:
+        try:
+            return max(0, int(request.query_params.get(key, "0")))
+        except ValueError:
+            return 0
+
     def error_page(request: Request, exc: Exception, status: int = 502) -> Response:
         return dash.render(request, "error.html", status=status, message=str(exc))
 
@@ -164,7 +170,22 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
         except DistQueueError as exc:
             return error_page(request, exc)
         history = json.dumps([{"put": p, "get": g} for _, p, g in dash.history])
-        return dash.render(request, "summary.html", queues=found, page="summary", history=history)
+        text = request.query_params.get("filter", "")
+        matching = [f for f in found if text.lower() in f.name.lower()]
+        offset = _int(request, "offset")
+        return dash.render(
+            request,
+            "summary.html",
+            queues=matching[offset : offset + PAGE],
+            total=len(found),
+            matching=len(matching),
+            offset=offset,
+            page_size=PAGE,
+            filter=text,
+            names=json.dumps(sorted(f.name for f in found)),
+            page="summary",
+            history=history,
+        )
 
     def api_queues(request: Request) -> Response:
         try:
@@ -187,12 +208,6 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
         except DistQueueError as exc:
             return error_page(request, exc)
         return dash.render(request, "workers.html", workers=found, now=now, page="workers")
-
-    def _int(request: Request, key: str) -> int:
-        try:
-            return max(0, int(request.query_params.get(key, "0")))
-        except ValueError:
-            return 0
 
     def queue_page(request: Request) -> Response:
         name = request.path_params["name"]

@@ -104,8 +104,8 @@
     draw();
     const table = document.getElementById("queues");
     if (table) {
-      const shown = Array.from(table.querySelectorAll("tbody tr")).map(function (r) { return r.dataset.queue; });
-      if (shown.length !== names.size || shown.some(function (n) { return !names.has(n); })) {
+      const known = JSON.parse(table.dataset.names || "[]");
+      if (known.length !== names.size || known.some(function (n) { return !names.has(n); })) {
         window.location.reload();  // queues came or went
       }
     }
