@@ -140,7 +140,7 @@ class Executor(_FuturesExecutor):
             path = tasks.function_path(fn)
             with contextlib.suppress(TypeError):
                 self._paths[fn] = path
-        task_id = uuid.uuid4().hex
+        task_id = tasks.new_task_id()
         # Encoding the arguments here gives the caller the SerializationError, before anything
         # is queued.
         task = tasks.TaskMessage.build(

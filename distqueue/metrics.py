@@ -26,6 +26,8 @@ Two sources:
       distqueue_worker_failed_total{queue}             counter  items whose run failed
       distqueue_worker_retried_total{queue}            counter  failed items given back to retry
       distqueue_worker_task_duration_seconds{queue}    histogram  time to handle one item
+      distqueue_worker_queue_wait_seconds{queue}       histogram  submission to start, for
+                                                                 Executor tasks
 
 Rates are Prometheus's business: ``rate(distqueue_queue_puts_total[1m])``.
 """
@@ -175,6 +177,17 @@ class WorkerMetrics:
             ["queue"],
             registry=self.registry,
         ).labels(queue)
+        self.wait = Histogram(
+            "distqueue_worker_queue_wait_seconds",
+            "Seconds Executor tasks waited between their submission and this worker starting "
+            "them (by the two machines' clocks).",
+            ["queue"],
+            registry=self.registry,
+        ).labels(queue)
+
+    def queue_waited(self, seconds: float) -> None:
+        """Count one Executor task that waited ``seconds`` in the queue."""
+        self.wait.observe(seconds)
 
     def item_finished(self, seconds: float, outcome: str) -> None:
         """Count one item handled in ``seconds``: ``processed``, ``failed`` or ``retried``."""

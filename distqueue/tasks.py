@@ -43,6 +43,8 @@ import hashlib
 import hmac
 import importlib
 import inspect
+import os
+import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -460,6 +462,30 @@ class Outcome:
         if self.exc_type is not None:
             raise TaskFailed(self.task_id, self.exc_type, self.message, self.traceback_text)
         return self.value
+
+
+# -- task ids ------------------------------------------------------------------------------
+
+
+def new_task_id() -> str:
+    """A task id in the layout of a version 7 UUID (32 hex digits): the submission time in Unix
+    milliseconds, then random bits, so a worker can tell how long a task waited
+    (:func:`submitted_at`)."""
+    value = (int(time.time() * 1000) & (2**48 - 1)) << 80
+    value |= 0x7 << 76 | (int.from_bytes(os.urandom(2), "big") & 0xFFF) << 64
+    value |= 0b10 << 62 | (int.from_bytes(os.urandom(8), "big") & (2**62 - 1))
+    return f"{value:032x}"
+
+
+def submitted_at(task_id: str) -> float | None:
+    """When the task ``task_id`` was submitted (Unix time, by the submitter's clock), or
+    ``None`` for an id of another layout (an older submitter's random one, say)."""
+    if len(task_id) != 32 or task_id[12] != "7" or task_id[16] not in "89ab":
+        return None
+    try:
+        return int(task_id[:12], 16) / 1000
+    except ValueError:
+        return None
 
 
 # -- announcements -----------------------------------------------------------------------------

@@ -62,7 +62,8 @@ class Worker:
     checks whether it was asked to stop (a blocking server wait, not a busy loop).
     ``heartbeat``: seconds between two beats in the registry (``None``: none).
     ``metrics``: an object whose ``item_finished(seconds, outcome)`` is called after each item,
-    ``outcome`` one of ``"processed"``, ``"failed"``, ``"retried"`` (see
+    ``outcome`` one of ``"processed"``, ``"failed"``, ``"retried"``, and ``queue_waited(seconds)``
+    before each Executor task it can tell the submission time of (see
     :class:`distqueue.metrics.WorkerMetrics`).
     """
 
@@ -334,6 +335,9 @@ class Worker:
         except tasks.TaskRefused as exc:  # not from a submitter it can trust: no reply
             self._refuse(message, exc.reason)
             return
+        submitted = tasks.submitted_at(task.task_id)
+        if submitted is not None and self.metrics is not None:
+            self.metrics.queue_waited(max(0.0, time.time() - submitted))
         store = self._store_for(task.serializer)
         try:
             function = self._functions.get(task.path) or self.allow.resolve(task.path)

@@ -170,3 +170,23 @@ def test_a_worker_counts_processed_failed_and_retried_items_and_their_durations(
     assert workers.stop(worker) == 0
     q.delete()
     q.close()
+
+
+def test_a_worker_measures_how_long_executor_tasks_waited(workers: Workers, redis_url: str) -> None:
+    import taskfns
+
+    name = fresh_name("waits")
+    port = free_port()
+    with distqueue.Executor(url=redis_url, queue=name, results=redis_url) as executor:
+        futures = [executor.submit(taskfns.add, i, 1) for i in range(4)]
+        worker = workers.start(redis_url, name, "--metrics-port", str(port))
+        assert [future.result(timeout=GUARD) for future in futures] == [1, 2, 3, 4]
+    samples = scrape_until(
+        port,
+        lambda s: value(s, "distqueue_worker_queue_wait_seconds_count", queue=name) == 4,
+        "four waits measured",
+        show=lambda: workers.log(worker),
+    )
+    assert (value(samples, "distqueue_worker_queue_wait_seconds_sum", queue=name) or 0) >= 0
+    assert value(samples, "distqueue_worker_processed_total", queue=name) == 4
+    assert workers.stop(worker) == 0

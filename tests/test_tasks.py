@@ -391,3 +391,22 @@ def test_a_future_completes_as_usual_beside_refused_ones(serving: Serving) -> No
     futures = [executor.submit(taskfns.add, i, i) for i in range(20)]
     done, _ = concurrent.futures.wait(futures, timeout=GUARD)
     assert sorted(f.result() for f in done) == [2 * i for i in range(20)]
+
+
+def test_task_ids_carry_their_submission_time_in_the_layout_of_a_uuid7() -> None:
+    import time
+
+    from distqueue.tasks import new_task_id, submitted_at
+
+    before = time.time()
+    ids = [new_task_id() for _ in range(10_000)]
+    after = time.time()
+    assert len(set(ids)) == len(ids)
+    for task_id in ids[:100]:
+        parsed = uuid.UUID(task_id)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
+        when = submitted_at(task_id)
+        assert when is not None and before - 0.001 <= when <= after + 0.001
+    assert submitted_at(uuid.uuid4().hex) is None  # an older submitter's random id
+    for garbage in ("", "7" * 31, "z" * 12 + "7" + "z" * 3 + "8" + "z" * 15, "\u00e9" * 32):
+        assert submitted_at(garbage) is None
