@@ -379,3 +379,9 @@ def test_the_summary_pages_and_filters_many_queues(
         for name in names:
             registry.forget(name)
         registry.close()
+
+
+def test_pages_may_not_be_framed_by_another_site(client_for: Callable[..., Any]) -> None:
+    reply = client_for(allow_actions=True).get("/")
+    assert reply.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in reply.headers["content-security-policy"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -72,6 +73,13 @@ def dashboard(args: argparse.Namespace) -> int:
     from ..dashboard import create_app
 
     app = create_app(need_url(args), allow_actions=args.allow_actions, refresh=args.refresh)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"distqueue: the dashboard listens on {args.host}, beyond this machine, and has no "
+            "login of its own: put it behind your own authentication",
+            file=sys.stderr,
+            flush=True,
+        )
     print(f"dashboard at http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -294,8 +294,42 @@ def create_app(url: str, *, allow_actions: bool = False, refresh: float = 2.0) -
         Mount("/static", app=StaticFiles(directory=str(static)), name="static"),
     ]
     app = Starlette(routes=routes)
+    app.add_middleware(_Guard)
     app.state.dashboard = dash
     return app
+
+
+_HEADERS = [
+    # no page of it inside another site's frame (a click on a button there), no script or
+    # style but its own, no address of it sent elsewhere
+    (b"x-frame-options", b"DENY"),
+    (
+        b"content-security-policy",
+        b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    ),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-content-type-options", b"nosniff"),
+]
+
+
+class _Guard:
+    """Adds the dashboard's security headers to every response."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *_HEADERS]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _refusal(message: str) -> Response:
