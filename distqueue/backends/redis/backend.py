@@ -130,8 +130,9 @@ class RedisBackend:
         block_slice = _connection.BLOCK_SLICE if waits is not None else _block_slice(client)
         self._protocol = protocol = QueueProtocol(name, kind, serializer, block_slice)
         self.keys = protocol.keys
-        self._scripts = bind(client, self.keys)
-        self._retrier = Retrier(options or RedisOptions(), f"queue {name!r}")
+        options = options or RedisOptions()
+        self._scripts = bind(client, self.keys, options.replica_wait)
+        self._retrier = Retrier(options, f"queue {name!r}")
         self._translate = _Translate(self)
 
     # -- performing steps ------------------------------------------------------------------

@@ -102,10 +102,17 @@ SCRIPTS: dict[str, ScriptSpec] = {
 }
 
 
-def bind(client: Any, keys: QueueKeys) -> dict[str, Script]:
+def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -> dict[str, Script]:
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
-    ``keys``."""
+    ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
+    (:attr:`~..connection.RedisOptions.replica_wait`)."""
     return {
-        name: Script(client, spec.file, keys.of(spec.keys), retry_safe=spec.retry_safe)
+        name: Script(
+            client,
+            spec.file,
+            keys.of(spec.keys),
+            retry_safe=spec.retry_safe,
+            replica_wait=replica_wait,
+        )
         for name, spec in SCRIPTS.items()
     }
