@@ -18,7 +18,8 @@ Accepted forms::
     rediss+sentinel://...                  the same over TLS, to the sentinels and the master
 
 A Redis URL's query may set the client's time limits, in seconds: ``socket_timeout``,
-``connect_timeout``, ``retry_window``, ``outage_limit`` (see
+``connect_timeout``, ``retry_window``, ``outage_limit``, and how many replicas must confirm
+each change, ``wait_replicas`` (within ``wait_timeout``; see
 :class:`distqueue.backends.connection.RedisOptions`). Anything else raises ``ValueError``
 naming the URL.
 """
@@ -212,7 +213,7 @@ def redis_options(url: str) -> Any:
         raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
-QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit")
+QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit", "wait_replicas", "wait_timeout")
 """Query parameters of a queue URL that a results store on the same server does not take."""
 
 
