@@ -187,3 +187,37 @@ def test_a_retry_after_a_lost_reply_still_waits_for_the_replica(pair: Pair) -> N
         pair.resume_replica()
         q.close()
         proxy.close()
+
+
+def test_on_a_cluster_each_change_is_confirmed_by_its_shards_replica(cluster_url: str) -> None:
+    names = [f"confirmed-{i}-{uuid.uuid4().hex[:6]}" for i in range(6)]
+    queues: list[distqueue.Queue[Any]] = [
+        distqueue.Queue(url=f"{cluster_url}?wait_replicas=1", name=name, visibility_timeout=30)
+        for name in names
+    ]
+    try:
+        for q in queues:
+            q.put_many(["a", "b"])
+            message = q.get_message()
+            assert message.ack()
+            assert q.get() == "b"
+            q.task_done()
+            assert q.join(timeout=5)
+    finally:
+        for q in queues:
+            q.delete()
+            q.close()
+
+
+def test_on_a_cluster_asking_for_more_replicas_than_a_shard_has_fails(cluster_url: str) -> None:
+    name = f"too-many-{uuid.uuid4().hex}"
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=f"{cluster_url}?wait_replicas=2&{QUICK}", name=name
+    )
+    try:
+        with pytest.raises(distqueue.OutcomeUnknownError, match="1 of the 2 replica"):
+            q.put("x")
+        assert q.qsize() == 1  # on the master all the same, once
+    finally:
+        q.delete()
+        q.close()
