@@ -327,7 +327,7 @@ def test_replies_kept_for_retries_do_not_pile_up(redis_url: str, raw: redis.Redi
     # reply it received, so a busy queue holds a reply or two, not a minute of traffic.
     name = fresh_name()
     q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name)
-    for i in range(200):
+    for _ in range(200):
         q.put("x" * 1000)
         assert q.get() == "x" * 1000
         q.task_done()
