@@ -97,10 +97,10 @@ class Deque(Generic[T]):
     * ``count``, ``index``, ``remove`` and ``in`` compare the serialized forms on the server:
       two items are equal when they serialize to the same bytes (so, with the JSON default,
       ``1``, ``1.0`` and ``True`` are three different items);
-    * iterating reads the list in pages of a few hundred items: it is no snapshot, and while
-      others change the deque it may show an item twice or miss one (it never raises
-      ``RuntimeError``); ``list(d)``, ``repr``, ``==``, ``copy``, ``+`` and ``*`` read the
-      whole list in one step;
+    * iterating (``list(d)`` too) reads the list in pages of 500 items: a longer deque is
+      not read as a snapshot, and while others change it an iteration may show an item twice
+      or miss one (it never raises ``RuntimeError``); ``repr``, ``==`` and the other
+      comparisons, ``copy``, ``+`` and ``*`` read the whole list in one step;
     * ``extend`` and the initial items are added in one step, all or none;
     * an item the serializer cannot decode raises ``DeserializationError`` carrying the
       stored bytes (``payload``); a pop has taken it off the deque by then.

@@ -45,7 +45,7 @@ from distqueue import Deque
 DEQUE_BACKENDS = ["memory", "redis", "cluster"]
 
 _machine_settings = settings(
-    max_examples=25,
+    max_examples=60,
     stateful_step_count=30,
     derandomize=True,
     database=None,
@@ -84,8 +84,9 @@ def make_deque(deque_url: str) -> Iterator[Callable[..., Deque[Any]]]:
 # -- the state machine -------------------------------------------------------------------------
 
 ITEMS = st.one_of(st.integers(-2, 3), st.sampled_from(["a", "b", ""]))
-INDEXES = st.integers(-8, 8)
-SMALL_LISTS = st.lists(ITEMS, max_size=6)
+INDEXES = st.integers(-12, 12)
+SMALL_LISTS = st.lists(ITEMS, max_size=8)
+MAXLENS = st.one_of(st.none(), st.integers(0, 10), st.none())
 
 
 def _outcome(call: Callable[[], Any]) -> tuple[str, Any]:
@@ -109,7 +110,7 @@ class DequeMachine(RuleBasedStateMachine):
         self.current = 0
         self.others: list[Deque[Any]] = []
 
-    @initialize(items=SMALL_LISTS, maxlen=st.none() | st.integers(0, 5))
+    @initialize(items=st.lists(ITEMS, max_size=12), maxlen=MAXLENS)
     def open(self, items: list[Any], maxlen: int | None) -> None:
         name = f"machine-{uuid.uuid4().hex}"
         self.model = collections.deque(items, maxlen)
@@ -320,7 +321,9 @@ class DequeMachine(RuleBasedStateMachine):
 def _run_machine(url: str) -> None:
     machine = type("Machine", (DequeMachine,), {"URL": url})
     chosen = _machine_settings
-    if url.startswith("redis+cluster"):
+    if url == "memory://":
+        chosen = settings(_machine_settings, max_examples=150)
+    elif url.startswith("redis+cluster"):
         # every copy, sum and product opens clients that read the cluster's layout: fewer runs
         chosen = settings(_machine_settings, max_examples=8)
     run_state_machine_as_test(machine, settings=chosen)
@@ -603,6 +606,23 @@ def test_a_meta_key_of_another_type_refuses_the_open(redis_url: str) -> None:
     raw.close()
 
 
+def test_a_token_key_of_another_type_is_a_wrong_type_error(redis_url: str) -> None:
+    raw = redis.Redis.from_url(redis_url)
+    d: Deque[Any] = Deque([1, 2], url=redis_url)
+    avail = d._backend.keys.avail  # type: ignore[attr-defined]
+    raw.delete(avail)
+    raw.set(avail, "garbage")
+    for call in (d.pop, lambda: d.append(3), d.clear, lambda: d.remove(1)):
+        with pytest.raises(distqueue.WrongTypeError) as caught:
+            call()
+        assert caught.value.key == avail
+    raw.delete(avail)
+    assert list(d) == [1, 2]  # nothing was changed
+    d.delete()
+    d.close()
+    raw.close()
+
+
 def test_an_undecodable_item_raises_deserialization_error_with_its_bytes(redis_url: str) -> None:
     raw = redis.Redis.from_url(redis_url)
     d: Deque[Any] = Deque([1], url=redis_url)
@@ -684,8 +704,10 @@ def test_a_blocked_pop_whose_reply_is_lost_returns_the_item(
         lambda d: d.extendleft(["y", "z"]),
         lambda d: d.__imul__(2),
         lambda d: d.reverse(),
+        lambda d: d.__setitem__(-1, "q"),
+        lambda d: d.clear(),
     ],
-    ids=["rotate", "insert", "remove", "delitem", "extendleft", "imul", "reverse"],
+    ids=["rotate", "insert", "remove", "delitem", "extendleft", "imul", "reverse", "set", "clear"],
 )
 def test_a_change_whose_reply_is_lost_happens_once(
     proxied: tuple[FaultyProxy, Deque[Any], Deque[Any]], change: Callable[[Any], Any]
