@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 import redis
 from faults import FaultyProxy
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -320,12 +320,15 @@ class DequeMachine(RuleBasedStateMachine):
 
 def _run_machine(url: str) -> None:
     machine = type("Machine", (DequeMachine,), {"URL": url})
-    chosen = _machine_settings
     if url == "memory://":
         chosen = settings(_machine_settings, max_examples=150)
-    elif url.startswith("redis+cluster"):
-        # every copy, sum and product opens clients that read the cluster's layout: fewer runs
-        chosen = settings(_machine_settings, max_examples=8)
+    else:
+        # Shrinking a failure over the network runs for minutes, past the test's timeout: a
+        # server's failure is shown as found (memory's, shrunk, is usually the same one).
+        chosen = settings(_machine_settings, phases=[Phase.generate])
+        if url.startswith("redis+cluster"):
+            # every copy, sum and product opens clients that read the cluster's layout
+            chosen = settings(chosen, max_examples=8)
     run_state_machine_as_test(machine, settings=chosen)
 
 
