@@ -16,7 +16,6 @@ import operator
 import reprlib
 import sys
 import types
-import uuid
 from collections.abc import Callable, Iterable, Iterator, MutableSequence
 from typing import Any, Generic, TypeVar
 
@@ -131,8 +130,11 @@ class Deque(Generic[T]):
         self.serializer: Serializer = get_serializer(serializer)
         items = list(iterable)
         backend, found_name = open_deque_store(self.url, name, maxlen, self.serializer)
+        self._start(backend, found_name, items)
+
+    def _start(self, backend: DequeStore, name: str | None, items: list[Any]) -> None:
         self._backend: DequeStore = backend
-        self.name: str | None = found_name
+        self.name: str | None = name
         try:
             backend.push(items, left=False)  # on Redis, also checks the maxlen
         except BaseException:
@@ -233,23 +235,23 @@ class Deque(Generic[T]):
 
         In memory it is a private deque of this process. On Redis it is a new deque on the
         same server under a fresh random name (its :attr:`name`), which stays there until
-        someone calls :meth:`delete` on it; the items are read in one step.
+        someone calls :meth:`delete` on it; the items are read in one step. The new deque
+        shares this one's connections, which stay open until both are closed.
         """
         return self._sibling(self._backend.items())
 
     __copy__ = copy
 
     def _sibling(self, items: list[Any]) -> Deque[T]:
-        """A new deque like this one (storage, maxlen, serializer), holding ``items``."""
-        if self._backend.shared:
-            return Deque(
-                items,
-                self.maxlen,
-                url=self.url,
-                name=uuid.uuid4().hex,
-                serializer=self._serializer_spec,
-            )
-        return Deque(items, self.maxlen, url="memory://", serializer=self._serializer_spec)
+        """A new deque on this one's storage, with its maxlen and serializer, holding
+        ``items`` (see :meth:`copy`)."""
+        new: Deque[T] = Deque.__new__(Deque)
+        new.url = self.url
+        new._serializer_spec = self._serializer_spec
+        new.serializer = self.serializer
+        backend = self._backend.sibling()
+        new._start(backend, backend.name, items)
+        return new
 
     # -- the deque's own lifetime ------------------------------------------------------------
 

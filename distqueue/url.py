@@ -305,10 +305,10 @@ def open_deque_store(
         from .deques.memory import MemoryDequeStore
 
         return MemoryDequeStore(name, maxlen), name
-    from .deques.redis import RedisDequeStore
+    from .deques.redis import Connections, RedisDequeStore
 
     if name is None:
         name = uuid.uuid4().hex
     options = redis_options(url)
-    commands, waits = make_redis_clients(url, options)
-    return RedisDequeStore(commands, waits, name, maxlen, serializer, options), name
+    connections = Connections(*make_redis_clients(url, options), options)
+    return RedisDequeStore(connections, name, maxlen, serializer), name

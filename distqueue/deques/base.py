@@ -19,10 +19,12 @@ class DequeStore(Protocol):
     """Storage for one deque.
 
     ``shared``: whether handles in other processes with the same name see the same items.
-    ``maxlen``: the bound this handle was opened with (``None``: unbounded).
+    ``name``: the deque's name (``None``: a private deque in memory). ``maxlen``: the bound
+    this handle was opened with (``None``: unbounded).
     """
 
     shared: bool
+    name: str | None
     maxlen: int | None
 
     def length(self) -> int:
@@ -86,5 +88,10 @@ class DequeStore(Protocol):
     def delete(self) -> None:
         """Forget the deque: its items and its maxlen."""
 
+    def sibling(self) -> DequeStore:
+        """The store of a new, empty deque with this maxlen on the same storage: a private
+        one in memory; on Redis one under a fresh random name, sharing these connections."""
+
     def close(self) -> None:
-        """Release connections; the items stay."""
+        """Release connections (shared ones once their last user is done); the items
+        stay."""

@@ -58,6 +58,7 @@ class MemoryDequeStore:
     shared = False
 
     def __init__(self, name: str | None, maxlen: int | None) -> None:
+        self.name = name
         self.maxlen = maxlen
         self._state = _state_for(name, maxlen)
         self._items = self._state.items
@@ -160,6 +161,9 @@ class MemoryDequeStore:
 
     def delete(self) -> None:
         self.clear()
+
+    def sibling(self) -> MemoryDequeStore:
+        return MemoryDequeStore(None, self.maxlen)
 
     def close(self) -> None:
         pass

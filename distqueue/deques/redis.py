@@ -32,7 +32,9 @@ Errors of redis-py are translated here: connection failures to ``BackendConnecti
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -52,7 +54,7 @@ from ..errors import (
 )
 from ..serializers import Serializer
 
-__all__ = ["DequeKeys", "RedisDequeStore"]
+__all__ = ["Connections", "DequeKeys", "RedisDequeStore"]
 
 T = TypeVar("T")
 
@@ -83,33 +85,63 @@ class DequeKeys:
         self.types = {self.list: "list", self.meta: "hash", self.avail: "list"}
 
 
+class Connections:
+    """The two clients of a Redis URL (commands, blocking waits) and its time limits, shared by
+    a deque and the deques made from it (``copy``, ``+``, ``*``); closed with the last of them.
+    """
+
+    def __init__(self, commands: Any, waits: Any, options: RedisOptions) -> None:
+        self.commands = commands
+        self.waits = waits
+        self.options = options
+        self._users = 1
+        self._lock = threading.Lock()
+
+    def share(self) -> Connections:
+        """These connections, for one more user."""
+        with self._lock:
+            self._users += 1
+        return self
+
+    def release(self) -> None:
+        """One user is done; the last one closes the clients."""
+        with self._lock:
+            self._users -= 1
+            last = self._users == 0
+        if last:
+            self.commands.close()
+            if self.waits is not self.commands:
+                self.waits.close()
+
+
 class RedisDequeStore:
     """One deque on a Redis server; see :class:`distqueue.deques.base.DequeStore`.
 
-    ``client`` runs commands and ``waits`` runs blocking ones (its socket timeout must exceed
-    ``BLOCK_SLICE``); both are closed by :meth:`close`. Nothing is sent before the first call.
+    ``connections.waits`` runs the blocking commands: its socket timeout must exceed
+    ``BLOCK_SLICE``. Nothing is sent before the first call.
     """
 
     shared = True
 
     def __init__(
         self,
-        client: Any,
-        waits: Any,
+        connections: Connections,
         name: str,
         maxlen: int | None,
         serializer: Serializer,
-        options: RedisOptions,
     ) -> None:
-        self.name = name
+        self.name: str | None = name
         self.maxlen = maxlen
         self._maxlen_arg = -1 if maxlen is None else maxlen
-        self._client = client
-        self._waits = waits
+        self._connections = connections
+        self._closed = False
+        client = self._client = connections.commands
+        self._waits = connections.waits
+        self._serializer = serializer
         self._dumps = serializer.dumps
         self._loads = serializer.loads
         self._serializer_name = getattr(serializer, "name", type(serializer).__name__)
-        self._retrier = Retrier(options, f"deque {name!r}")
+        self._retrier = Retrier(connections.options, f"deque {name!r}")
         self._request_id = RequestIds()
         k = self.keys = DequeKeys(name)
 
@@ -349,7 +381,12 @@ class RedisDequeStore:
         k = self.keys
         self._read(lambda: self._client.delete(k.list, k.meta, k.avail), what="delete()")
 
+    def sibling(self) -> RedisDequeStore:
+        return RedisDequeStore(
+            self._connections.share(), uuid.uuid4().hex, self.maxlen, self._serializer
+        )
+
     def close(self) -> None:
-        self._client.close()
-        if self._waits is not self._client:
-            self._waits.close()
+        if not self._closed:  # a handle closed twice releases its connections once
+            self._closed = True
+            self._connections.release()
