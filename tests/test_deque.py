@@ -330,7 +330,7 @@ def _run_machine(url: str) -> None:
         chosen = settings(_machine_settings, phases=[Phase.generate])
         if url.startswith("redis+cluster"):
             # every handle the machine opens reads the cluster's layout
-            chosen = settings(chosen, max_examples=25)
+            chosen = settings(chosen, max_examples=15)
     run_state_machine_as_test(machine, settings=chosen)
 
 
