@@ -25,6 +25,7 @@ from .serializers import Serializer, get_serializer
 from .url import open_deque_store, resolve_url
 
 T = TypeVar("T")
+_D = TypeVar("_D", bound="Deque[Any]")
 
 __all__ = ["Deque"]
 
@@ -264,7 +265,7 @@ class Deque(Generic[T]):
         """Release the deque's connections. The items stay on the server."""
         self._backend.close()
 
-    def __enter__(self) -> Deque[T]:
+    def __enter__(self: _D) -> _D:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

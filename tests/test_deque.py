@@ -381,7 +381,7 @@ def test_items_on_memory_are_the_objects_themselves() -> None:
 
 
 def test_items_on_redis_round_trip_through_the_serializer(redis_url: str) -> None:
-    with Deque(url=redis_url) as d:
+    with Deque[Any](url=redis_url) as d:
         d.extend([(1, "a"), {"k": [1, 2]}, b"raw", None, 2.5])
         assert list(d) == [(1, "a"), {"k": [1, 2]}, b"raw", None, 2.5]
         with pytest.raises(distqueue.SerializationError):
@@ -412,8 +412,8 @@ def test_iteration_pages_through_a_long_redis_deque_both_ways(redis_url: str) ->
         expected = collections.deque(items)
         expected.rotate(PAGE + 3)
         assert list(d) == list(expected)
-        d.insert(PAGE, "x")
-        expected.insert(PAGE, "x")
+        d.insert(PAGE, -1)
+        expected.insert(PAGE, -1)
         del d[PAGE + 1]
         del expected[PAGE + 1]
         d *= 2
@@ -534,7 +534,7 @@ def test_a_negative_timeout_is_a_value_error_only_when_blocking(
 @pytest.mark.slow
 def test_a_blocked_pop_is_woken_by_another_process(redis_url: str, tmp_path: Path) -> None:
     name = f"procs-{uuid.uuid4().hex}"
-    with Deque(maxlen=10, url=redis_url, name=name) as d:
+    with Deque[Any](maxlen=10, url=redis_url, name=name) as d:
         thread, outcome = run_in_thread(lambda: d.popleft(block=True, timeout=60))
         wait_until_blocked(thread, d)
         script = (
@@ -556,10 +556,10 @@ def test_a_blocked_pop_is_woken_by_another_process(redis_url: str, tmp_path: Pat
 
 def test_a_deque_through_the_sentinels_is_the_masters_deque(sentinel_url: str) -> None:
     name = f"sentinel-{uuid.uuid4().hex}"
-    with Deque(maxlen=3, url=sentinel_url, name=name) as d:
+    with Deque[int](maxlen=3, url=sentinel_url, name=name) as d:
         thread, outcome = run_in_thread(lambda: d.popleft(block=True, timeout=60))
         wait_until_blocked(thread, d)
-        with Deque(maxlen=3, url=sentinel_url, name=name) as other:
+        with Deque[int](maxlen=3, url=sentinel_url, name=name) as other:
             other.extend([1, 2, 3, 4])
         thread.join(10)
         assert outcome == [2]
@@ -681,7 +681,7 @@ def test_an_undecodable_item_raises_deserialization_error_with_its_bytes(redis_u
 
 # -- lost replies ------------------------------------------------------------------------------
 
-LIMITS = "socket_timeout=1&connect_timeout=1&retry_window=4"
+LIMITS = "socket_timeout=1.5&connect_timeout=1&retry_window=4"
 
 
 @pytest.fixture
@@ -790,3 +790,36 @@ def test_threads_popping_one_memory_deque_take_each_item_once() -> None:
     for t in threads:
         t.join()
     assert sorted(taken) == list(range(2000))
+
+
+# -- ?wait_replicas=N --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replicated(tmp_path: Path) -> Iterator[Any]:
+    """A primary and its replica (tests/test_replicas.py)."""
+    from test_replicas import Pair
+
+    servers = Pair(tmp_path)
+    yield servers
+    servers.close()
+
+
+def test_with_wait_replicas_a_change_returns_once_the_replica_has_it(replicated: Any) -> None:
+    from distqueue.deques.redis import DequeKeys
+
+    name = f"confirmed-{uuid.uuid4().hex}"
+    quick = "wait_timeout=0.2&retry_window=1&socket_timeout=2"
+    d: Deque[Any] = Deque(url=f"{replicated.primary.url}?wait_replicas=1&{quick}", name=name)
+    key = DequeKeys(name).list
+    d.extend(range(20))
+    assert replicated.replica_client.llen(key) == 20
+    assert d.popleft() == 0
+    assert replicated.replica_client.llen(key) == 19
+    replicated.pause_replica()
+    with pytest.raises(distqueue.OutcomeUnknownError):
+        d.append("unconfirmed")
+    replicated.resume_replica()
+    assert d[-1] == "unconfirmed"  # on the primary, unconfirmed: never run twice
+    assert d.count("unconfirmed") == 1
+    d.close()

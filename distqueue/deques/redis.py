@@ -1,7 +1,7 @@
 """Deques on Redis: one list per deque, changed only by single commands and Lua scripts.
 
 The keys of the deque called ``name`` share the hash tag ``{name}``, so a Redis Cluster keeps
-them on one node (:func:`~distqueue.backends.redis.key_prefix`)::
+them on one node (:func:`~distqueue.backends.redis.keys.key_prefix`)::
 
     dq:{name}:deque         list: the payloads, left to right
     dq:{name}:deque:meta    hash: "maxlen" (-1 when unbounded), recorded by the first handle
@@ -146,7 +146,13 @@ class RedisDequeStore:
         k = self.keys = DequeKeys(name)
 
         def changes(script: str, *keys: str) -> Script:
-            return Script(client, script, keys, retry_safe=True)
+            return Script(
+                client,
+                script,
+                keys,
+                retry_safe=True,
+                replica_wait=connections.options.replica_wait,
+            )
 
         self._push = changes("deque_push.lua", k.list, k.meta, k.avail)
         self._pop = changes("deque_pop.lua", k.list, k.avail)
