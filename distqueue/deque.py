@@ -12,6 +12,7 @@ The storage lives in :mod:`distqueue.deques`; this module checks arguments and k
 
 from __future__ import annotations
 
+import copy
 import operator
 import reprlib
 import sys
@@ -242,6 +243,14 @@ class Deque(Generic[T]):
         return self._sibling(self._backend.items())
 
     __copy__ = copy
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Deque[T]:
+        # On Redis the items are stored serialized, so a copy shares nothing with the original
+        # already; in memory the items themselves are copied, as for collections.deque.
+        items = self._backend.items()
+        if not self._backend.shared:
+            items = copy.deepcopy(items, memo)
+        return self._sibling(items)
 
     def _sibling(self, items: list[Any]) -> Deque[T]:
         """A new deque on this one's storage, with its maxlen and serializer, holding

@@ -11,6 +11,7 @@ small ints and strings, for which Python's equality and the JSON serializer's ag
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import math
 import operator
@@ -377,6 +378,10 @@ def test_a_memory_deque_without_a_name_is_private_and_a_named_one_shared() -> No
 def test_items_on_memory_are_the_objects_themselves() -> None:
     item = object()
     d: Deque[object] = Deque([item])
+    assert copy.copy(d)[0] is item
+    assert copy.deepcopy(Deque([[1]]))[0] == [1]
+    inner = [1]
+    assert copy.deepcopy(Deque([inner]))[0] is not inner
     assert d.pop() is item
 
 
@@ -446,6 +451,9 @@ def test_copy_add_and_mul_make_new_deques_under_fresh_names(redis_url: str) -> N
             again: Deque[int] = Deque(maxlen=3, url=redis_url, name=made[0].name)
             assert list(again) == [1, 2]  # the copy lives on the server under its name
             again.close()
+            deep = copy.deepcopy(d)  # a new deque too, not another handle on this one
+            made.append(deep)
+            assert deep.name != d.name and list(deep) == [1, 2]
         finally:
             for m in made:
                 m.delete()
