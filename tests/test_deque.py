@@ -394,6 +394,13 @@ def test_items_on_redis_round_trip_through_the_serializer(redis_url: str) -> Non
         with pytest.raises(distqueue.SerializationError):
             d.extend([1, object()])
         assert len(d) == 5  # nothing of the refused extend was added
+        # an item the serializer refuses cannot be in the deque, as in collections.deque
+        stranger = object()
+        assert (stranger in d, d.count(stranger)) == (False, 0)
+        with pytest.raises(ValueError):
+            d.index(stranger)
+        with pytest.raises(ValueError):
+            d.remove(stranger)
         d.delete()
 
 

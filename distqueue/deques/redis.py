@@ -50,6 +50,7 @@ from ..errors import (
     AuthenticationError,
     BackendError,
     DeserializationError,
+    SerializationError,
     WrongTypeError,
 )
 from ..serializers import Serializer
@@ -308,23 +309,37 @@ class RedisDequeStore:
     def clear(self) -> None:
         self._run(self._clear, what="clear()")
 
+    def _wanted(self, item: Any) -> bytes | None:
+        """The payload to look for, or ``None`` for an item the serializer refuses, which
+        therefore cannot be in the deque."""
+        try:
+            return self._dumps(item)
+        except SerializationError:
+            return None
+
     def count(self, item: Any) -> int:
-        payload = self._dumps(item)
+        payload = self._wanted(item)
+        if payload is None:
+            return 0
         found = self._read(
             lambda: self._client.lpos(self.keys.list, payload, count=0), what="count()"
         )
         return len(found or [])
 
     def contains(self, item: Any) -> bool:
-        payload = self._dumps(item)
+        payload = self._wanted(item)
+        if payload is None:
+            return False
         found = self._read(lambda: self._client.lpos(self.keys.list, payload), what="'in'")
         return found is not None
 
     def index(self, item: Any, start: int, stop: int) -> int:
-        payload = self._dumps(item)
-        found = int(
-            self._read(lambda: self._index(payload, _clip(start), _clip(stop)), what="index()")
-        )
+        payload = self._wanted(item)
+        found = -1
+        if payload is not None:
+            found = int(
+                self._read(lambda: self._index(payload, _clip(start), _clip(stop)), what="index()")
+            )
         if found < 0:
             raise ValueError(f"{item!r} is not in deque")
         return found
@@ -350,8 +365,8 @@ class RedisDequeStore:
             raise IndexError("deque already at its maximum size")
 
     def remove(self, item: Any) -> None:
-        payload = self._dumps(item)
-        if not self._run(self._remove, payload, what="remove()"):
+        payload = self._wanted(item)
+        if payload is None or not self._run(self._remove, payload, what="remove()"):
             raise ValueError("deque.remove(x): x not in deque")
 
     def reverse(self) -> None:
