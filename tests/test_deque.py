@@ -694,6 +694,53 @@ def test_an_undecodable_item_raises_deserialization_error_with_its_bytes(redis_u
     raw.close()
 
 
+def test_a_server_out_of_memory_refuses_appends_but_lets_pops_drain_it(tmp_path: Path) -> None:
+    from servers import require_binary
+
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+    client = redis.Redis(port=server.port)
+    try:
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", used + 2_000_000)
+        d: Deque[str] = Deque(url=server.url)
+        blob = "x" * 20_000
+        added = 0
+        with pytest.raises(distqueue.BackendError, match="OOM") as info:
+            for _ in range(1000):
+                d.extend([blob] * 10)
+                added += 10
+        assert not isinstance(info.value, distqueue.BackendConnectionError)
+        assert added > 0 and len(d) == added  # the refused extend added nothing
+        # every way out of the full server still works
+        assert d.pop() == blob
+        d.rotate(3)
+        d.reverse()
+        del d[0]
+        d.remove(blob)
+        assert d.popleft(block=True, timeout=1) == blob
+        d.clear()
+        d.append("room again")
+        assert list(d) == ["room again"]
+        d.close()
+    finally:
+        client.close()
+        server.kill()
+
+
+def test_replies_kept_for_retries_do_not_pile_up(redis_url: str) -> None:
+    raw = redis.Redis.from_url(redis_url)
+    d: Deque[str] = Deque(url=redis_url)
+    for _ in range(200):
+        d.append("x" * 1000)
+        assert d.popleft() == "x" * 1000
+    replies = list(raw.scan_iter(match=d._backend.keys.reply + "*", count=1000))  # type: ignore[attr-defined]
+    assert 1 <= len(replies) <= 2, replies
+    d.delete()
+    d.close()
+    raw.close()
+
+
 # -- lost replies ------------------------------------------------------------------------------
 
 LIMITS = "socket_timeout=1.5&connect_timeout=1&retry_window=4"

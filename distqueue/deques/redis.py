@@ -6,7 +6,12 @@ them on one node (:func:`~distqueue.backends.redis.keys.key_prefix`)::
     dq:{name}:deque         list: the payloads, left to right
     dq:{name}:deque:meta    hash: "maxlen" (-1 when unbounded), recorded by the first handle
     dq:{name}:deque:avail   list: token "there may be an item", for blocked pops
-    dq:{name}:deque:r:ID    string: the reply of the call with request id ID, for a retry (60 s)
+    dq:{name}:deque:r:ID    string: the reply of the call with request id ID, for a retry (kept
+                            until the client's next call, at most 60 s)
+
+**Memory.** A server at its ``maxmemory`` refuses the scripts that may add to it (append,
+extend, insert, assignment, ``*=``), and still runs those that take away or rearrange
+(``flags=allow-oom``), so a full server can be drained.
 
 **Atomicity.** Every change is one Lua script (``backends/lua/deque_*.lua``); every read is one
 command (``LLEN``, ``LINDEX``, ``LRANGE``, ``LPOS``) or a script that writes nothing. The maxlen
@@ -32,6 +37,7 @@ Errors of redis-py are translated here: connection failures to ``BackendConnecti
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 import uuid
@@ -144,6 +150,8 @@ class RedisDequeStore:
         self._serializer_name = getattr(serializer, "name", type(serializer).__name__)
         self._retrier = Retrier(connections.options, f"deque {name!r}")
         self._request_id = RequestIds()
+        # reply keys of calls whose replies arrived, for later calls to delete (one each)
+        self._received: collections.deque[str] = collections.deque(maxlen=64)
         k = self.keys = DequeKeys(name)
 
         def changes(script: str, *keys: str) -> Script:
@@ -170,11 +178,19 @@ class RedisDequeStore:
     # -- running commands ------------------------------------------------------------------
 
     def _run(self, script: Script, *args: Any, what: str, wait_until: float | None = 0.0) -> Any:
-        """Run a retry-safe script under one request id, retried until it answers."""
+        """Run a retry-safe script under one request id, retried until it answers. The call
+        also names the reply key of an earlier call whose reply arrived, for the server to
+        delete (see :mod:`distqueue.backends.scripts`)."""
+        try:
+            done = self._received.popleft()
+        except IndexError:
+            done = self.keys.reply  # a key never written: no reply received yet
         request = self.keys.reply + self._request_id()
-        return self._attempt(
-            lambda: script(request, *args), what=what, changes=True, wait_until=wait_until
+        reply = self._attempt(
+            lambda: script(done, request, *args), what=what, changes=True, wait_until=wait_until
         )
+        self._received.append(request)
+        return reply
 
     def _read(self, attempt: Callable[[], T], *, what: str) -> T:
         """Run a call that changes nothing."""
@@ -200,6 +216,12 @@ class RedisDequeStore:
                     f"deque {self.name!r} exists on this server with "
                     f"maxlen={None if stored < 0 else stored!r}, not maxlen={self.maxlen!r}: "
                     "open it with the maxlen it was made with"
+                )
+            if isinstance(exc, redis.exceptions.OutOfMemoryError):
+                return BackendError(
+                    f"the Redis server of deque {self.name!r} is out of memory (OOM: used "
+                    "memory above its maxmemory) and refuses to store more: take items "
+                    "out, delete deques, or raise maxmemory"
                 )
             if "DEQUETOOLONG" in text:
                 return MemoryError(f"deque {self.name!r} would grow beyond a Redis list's limit")

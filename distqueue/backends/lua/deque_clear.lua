@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Remove every item of a deque (its maxlen stays).
 --
 -- KEYS[1] list   list  the items

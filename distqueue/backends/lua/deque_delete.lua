@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Remove the item at one index of a deque, moving the shorter side to close the gap.
 --
 -- KEYS[1] list   list  the items, left to right

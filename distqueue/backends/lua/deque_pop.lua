@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Take the item at one end of a deque.
 --
 -- KEYS[1] list   list  the items, left to right

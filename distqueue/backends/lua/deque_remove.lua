@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Remove the first item of a deque (from the left) whose payload is ARGV[1].
 --
 -- KEYS[1] list   list  the items, left to right

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Reverse the order of a deque's items in place.
 --
 -- KEYS[1] list  list  the items, left to right

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Rotate a deque ARGV[1] steps to the right (to the left when negative): the last items move
 -- to the front. Only the shorter side is moved.
 --
