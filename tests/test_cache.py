@@ -327,13 +327,15 @@ def test_of_two_cas_with_one_token_exactly_one_wins(make_cache: MakeCache) -> No
         barrier = threading.Barrier(2)
         won: list[tuple[bool, str]] = []
 
-        def attempt(cache: Cache, token: Any, value: str) -> None:
+        def attempt(
+            cache: Cache, token: Any, value: str, barrier: Any, won: list[tuple[bool, str]]
+        ) -> None:
             barrier.wait(GUARD)
             won.append((cache.cas("k", value, token), value))
 
         threads = [
-            threading.Thread(target=attempt, args=(one, token_one, "one")),
-            threading.Thread(target=attempt, args=(two, token_two, "two")),
+            threading.Thread(target=attempt, args=(one, token_one, "one", barrier, won)),
+            threading.Thread(target=attempt, args=(two, token_two, "two", barrier, won)),
         ]
         for thread in threads:
             thread.start()
