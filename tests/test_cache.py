@@ -172,9 +172,7 @@ def test_append_and_prepend_add_bytes_to_a_bytes_value(cache: Cache) -> None:
     assert cache.get("empty") == b"\x00\xff"
 
 
-@pytest.mark.parametrize(
-    "value", ["text", 7, 2**40, -1, 1.5, None, [b"a"], {"a": 1}], ids=repr
-)
+@pytest.mark.parametrize("value", ["text", 7, 2**40, -1, 1.5, None, [b"a"], {"a": 1}], ids=repr)
 def test_append_to_a_value_that_is_not_bytes_is_a_type_error_and_changes_nothing(
     cache: Cache, value: Any
 ) -> None:
