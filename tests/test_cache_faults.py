@@ -10,6 +10,7 @@ of it.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import uuid
@@ -274,3 +275,104 @@ def test_a_unix_socket_url_takes_its_database_and_the_settings(tmp_path: Any) ->
     cache.close()
     with pytest.raises(ValueError, match="unknown query parameter 'dbx'"):
         Cache(f"unix://{path}?dbx=3")
+
+
+# -- compare-and-set and append with lost replies ------------------------------------------------
+
+
+def raw_item(scheme: str, port: int, key: str) -> bytes | None:
+    """The item as the server holds it, read with a raw client."""
+    if scheme == "redis":
+        with redis.Redis(port=port) as raw_redis:
+            return raw_redis.get(key)  # type: ignore[return-value]
+    raw_memcached = Client(("127.0.0.1", port), connect_timeout=5, timeout=5)
+    try:
+        return raw_memcached.get(key)  # type: ignore[no-any-return]
+    finally:
+        raw_memcached.close()
+
+
+def test_a_cas_and_an_append_whose_replies_are_lost_apply_once_on_redis(
+    redis_url: str, namespace: str
+) -> None:
+    proxy = FaultyProxy(port_of(redis_url))
+    try:
+        with Cache(url_for("redis", proxy.port), namespace=namespace) as cache:
+            cache.set("k", b"start")
+            assert cache.append("k", b"-warm")  # the script is known to the server
+            _, token = cache.gets("k")
+            assert token is not None
+            proxy.drop_reply()
+            # retried under its request id: the first reply, not "changed since gets"
+            assert cache.cas("k", b"one", token) is True
+            assert proxy.lost.is_set(), "the proxy lost no reply: the test tested nothing"
+            proxy.drop_reply()
+            assert cache.append("k", b"-two") is True
+            assert proxy.lost.is_set()
+            proxy.drop_reply()
+            assert cache.prepend("k", b"zero-") is True
+            assert proxy.lost.is_set()
+            assert cache.get("k") == b"zero-one-two"
+        assert raw_item("redis", proxy.target_port, f"{namespace}:v:k") == b"bzero-one-two"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("operation", ["cas", "append"])
+def test_a_cas_or_append_whose_reply_is_lost_on_memcached_is_outcome_unknown_and_once(
+    memcached_pair: tuple[Any, Any], namespace: str, operation: str
+) -> None:
+    proxy = FaultyProxy(memcached_pair[0].port)
+    try:
+        with Cache(url_for("memcached", proxy.port), namespace=namespace) as cache:
+            cache.set("k", b"start")
+            _, token = cache.gets("k")
+            assert token is not None
+            proxy.drop_reply(b"STORED")  # the reply to the cas (append reads, then cas)
+            with pytest.raises(OutcomeUnknownError, match="may or may not"):
+                if operation == "cas":
+                    cache.cas("k", b"start-new", token)
+                else:
+                    cache.append("k", b"-new")
+            assert proxy.lost.is_set()
+            assert cache.stats.server_errors == 1
+        # it did happen, once, and was never sent again
+        assert raw_item("memcached", proxy.target_port, f"{namespace}:v:k") == b"bstart-new"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("operation", ["cas", "append"])
+def test_a_cas_or_append_whose_outcome_cannot_be_learnt_raises_outcome_unknown(
+    server: tuple[str, int], proxy: FaultyProxy, namespace: str, operation: str
+) -> None:
+    scheme, port = server
+    url = url_for(scheme, proxy.port, "?socket_timeout=1&connect_timeout=1")
+    with Cache(url, namespace=namespace) as cache:
+        cache.set("k", b"start")
+        _, token = cache.gets("k")
+        assert token is not None
+        proxy.drop_reply(re.compile(rb"STORED|^:1\r\n"), then_black_hole=True)
+        with pytest.raises(OutcomeUnknownError, match="may or may not"):
+            if operation == "cas":
+                cache.cas("k", b"start-new", token)
+            else:
+                cache.append("k", b"-new")
+        assert proxy.lost.is_set()
+    assert raw_item(scheme, port, f"{namespace}:v:k") == b"bstart-new"
+
+
+def test_a_cas_to_a_server_that_is_down_is_false_and_counted(server: tuple[str, int]) -> None:
+    scheme, port = server
+    with Cache(url_for(scheme, port)) as cache:
+        cache.set("k", b"v")
+        _, token = cache.gets("k")
+    assert token is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    with Cache(url_for(scheme, dead), namespace=cache.namespace) as elsewhere:
+        assert elsewhere.replace("k", b"w") is False
+        assert elsewhere.append("k", b"w") is False
+        assert elsewhere.gets("k", "miss") == ("miss", None)
+        assert elsewhere.stats.server_errors >= 3
