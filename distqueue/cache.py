@@ -213,8 +213,9 @@ class Cache:
 
     ``url``
         ``memcached://h1:11211,h2:11211`` (keys spread over the servers by pymemcache's
-        rendezvous hashing), ``redis://host:6379/0`` (also ``rediss://``, ``unix://``) or
-        ``memory://`` (this process only); see :mod:`distqueue.kv.url`.
+        rendezvous hashing), ``redis://host:6379/0`` (also ``rediss://``, ``unix://``, a
+        Cluster's ``redis+cluster://`` and Sentinel's ``redis+sentinel://``, as for queues)
+        or ``memory://`` (this process only); see :mod:`distqueue.kv.url`.
     ``namespace``
         the prefix of every key (1 to 64 letters, digits and ``_ . - /``); caches with other
         namespaces on the same servers never see each other's values.
@@ -235,9 +236,11 @@ class Cache:
         or more; ``None``: never.
     ``connect_timeout``, ``timeout``
         seconds to wait for a connection (1 s by default), and for each reply (3 s); also
-        settable in the URL (``?connect_timeout=1&socket_timeout=3``). A server that accepts
-        connections and never answers costs a call at most ``connect_timeout + timeout``
-        seconds; see :mod:`distqueue.kv.url`.
+        settable in the URL (``?connect_timeout=1&socket_timeout=3``), as are, on Redis,
+        ``retry_window`` and ``outage_limit``. A server that accepts connections and never
+        answers costs a call at most ``connect_timeout + timeout`` seconds; on Redis a
+        connection refused or reset is retried for ``retry_window`` (3 s); see
+        :mod:`distqueue.kv.url`.
     ``dead_retry``
         seconds during which a server that failed is not tried again: calls that need it fail
         at once instead of each waiting for a timeout.
@@ -259,7 +262,10 @@ class Cache:
     After a failure a server is not tried for ``dead_retry`` seconds. Errors in the caller's
     own data are raised: ``SerializationError`` for a value the serializer refuses,
     ``ValueTooLargeError``, ``TypeError`` for a key that is not ``str``/``bytes``,
-    ``WrongTypeError`` for ``incr``/``decr`` on a value that is not a counter.
+    ``WrongTypeError`` for ``incr``/``decr`` on a value that is not a counter, ``TypeError``
+    for ``append``/``prepend`` on one that is not ``bytes``. ``OutcomeUnknownError`` is the
+    one server failure raised: an update that is not idempotent (``incr``, ``decr``, ``cas``,
+    ``append``, ``prepend``) whose reply was lost for good.
 
     A ``Cache`` is safe to share between threads. Values are copies (also with ``memory://``).
     """

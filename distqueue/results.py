@@ -58,7 +58,10 @@ class ResultStore:
     A server that accepts connections and never answers makes a call raise
     ``BackendConnectionError`` after at most ``connect_timeout + timeout`` seconds (4 s by
     default); :meth:`wait` after its own timeout plus that (and at most 5 s more on Redis,
-    the longest single blocking command). See :mod:`distqueue.kv.url`.
+    the longest single blocking command). On Redis a connection refused or reset (a restart,
+    a fail-over) is retried for ``retry_window`` seconds first, and a waiter rides it out
+    for as long as its own timeout allows (``outage_limit`` without one). See
+    :mod:`distqueue.kv.url`.
     """
 
     def __init__(
