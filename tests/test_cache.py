@@ -194,6 +194,17 @@ def test_append_of_data_that_is_not_bytes_is_a_type_error(cache: Cache, data: An
     assert cache.get("k") == b"abc"
 
 
+def test_append_keeps_the_ttl_except_on_memcached(cache: Cache, cache_url: str) -> None:
+    cache.set("k", b"short-lived", ttl=1)
+    assert cache.append("k", b"!")
+    time.sleep(2.5)
+    if cache_url.startswith("memcached://"):
+        # memcached cannot tell a TTL: the value was stored again with default_ttl
+        assert cache.get("k") == b"short-lived!"
+    else:
+        assert cache.get("k", MISSING) is MISSING
+
+
 def test_append_to_compressed_and_chunked_bytes_values(cache: Cache) -> None:
     compressible = b"abc" * (100 * 1024)  # stored compressed
     cache.set("z", compressible)

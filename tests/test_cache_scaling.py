@@ -38,6 +38,7 @@ from threads import run_in_thread
 import distqueue
 from distqueue.cache import Cache, OutcomeUnknownError, ResultStore
 from distqueue.kv.keys import Keyspace
+from distqueue.kv.redis import request_key
 
 pytestmark = pytest.mark.redis
 
@@ -361,3 +362,29 @@ def test_cache_and_results_through_a_sentinel_master_killed_mid_run(
         master,
         f"sync-{uuid.uuid4().hex}",
     )
+
+
+@pytest.mark.parametrize(
+    "key",
+    [b"ns:v:k", b"ns:v:{tag}rest", b"ns:v:}{", b"ns:v:a{}b{c}", b"ns:v:a}b", b"ns:v:{}", b"{a{b}"],
+    ids=repr,
+)
+def test_a_request_keeps_its_reply_in_the_slot_of_its_key(key: bytes) -> None:
+    reply = request_key(key, "0123abcd").encode("ascii")
+    assert redis.crc.key_slot(reply) == redis.crc.key_slot(key), reply
+    assert b"0123abcd" in reply
+
+
+@pytest.mark.parametrize("key", ["}{", "a{}b{c}", "a}b", "{tag}x", "{}"], ids=repr)
+def test_counters_cas_and_append_work_on_keys_with_braces_on_a_cluster(
+    cluster_url: str, key: str
+) -> None:
+    with Cache(cluster_url, namespace=f"t-{uuid.uuid4().hex}") as cache:
+        assert cache.incr(key, 2) == 2
+        assert cache.decr(key) == 1
+        _, token = cache.gets(key)
+        assert token is not None
+        assert cache.cas(key, b"bytes", token)
+        assert cache.append(key, b"-more") and cache.prepend(key, b"some ")
+        assert cache.get(key) == b"some bytes-more"
+        assert cache.stats.server_errors == 0

@@ -54,6 +54,8 @@ Errors of redis-py are translated here: connection failures and timeouts to
 
 from __future__ import annotations
 
+import binascii
+import functools
 import hashlib
 import math
 import time
@@ -90,18 +92,48 @@ class _Silent(Exception):
         self.sent = sent
 
 
+def _hashed_part(text: str) -> str:
+    """The part of a key that Redis Cluster hashes: the text between the first ``{`` and the
+    first ``}`` after it when that is not empty, else the whole key."""
+    start = text.find("{")
+    if start != -1:
+        end = text.find("}", start + 1)
+        if end > start + 1:
+            return text[start + 1 : end]
+    return text
+
+
+@functools.cache
+def _tags_by_slot() -> tuple[str, ...]:
+    """For every Cluster slot, a short text that hashes to it (built once, when a key needs
+    it: some 170,000 CRCs)."""
+    tags: list[str | None] = [None] * 16384
+    missing = len(tags)
+    number = 0
+    while missing:
+        tag = f"{number:x}"
+        slot = binascii.crc_hqx(tag.encode("ascii"), 0) % 16384
+        if tags[slot] is None:
+            tags[slot] = tag
+            missing -= 1
+        number += 1
+    return tuple(tag or "" for tag in tags)
+
+
 def request_key(key: bytes, request: str) -> str:
     """A key for one request's reply in the same Redis Cluster slot as ``key``.
 
-    A key with a hash tag (``{...}``, not empty) keeps it; any other is hashed whole, so it
-    becomes the tag. (A key holding a ``}`` outside a tag has no such key by name; the cache's
-    keys with one would then need another slot, which only a Cluster would see.)
+    A key with a hash tag keeps it (the reply key starts with the key). Any other is hashed
+    whole, so it becomes the tag, unless it holds a ``}`` (it could not be a tag then): the tag
+    is then a short text of the same slot.
     """
     text = key.decode("ascii")
-    start = text.find("{")
-    if start != -1 and text.find("}", start + 2) != -1 and text[start + 1 : start + 2] != "}":
+    if _hashed_part(text) is not text:
         return f"{text}:req:{request}"
-    return f"{{{text}}}:req:{request}"
+    if "}" not in text:
+        return f"{{{text}}}:req:{request}"
+    slot = binascii.crc_hqx(key, 0) % 16384
+    return f"{{{_tags_by_slot()[slot]}}}:req:{request}"
 
 
 MAX_TTL_MS = 10**15
