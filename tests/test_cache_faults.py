@@ -22,6 +22,7 @@ import redis
 from faults import BlackHole, FaultyProxy
 from pymemcache.client.base import Client
 
+import distqueue
 from distqueue import BackendConnectionError
 from distqueue.cache import Cache, OutcomeUnknownError, ResultStore
 
@@ -376,3 +377,19 @@ def test_a_cas_to_a_server_that_is_down_is_false_and_counted(server: tuple[str, 
         assert elsewhere.append("k", b"w") is False
         assert elsewhere.gets("k", "miss") == ("miss", None)
         assert elsewhere.stats.server_errors >= 3
+
+
+def test_a_redis_url_takes_the_queue_urls_parameters(redis_url: str, namespace: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    url = f"{base}?db=2&socket_timeout=2&connect_timeout=1&retry_window=5&outage_limit=30"
+    with Cache(url, namespace=namespace) as cache, distqueue.Queue(url=url, name=namespace) as q:
+        assert cache.set("k", "in db 2")
+        q.put("a queue with the same URL")
+        assert q.get(timeout=5) == "a queue with the same URL"
+        q.delete()
+    with redis.Redis(port=port_of(redis_url), db=2) as raw:
+        assert raw.get(f"{namespace}:v:k") == b"sin db 2"
+    with pytest.raises(ValueError, match="retry_window must be at most"):
+        Cache(f"{base}/0?retry_window=31")
+    with pytest.raises(ValueError, match="unknown query parameter 'retry_window'"):
+        Cache("memcached://127.0.0.1:1?retry_window=5")
