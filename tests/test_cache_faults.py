@@ -393,3 +393,34 @@ def test_a_redis_url_takes_the_queue_urls_parameters(redis_url: str, namespace: 
         Cache(f"{base}/0?retry_window=31")
     with pytest.raises(ValueError, match="unknown query parameter 'retry_window'"):
         Cache("memcached://127.0.0.1:1?retry_window=5")
+
+
+def test_a_result_waiter_rides_out_a_redis_outage_longer_than_the_retry_window(
+    tmp_path: Any, namespace: str
+) -> None:
+    from servers import RedisServer, require_binary
+    from threads import run_in_thread
+
+    server = RedisServer(require_binary("redis-server"), tmp_path, appendonly=True)
+    url = server.url + "?retry_window=0.5"
+    try:
+        with ResultStore(url, namespace=namespace, ttl=600) as store:
+            store.mark_pending("t")
+            waiter, got = run_in_thread(lambda: store.wait("t", timeout=60))
+            with redis.Redis(port=server.port) as raw:
+                deadline = time.monotonic() + 30
+                while raw.info("clients")["blocked_clients"] < 1:
+                    assert time.monotonic() < deadline, "the waiter never blocked"
+                    time.sleep(0.01)
+            server.kill()
+            # another call gives up: the server now counts as down for dead_retry
+            other = store.fetch_many(["other"])["other"]
+            assert isinstance(other, BackendConnectionError), other
+            time.sleep(1.5)  # an outage three times the retry window
+            server.start()
+            store.set_result("t", "after the outage")
+            waiter.join(60)
+            assert not waiter.is_alive(), "the waiter did not wake"
+            assert [getattr(outcome, "value", outcome) for outcome in got] == ["after the outage"]
+    finally:
+        server.kill()
