@@ -19,6 +19,7 @@ BENCHMARKS = (
     "workers",
     "cache",
     "cluster",
+    "pack",
 )
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 

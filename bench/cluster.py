@@ -54,14 +54,13 @@ def redis_cluster() -> Iterator[Any]:
 
     try:
         server = servers.require_binary("redis-server")
-        cli = servers.require_binary("redis-cli")
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         raise ServerUnavailable(str(exc.msg)) from None
-    from cluster import Cluster  # tests/cluster.py, on the path _servers_module() set
+    from cluster import Cluster, ProcessLauncher  # tests/cluster.py, on _servers_module()'s path
 
     with tempfile.TemporaryDirectory(prefix="distqueue-bench-cluster-") as directory:
         try:
-            made = Cluster(server, cli, Path(directory), masters=3, replicas=0)
+            made = Cluster(ProcessLauncher(server, Path(directory)), masters=3, replicas=0)
         except (OSError, RuntimeError, AssertionError) as exc:
             raise ServerUnavailable(f"the cluster did not start: {exc}") from exc
         try:
@@ -76,7 +75,7 @@ def _names() -> list[str]:
 
 def _consume(url: str, names: list[str], start: Any, out: Any) -> None:
     """A consumer process: drain ``names`` one item per call; report (start, end, items)."""
-    queues = [distqueue.Queue(url=url, name=name) for name in names]
+    queues: list[distqueue.Queue[Any]] = [distqueue.Queue(url=url, name=name) for name in names]
     for q in queues:
         q.qsize()  # connect before the clock starts
     start.wait()
@@ -120,7 +119,7 @@ def _drain_rate(url: str, processes: int) -> float:
         raise RuntimeError(f"consumers took {taken} items of {QUEUES * PER_QUEUE}")
     began = min(report[0] for report in reports)
     ended = max(report[1] for report in reports)
-    return taken / (ended - began)
+    return float(taken / (ended - began))
 
 
 def _ops(url: str, cluster: Any) -> None:

@@ -396,7 +396,11 @@ class Cache:
             return False
         return True
 
-    def set_many(self, values: Mapping[str | bytes, Any], ttl: TTL = DEFAULT) -> list[str | bytes]:
+    def set_many(
+        self,
+        values: Mapping[str, Any] | Mapping[bytes, Any] | Mapping[str | bytes, Any],
+        ttl: TTL = DEFAULT,
+    ) -> list[str | bytes]:
         """Store every value; return the keys that were not stored (empty when all were).
 
         Every value is serialized before anything is written, so ``SerializationError`` and
@@ -716,6 +720,7 @@ class CachedFunction(Generic[P, R]):
                 )
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
+        self.__name__: str = getattr(func, "__name__", name or repr(func))
         self.cache = cache
         self.ttl = ttl
         self.lock_ttl = lock_ttl

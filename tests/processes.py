@@ -151,7 +151,8 @@ class Records:
 
     def items(self) -> list[Any]:
         """The items :func:`taskfns.record` recorded, in order."""
-        return [ast.literal_eval(raw.decode()) for raw in self.client.lrange(self.key, 0, -1)]
+        raws: list[Any] = self.client.lrange(self.key, 0, -1)
+        return [ast.literal_eval(raw.decode()) for raw in raws]
 
     def starts(self) -> list[tuple[int, Any]]:
         """``(pid, item)`` for each start of work in :func:`taskfns.record_start_end`, in order."""

@@ -165,7 +165,7 @@ def test_append_and_prepend_add_bytes_to_a_bytes_value(cache: Cache) -> None:
     cache.set("k", b"middle")
     assert cache.append("k", b"-end") is True
     assert cache.prepend("k", b"start-") is True
-    assert cache.append("k", bytearray(b"!")) is True
+    assert cache.append("k", bytearray(b"!")) is True  # type: ignore[arg-type]
     assert cache.get("k") == b"start-middle-end!"
     cache.set("empty", b"")
     assert cache.prepend("empty", b"\x00\xff") is True
@@ -270,11 +270,13 @@ def test_cas_stores_only_while_the_value_is_unchanged(cache: Cache) -> None:
     assert cache.get("k") == {"v": 2}
 
     value, token = cache.gets("k")
+    assert token is not None
     cache.set("k", {"v": "other"})
     assert cache.cas("k", {"v": 4}, token) is False, "a write came in between"
     assert cache.get("k") == {"v": "other"}
 
     value, token = cache.gets("k")
+    assert token is not None
     cache.delete("k")
     assert cache.cas("k", {"v": 5}, token) is False, "the value was deleted"
     assert cache.get("k", MISSING) is MISSING
@@ -561,7 +563,7 @@ def test_a_ttl_that_is_not_a_number_is_a_type_error(cache: Cache, ttl: Any) -> N
 
 # -- keys ----------------------------------------------------------------------------------------
 
-ODD_KEYS = [
+ODD_KEYS: list[str | bytes] = [
     "",
     "with space",
     " leading and trailing ",

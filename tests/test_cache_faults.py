@@ -285,12 +285,14 @@ def raw_item(scheme: str, port: int, key: str) -> bytes | None:
     """The item as the server holds it, read with a raw client."""
     if scheme == "redis":
         with redis.Redis(port=port) as raw_redis:
-            return raw_redis.get(key)  # type: ignore[return-value]
-    raw_memcached = Client(("127.0.0.1", port), connect_timeout=5, timeout=5)
-    try:
-        return raw_memcached.get(key)  # type: ignore[no-any-return]
-    finally:
-        raw_memcached.close()
+            found = raw_redis.get(key)
+    else:
+        raw_memcached = Client(("127.0.0.1", port), connect_timeout=5, timeout=5)
+        try:
+            found = raw_memcached.get(key)
+        finally:
+            raw_memcached.close()
+    return None if found is None else bytes(found)
 
 
 def test_a_cas_and_an_append_whose_replies_are_lost_apply_once_on_redis(

@@ -23,11 +23,13 @@ over. The fail-over tests therefore check what Redis does promise, and what dist
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 import redis
@@ -110,7 +112,7 @@ def test_results_over_every_master_publish_and_wake_in_one_slot_each(
     with ResultStore(cluster_url, namespace=namespace, ttl=60) as store:
         for task_id in ids:
             store.mark_pending(task_id)
-        waiters = [run_in_thread(lambda t=t: store.wait(t, timeout=GUARD)) for t in ids[:6]]
+        waiters = [run_in_thread(functools.partial(store.wait, t, timeout=GUARD)) for t in ids[:6]]
         store.set_many([distqueue.cache.Outcome(t, {"id": t}) for t in ids])
         for thread, _ in waiters:
             thread.join(GUARD)
@@ -130,7 +132,7 @@ def executor_round_trip(url: str) -> None:
     from distqueue.worker import Worker
 
     name = f"tasks-{uuid.uuid4().hex}"
-    queue = distqueue.Queue(url=url, name=name, visibility_timeout=10)
+    queue: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name, visibility_timeout=10)
     results = ResultStore(url)
     worker = Worker(queue, results=results, concurrency=2, poll=0.1, allow=["taskfns"])
     thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
@@ -269,7 +271,7 @@ def run_through_failover(
     try:
         for task_id in task_ids:
             store.mark_pending(task_id)
-        waiters = [run_in_thread(lambda t=t: store.wait(t, timeout=GUARD)) for t in task_ids]
+        waiters = [run_in_thread(functools.partial(store.wait, t, timeout=GUARD)) for t in task_ids]
         for thread in threads:
             thread.start()
         wait_for(lambda: len(run.acked) >= 300, "writes before the kill")

@@ -199,7 +199,11 @@ def test_a_redis_restart_loses_no_item_and_workers_reconnect_by_themselves(
     producer.start()
     crashes: list[tuple[set[int], int]] = []  # (acknowledged then, starts recorded then)
     for share in (4, 2):  # restart when a quarter and when half of the items were processed
-        wait_until(lambda s=share: len(records.ends()) >= 2000 // s, f"1/{share} processed")
+
+        def processed(share: int = share) -> bool:
+            return len(records.ends()) >= 2000 // share
+
+        wait_until(processed, f"1/{share} processed")
         crashes.append((acknowledged(records, url, name), len(records.starts())))
         crash_and_restart(restartable_redis)
     items = producer.finish()
@@ -276,8 +280,12 @@ def test_executor_calls_complete_across_redis_restarts(
     submitter = Submitter(executor, count=300 * restarts)
     submitter.start()
     for restart in range(1, restarts + 1):
+
+        def done(restart: int = restart) -> bool:
+            return submitter.done() >= 200 * restart
+
         wait_until(
-            lambda r=restart: submitter.done() >= 200 * r,
+            done,
             f"{200 * restart} calls done",
             show=lambda: f"{submitter.done()} done of {len(submitter.futures)} submitted",
         )
@@ -353,7 +361,11 @@ def test_workers_outlive_an_outage_longer_than_the_client_retries(
         # no more) when the server goes away
         for n in range(3):
             q.put({"sleep": 3, "n": n})
-            wait_until(lambda n=n: len(holders()) == n + 1, f"{n + 1} slow items in hand")
+
+            def in_hand(n: int = n) -> bool:
+                return len(holders()) == n + 1
+
+            wait_until(in_hand, f"{n + 1} slow items in hand")
         q.put_many(range(30))
     crash_and_restart(restartable_redis, down_for=10.0)  # longer than the clients' retries
 

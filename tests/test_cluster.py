@@ -124,7 +124,9 @@ def test_queues_spread_over_the_masters_each_queue_on_one_slot(
     redis_cluster: Cluster, cluster_url: str
 ) -> None:
     names = [f"spread-{i}-{uuid.uuid4().hex[:6]}" for i in range(12)]
-    queues = [distqueue.PriorityQueue(url=cluster_url, name=name) for name in names]
+    queues: list[distqueue.PriorityQueue[Any]] = [
+        distqueue.PriorityQueue(url=cluster_url, name=name) for name in names
+    ]
     try:
         owners = set()
         for q, name in zip(queues, names, strict=True):
@@ -146,7 +148,7 @@ def test_the_executor_and_a_worker_run_tasks_on_a_cluster(cluster_url: str) -> N
     from distqueue.results import ResultStore
 
     name = f"tasks-{uuid.uuid4().hex}"
-    queue = distqueue.Queue(url=cluster_url, name=name, visibility_timeout=10)
+    queue: distqueue.Queue[Any] = distqueue.Queue(url=cluster_url, name=name, visibility_timeout=10)
     results = ResultStore("memory://")
     worker = Worker(queue, results=results, concurrency=2, poll=0.1, allow=["taskfns"])
     thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
@@ -178,8 +180,8 @@ def test_a_blocked_get_follows_its_slot_to_another_master(
     redis_cluster: Cluster, cluster_url: str
 ) -> None:
     name = f"moving-{uuid.uuid4().hex}"
-    consumer = distqueue.Queue(url=cluster_url, name=name)
-    producer = distqueue.Queue(url=cluster_url, name=name)
+    consumer: distqueue.Queue[Any] = distqueue.Queue(url=cluster_url, name=name)
+    producer: distqueue.Queue[Any] = distqueue.Queue(url=cluster_url, name=name)
     try:
         producer.put("before")
         assert consumer.get(timeout=5) == "before"
@@ -206,16 +208,21 @@ def test_calls_during_a_slot_migration_wait_for_it_and_lose_nothing(
     # Half-way through a migration some of a queue's keys are on each node: the scripts get
     # TRYAGAIN (or ASK) until the migration ends, within the retry window, and run once.
     name = f"migrating-{uuid.uuid4().hex}"
-    q = distqueue.Queue(url=cluster_url + "?retry_window=10", name=name, visibility_timeout=30)
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=cluster_url + "?retry_window=10", name=name, visibility_timeout=30
+    )
     try:
         q.put_many(list(range(100)))
         message = q.get_message()
         slot, source, target = _slot_and_other_master(redis_cluster, name)
         redis_cluster.begin_migration(slot, target)
         redis_cluster.move_keys(slot, source, target, limit=2)
-        thread, result = run_in_thread(
-            lambda: (q.put("late"), message.ack(), q.get_many(200, timeout=5))
-        )
+
+        def calls() -> tuple[None, bool, list[Any]]:
+            q.put("late")
+            return None, message.ack(), q.get_many(200, timeout=5)
+
+        thread, result = run_in_thread(calls)
         assert_still_running(thread, 0.5)  # refused for as long as the slot is half-moved
         redis_cluster.finish_migration(slot, source, target)
         thread.join(15)
@@ -238,8 +245,8 @@ def test_a_blocked_get_carries_on_after_its_master_fails_over_and_it_rejoins(
 ) -> None:
     name = f"failing-{uuid.uuid4().hex}"
     url = cluster_url + "?retry_window=15"
-    consumer = distqueue.Queue(url=url, name=name, visibility_timeout=30)
-    producer = distqueue.Queue(url=url, name=name)
+    consumer: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name, visibility_timeout=30)
+    producer: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
     try:
         producer.put("warm-up")
         consumer.get()

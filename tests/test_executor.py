@@ -28,7 +28,7 @@ def executor(queue_url: str) -> Iterator[distqueue.Executor]:
     """An Executor and one worker thread serving its queue."""
     name = f"tasks-{uuid.uuid4().hex}"
     executor = distqueue.Executor(url=queue_url, queue=name)
-    queue = distqueue.Queue(url=queue_url, name=name, visibility_timeout=10)
+    queue: distqueue.Queue[Any] = distqueue.Queue(url=queue_url, name=name, visibility_timeout=10)
     from distqueue.results import ResultStore
 
     results = ResultStore(queue_url)

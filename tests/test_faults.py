@@ -263,7 +263,7 @@ def test_calls_to_a_server_that_never_answers_end_within_their_bound(
     proxy: FaultyProxy,
 ) -> None:
     proxy.black_hole()
-    q = distqueue.Queue(url=proxy.url(LIMITS), name="silent")
+    q: distqueue.Queue[Any] = distqueue.Queue(url=proxy.url(LIMITS), name="silent")
     calls: dict[str, Callable[[], Any]] = {
         "get(timeout=1)": lambda: q.get(timeout=1),
         "put": lambda: q.put(1),
@@ -313,7 +313,9 @@ def test_a_call_sent_and_never_answered_says_its_outcome_is_unknown(
 
 
 def test_a_server_that_refuses_connections_is_a_plain_connection_error() -> None:
-    q = distqueue.Queue(url=f"redis://127.0.0.1:{free_port()}/0?{LIMITS}", name="refused")
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=f"redis://127.0.0.1:{free_port()}/0?{LIMITS}", name="refused"
+    )
     with pytest.raises(distqueue.BackendConnectionError) as info:
         q.put(1)
     assert not isinstance(info.value, distqueue.OutcomeUnknownError)  # nothing was sent
@@ -321,7 +323,9 @@ def test_a_server_that_refuses_connections_is_a_plain_connection_error() -> None
 
 
 def test_tls_to_a_plain_port_ends_within_its_bound(live: RedisServer) -> None:
-    q = distqueue.Queue(url=f"rediss://127.0.0.1:{live.port}/0?{LIMITS}", name="tls")
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=f"rediss://127.0.0.1:{live.port}/0?{LIMITS}", name="tls"
+    )
     started = time.monotonic()
     with pytest.raises(distqueue.BackendConnectionError):
         q.get(timeout=1)
@@ -330,7 +334,9 @@ def test_tls_to_a_plain_port_ends_within_its_bound(live: RedisServer) -> None:
 
 
 def test_wrong_credentials_are_an_authentication_error_at_once(live: RedisServer) -> None:
-    q = distqueue.Queue(url=f"redis://nobody:wrong@127.0.0.1:{live.port}/0", name="auth")
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=f"redis://nobody:wrong@127.0.0.1:{live.port}/0", name="auth"
+    )
     with pytest.raises(distqueue.AuthenticationError, match="credentials"):
         q.put(1)
     q.close()
@@ -352,11 +358,13 @@ def test_a_blocked_get_waits_through_an_outage_and_wakes_for_the_next_item(
     live: RedisServer, leasing: bool
 ) -> None:
     name = f"outage-{uuid.uuid4().hex}"
-    consumer = distqueue.Queue(url=live.url, name=name, visibility_timeout=30 if leasing else None)
+    consumer: distqueue.Queue[Any] = distqueue.Queue(
+        url=live.url, name=name, visibility_timeout=30 if leasing else None
+    )
     thread, outcome = run_in_thread(lambda: consumer.get(timeout=60))
     wait_until_blocked(thread, consumer)
     restart_after(live, 6.0).join()  # longer than the retry window
-    producer = distqueue.Queue(url=live.url, name=name)
+    producer: distqueue.Queue[Any] = distqueue.Queue(url=live.url, name=name)
     producer.put("after the outage")
     thread.join(30)
     assert outcome == ["after the outage"]
@@ -368,7 +376,7 @@ def test_a_blocked_get_waits_through_an_outage_and_wakes_for_the_next_item(
 @pytest.mark.slow
 def test_items_and_counts_survive_a_restart_and_join_waits_through_it(live: RedisServer) -> None:
     name = f"restart-{uuid.uuid4().hex}"
-    q = distqueue.Queue(url=live.url, name=name)
+    q: distqueue.Queue[Any] = distqueue.Queue(url=live.url, name=name)
     q.put_many(["a", "b"])
     thread, outcome = run_in_thread(lambda: q.join(timeout=60))
     wait_until_blocked(thread, q)
@@ -383,7 +391,9 @@ def test_items_and_counts_survive_a_restart_and_join_waits_through_it(live: Redi
 
 @pytest.mark.slow
 def test_a_get_without_timeout_gives_up_after_the_outage_limit(live: RedisServer) -> None:
-    q = distqueue.Queue(url=f"{live.url}?{LIMITS}&outage_limit=2", name="limit")
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=f"{live.url}?{LIMITS}&outage_limit=2", name="limit"
+    )
     q.qsize()
     live.kill()
     started = time.monotonic()
@@ -415,7 +425,7 @@ def test_a_consumer_stopped_past_its_lease_cannot_settle_the_new_delivery(
     import sys
 
     name = f"stopped-{uuid.uuid4().hex}"
-    q = distqueue.Queue(url=live.url, name=name)
+    q: distqueue.Queue[Any] = distqueue.Queue(url=live.url, name=name)
     q.put("job")
     script = tmp_path / "consumer.py"
     script.write_text(STOPPABLE_CONSUMER)

@@ -216,8 +216,8 @@ class Processes:
                 pytest.fail(f"still running after {timeout} s: {running}")
             for child in children:
                 child.join(0.1)
-        failed = {child.name: child.exitcode for child in children if child.exitcode != 0}
-        assert not failed, f"children failed (exit codes): {failed}"
+        exits = {child.name: child.exitcode for child in children if child.exitcode != 0}
+        assert not exits, f"children failed (exit codes): {exits}"
 
     def close(self) -> None:
         for child in self.children:

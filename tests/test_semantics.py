@@ -6,6 +6,7 @@ tests in test_multiprocess.py do the same with real processes.
 
 from __future__ import annotations
 
+import functools
 import queue as stdlib_queue
 import threading
 import time
@@ -191,7 +192,7 @@ def test_several_blocked_producers_all_get_in_as_slots_free(make_queue: MakeQueu
     q.put(1)
     producers = [make_queue(distqueue.Queue, 2, name="many-producers") for _ in range(3)]
     threads = [
-        run_in_thread(lambda p=p, i=i: p.put(10 + i, timeout=30)) for i, p in enumerate(producers)
+        run_in_thread(functools.partial(p.put, 10 + i, timeout=30)) for i, p in enumerate(producers)
     ]
     wait_until_blocked([thread for thread, _ in threads], q, count=3)
     got = [q.get(timeout=10) for _ in range(5)]
@@ -306,7 +307,7 @@ def test_shutdown_immediate_drops_waiting_items_and_releases_join(make_queue: Ma
 def test_shutdown_wakes_a_get_blocked_in_another_handle(make_queue: MakeQueue) -> None:
     blocked = [make_queue(distqueue.Queue, name="sd-get") for _ in range(3)]
     controller = make_queue(distqueue.Queue, name="sd-get")
-    threads = [run_in_thread(lambda b=b: b.get(timeout=30)) for b in blocked]
+    threads = [run_in_thread(functools.partial(b.get, timeout=30)) for b in blocked]
     wait_until_blocked([thread for thread, _ in threads], controller, count=3)
     controller.shutdown()
     for thread, outcome in threads:
@@ -870,14 +871,12 @@ def test_a_waiting_batch_lets_at_most_maxsize_items_pass_it(
     batch_thread, batch_outcome = run_in_thread(lambda: batcher.put_many("abc", timeout=30))
     wait_until_blocked(batch_thread, q)
 
-    def produce(handle: Any, tag: str) -> None:
+    def produce(tag: str) -> None:
+        handle = make_queue(distqueue.Queue, 3, name="fair")
         for i in range(30):
             handle.put(f"{tag}{i}", timeout=30)
 
-    producers = [
-        run_in_thread(lambda tag=tag: produce(make_queue(distqueue.Queue, 3, name="fair"), tag))
-        for tag in ("x", "y")
-    ]
+    producers = [run_in_thread(functools.partial(produce, tag)) for tag in ("x", "y")]
     got = []
     for _ in range(9):
         got.append(q.get(timeout=10))
@@ -901,7 +900,7 @@ def test_a_waiting_batch_lets_at_most_maxsize_items_pass_it(
 def test_blocked_simple_queue_gets_each_wake_for_one_put(make_queue: MakeQueue) -> None:
     consumers = [make_queue(distqueue.SimpleQueue, name="simple-wake") for _ in range(3)]
     producer = make_queue(distqueue.SimpleQueue, name="simple-wake")
-    threads = [run_in_thread(lambda c=c: c.get(timeout=30)) for c in consumers]
+    threads = [run_in_thread(functools.partial(c.get, timeout=30)) for c in consumers]
     wait_until_blocked([thread for thread, _ in threads], producer, count=3)
     for i in range(3):
         producer.put(i)

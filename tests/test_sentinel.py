@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from cluster import SentinelGroup
@@ -37,7 +38,7 @@ def test_a_queue_through_the_sentinels_is_the_masters_queue(
 
 def test_an_unknown_service_is_a_connection_error_within_the_bound(sentinel_url: str) -> None:
     url = sentinel_url.replace("/mymaster/", "/nosuchmaster/") + "?retry_window=0.5"
-    q = distqueue.Queue(url=url, name="nowhere")
+    q: distqueue.Queue[Any] = distqueue.Queue(url=url, name="nowhere")
     started = time.monotonic()
     with pytest.raises(distqueue.BackendConnectionError, match="nosuchmaster"):
         q.put(1)
@@ -52,8 +53,8 @@ def test_a_blocked_get_follows_the_new_master(
 ) -> None:
     name = f"sentinel-blocked-{uuid.uuid4().hex}"
     url = sentinel_url + "?retry_window=15"
-    consumer = distqueue.Queue(url=url, name=name)
-    producer = distqueue.Queue(url=url, name=name)
+    consumer: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
+    producer: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
     try:
         producer.put("warm-up")
         assert consumer.get(timeout=5) == "warm-up"

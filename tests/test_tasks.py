@@ -13,6 +13,7 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,12 @@ def serving(queue_url: str) -> Iterator[Serving]:
 
 
 def dead_letter_errors(queue: distqueue.Queue[Any], count: int) -> list[str]:
+    def enough() -> list[distqueue.DeadLetter]:
+        letters = queue.dead_letters()
+        return letters if len(letters) >= count else []
+
     letters = wait_until(
-        lambda: len(queue.dead_letters()) >= count and queue.dead_letters(),
+        enough,
         f"{count} dead letter(s)",
         show=queue.dead_letters,
     )
@@ -317,7 +322,7 @@ def test_pickle_tasks_run_when_signed(serving: Serving) -> None:
 )
 def test_a_base_exception_fails_its_task_alone(serving: Serving, kind: str) -> None:
     executor = serving.executor()
-    futures = [
+    futures: list[Future[Any]] = [
         executor.submit(taskfns.raise_base, kind),
         executor.submit(taskfns.add, 1, 2),
         executor.submit(taskfns.raise_base, kind),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import distqueue
@@ -80,8 +82,8 @@ def test_no_url_means_memory_unless_the_environment_names_one(
     monkeypatch.delenv("DISTQUEUE_URL", raising=False)
     assert distqueue.Queue().url == "memory://"
     monkeypatch.setenv("DISTQUEUE_URL", redis_url)
-    a = distqueue.Queue(name="from-env")
-    b = distqueue.Queue(url=redis_url, name="from-env")
+    a: distqueue.Queue[Any] = distqueue.Queue(name="from-env")
+    b: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name="from-env")
     assert a.url == redis_url
     a.put("shared")
     assert b.get(timeout=1) == "shared"

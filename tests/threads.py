@@ -105,7 +105,8 @@ def _blocked_clients(url: str) -> int:
             client.close()
     if scheme.endswith("+sentinel"):
         service = parts.path.strip("/").split("/")[0]
-        client = redis.sentinel.Sentinel(hosts).master_for(service)
+        sentinel: Any = redis.sentinel.Sentinel  # untyped in redis-py
+        client = sentinel(hosts).master_for(service)
     else:
         client = redis.Redis.from_url(url.partition("?")[0])
     try:

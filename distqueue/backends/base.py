@@ -172,3 +172,19 @@ class Deadline:
         if self.at is None:
             return None
         return self.at - time.monotonic()
+
+
+class Backoff:
+    """Growing pauses between attempts: ``first`` seconds, doubled each time up to ``limit``."""
+
+    __slots__ = ("_limit", "_next")
+
+    def __init__(self, first: float, limit: float) -> None:
+        self._next = first
+        self._limit = limit
+
+    def __call__(self) -> float:
+        """The next pause, in seconds."""
+        pause = self._next
+        self._next = min(pause * 2, self._limit)
+        return pause

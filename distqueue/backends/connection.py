@@ -38,7 +38,8 @@ import redis.exceptions
 import redis.sentinel
 
 from ..errors import BackendConnectionError, OutcomeUnknownError
-from .scripts import REPLY_WINDOW, NotSent
+from .base import Backoff
+from .scripts import REPLY_WINDOW, NotSent, ReplicasBehind
 
 T = TypeVar("T")
 
@@ -52,8 +53,8 @@ timeout of 0 as "forever", which must never be sent."""
 
 @dataclass(frozen=True)
 class RedisOptions:
-    """Time limits for one Redis client, in seconds; each can be given in the URL's query
-    (``redis://host/0?socket_timeout=2&retry_window=10``).
+    """Time limits for one Redis client, in seconds, and how many replicas must confirm a
+    change; each can be given in the URL's query (``redis://host/0?socket_timeout=2``).
 
     ``socket_timeout``
         How long one command waits for its reply (a blocking wait: its own length plus this).
@@ -65,15 +66,36 @@ class RedisOptions:
     ``outage_limit``
         How long a call that waits with no timeout (``get()``, ``join()``) rides out an outage
         before it raises ``BackendConnectionError``.
+    ``wait_replicas``
+        How many replicas must have a change before a call that made it returns (Redis's
+        ``WAIT``, sent with the change); 0, the default, waits for none. Redis replicates
+        asynchronously: a change the master acknowledged and then lost in a fail-over (it died
+        before passing the change on) is gone, unless a replica confirmed it first. A call
+        whose change too few replicas confirm within ``wait_timeout`` is retried, which changes
+        nothing more and waits again, and in the end raises ``OutcomeUnknownError``.
+    ``wait_timeout``
+        How long one such wait for the replicas lasts (less than ``socket_timeout``).
     """
 
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
     retry_window: float = 3.0
     outage_limit: float = 60.0
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.wait_replicas, bool)
+            or not isinstance(self.wait_replicas, int)
+            or self.wait_replicas < 0
+        ):
+            raise ValueError(
+                f"wait_replicas must be a whole number of replicas, not {self.wait_replicas!r}"
+            )
         for field in fields(self):
+            if field.name == "wait_replicas":
+                continue
             value = getattr(self, field.name)
             if (
                 isinstance(value, bool)
@@ -89,18 +111,35 @@ class RedisOptions:
                 f"retry_window must be at most {REPLY_WINDOW / 2:g} s (replies are remembered "
                 f"for {REPLY_WINDOW:g} s), not {self.retry_window!r}"
             )
+        if self.wait_timeout >= self.socket_timeout:
+            raise ValueError(
+                f"wait_timeout ({self.wait_timeout!r} s) must be less than socket_timeout "
+                f"({self.socket_timeout!r} s): the server answers a wait only when it ends"
+            )
+
+    @property
+    def replica_wait(self) -> tuple[int, int]:
+        """``(replicas, milliseconds)`` for Redis's ``WAIT``; ``(0, 0)``: no waiting."""
+        if not self.wait_replicas:
+            return (0, 0)
+        return (self.wait_replicas, max(1, round(self.wait_timeout * 1000)))
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> RedisOptions:
         """Options from a URL's query parameters; ``ValueError`` naming any that is unknown or
         not a positive number."""
         known = {field.name for field in fields(cls)}
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for key, text in query.items():
             if key not in known:
                 raise ValueError(
                     f"unknown parameter {key!r}; known: {', '.join(sorted(known))}, db"
                 )
+            if key == "wait_replicas":
+                if not text.isdigit():
+                    raise ValueError(f"wait_replicas must be a whole number, not {text!r}")
+                values[key] = int(text)
+                continue
             try:
                 values[key] = float(text)
             except ValueError:
@@ -210,6 +249,7 @@ def make_sentinel_clients(
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     NotSent,
+    ReplicasBehind,  # ran; the retry waits for the replicas again
     redis.exceptions.ConnectionError,  # also LOADING after a restart (BusyLoadingError), and
     # no master known to the sentinels (MasterNotFoundError)
     redis.exceptions.TimeoutError,
@@ -236,7 +276,8 @@ _BACKOFF_MAX = 0.25  # a fail-over ends at an unknown moment: notice it soon aft
 class Retrier:
     """Runs one call, retrying it after a connection failure within the limits of ``options``.
 
-    ``describe`` names the call's subject for error messages (``"queue 'jobs'"``).
+    ``describe`` names the call's subject for error messages (``"queue 'jobs'"``). The
+    decisions are :class:`RetryBudget`'s; this class only sleeps between attempts.
     """
 
     def __init__(self, options: RedisOptions, describe: str) -> None:
@@ -259,39 +300,78 @@ class Retrier:
         unknown. Raises ``BackendConnectionError``, or ``OutcomeUnknownError`` when it may have
         run.
         """
-        first_failure: float | None = None
-        first_sent: float | None = None
-        backoff = _BACKOFF_FIRST
+        budget: RetryBudget | None = None
         while True:
             started = time.monotonic()
             try:
                 return attempt()
             except RETRYABLE as exc:
-                cause = exc.error if isinstance(exc, NotSent) else exc
-                if isinstance(cause, _REFUSED):
-                    raise cause from None
-                now = time.monotonic()
-                if first_failure is None:
-                    first_failure = now
-                if not isinstance(exc, NotSent) and first_sent is None:
-                    first_sent = started
-                give_up = first_failure + self.options.retry_window
-                if wait_until is None:
-                    give_up = first_failure + self.options.outage_limit
-                elif wait_until > give_up:
-                    give_up = wait_until
-                if first_sent is not None and changes:
-                    # past this, the server may have forgotten the first attempt's reply
-                    give_up = min(give_up, first_sent + REPLY_WINDOW / 2)
-                if now + backoff >= give_up:
-                    raise self._failure(what, changes and first_sent is not None, cause) from cause
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                if budget is None:
+                    budget = RetryBudget(self, what, changes, wait_until)
+                time.sleep(budget.failed(exc, started))
 
-    def _failure(self, what: str, unknown: bool, exc: BaseException) -> BackendConnectionError:
+    def failure(self, what: str, unknown: bool, exc: BaseException) -> BackendConnectionError:
+        """The error that ends a call that could not be completed."""
         if unknown:
             return OutcomeUnknownError(
                 f"Redis server for {self.describe} did not answer {what}, which may or may not "
                 f"have taken effect: {exc}"
             )
         return BackendConnectionError(f"Redis server for {self.describe} is unreachable: {exc}")
+
+
+class RetryBudget:
+    """What to do after each failed attempt of one call: pause, or give up (no I/O here, so
+    that any driver, blocking or not, can follow it).
+
+    :meth:`failed` returns the pause before the next attempt, or raises the error that ends
+    the call: the refusal itself (wrong credentials), ``BackendConnectionError``, or
+    ``OutcomeUnknownError`` when an attempt reached the server and may have run.
+    """
+
+    __slots__ = (
+        "_backoff",
+        "_changes",
+        "_first_failure",
+        "_first_sent",
+        "_retrier",
+        "_wait_until",
+        "_what",
+    )
+
+    def __init__(
+        self, retrier: Retrier, what: str, changes: bool, wait_until: float | None
+    ) -> None:
+        self._retrier = retrier
+        self._what = what
+        self._changes = changes
+        self._wait_until = wait_until
+        self._first_failure: float | None = None
+        self._first_sent: float | None = None
+        self._backoff = Backoff(_BACKOFF_FIRST, _BACKOFF_MAX)
+
+    def failed(self, exc: BaseException, started: float) -> float:
+        """After an attempt begun at ``started`` (monotonic) failed with ``exc``, one of
+        :data:`RETRYABLE`: seconds to pause before the next attempt."""
+        cause = exc.error if isinstance(exc, NotSent) else exc
+        if isinstance(cause, _REFUSED):
+            raise cause from None
+        now = time.monotonic()
+        if self._first_failure is None:
+            self._first_failure = now
+        if not isinstance(exc, NotSent) and self._first_sent is None:
+            self._first_sent = started
+        options = self._retrier.options
+        give_up = self._first_failure + options.retry_window
+        if self._wait_until is None:
+            give_up = self._first_failure + options.outage_limit
+        elif self._wait_until > give_up:
+            give_up = self._wait_until
+        sent = self._first_sent is not None
+        if self._first_sent is not None and self._changes:
+            # past this, the server may have forgotten the first attempt's reply
+            give_up = min(give_up, self._first_sent + REPLY_WINDOW / 2)
+        pause = self._backoff()
+        if now + pause >= give_up:
+            raise self._retrier.failure(self._what, self._changes and sent, cause) from cause
+        return pause

@@ -27,7 +27,7 @@ import hashlib
 import itertools
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -44,6 +44,10 @@ REPLY_WINDOW = 60.0
 _WRAPPER = (
     """local known = redis.call('GET', KEYS[#KEYS])
 if known then
+    -- a write, so that a WAIT after this call confirms the first one's changes too
+    redis.call('PEXPIRE', KEYS[#KEYS], """
+    + str(int(REPLY_WINDOW * 1000))
+    + """)
     return unpack_reply(known)
 end
 local reply = (function()
@@ -117,10 +121,24 @@ class RequestIds:
         return f"{self._prefix}{next(self._count):x}"
 
 
+_pack_command: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    # hiredis's encoder in C packs a whole command faster than ours packs the arguments alone
+    # (bench/pack.py)
+    from hiredis import pack_command as _pack_command
+except ImportError:  # depends on what is installed
+    _pack_command = None
+
+
 def _resp(arg: bytes | str | int | float) -> bytes:
     """One argument of a command in the Redis protocol (RESP)."""
     data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
     return b"$%d\r\n%s\r\n" % (len(data), data)
+
+
+class ReplicasBehind(Exception):
+    """A change ran, but fewer replicas than asked confirmed it in time (retry the call: the
+    retry changes nothing and waits for them again)."""
 
 
 class NotSent(Exception):
@@ -159,15 +177,30 @@ class Script:
         "_packed",
         "_prefix",
         "_slot",
+        "_wait",
+        "_wait_packed",
         "source",
     )
 
     def __init__(
-        self, client: Any, name: str, keys: Sequence[str], *, retry_safe: bool = False
+        self,
+        client: Any,
+        name: str,
+        keys: Sequence[str],
+        *,
+        retry_safe: bool = False,
+        replica_wait: tuple[int, int] = (0, 0),
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
         self._keys = tuple(keys)
+        # (replicas, ms): a retry-safe call is followed by WAIT on its own connection
+        self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
+        self._wait_packed = (
+            b"*3\r\n" + b"".join(_resp(part) for part in ("WAIT", *replica_wait))
+            if self._wait
+            else b""
+        )
         # a retry-safe script's calls give one more key, first of their arguments: the key
         # its reply is kept under
         self._keycount = len(self._keys) + (1 if retry_safe else 0)
@@ -188,7 +221,7 @@ class Script:
                 return self._call_packed(args, self._client.connection_pool)
             if self._slot is not None:
                 return self._call_slot_master(args, self._slot)
-            return self._execute(*self._prefix, *args)
+            return self._generic(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
             pass
         except redis.exceptions.ResponseError as exc:
@@ -199,11 +232,39 @@ class Script:
         # answered, which is the one owning the keys (SCRIPT LOAD would go elsewhere on a
         # Cluster, or to every master, failing while one is down).
         try:
-            return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+            return self._generic("EVAL", self.source, *self._prefix[2:], *args)
         except redis.exceptions.ResponseError as exc:
             if not self._drop_shebang(exc):
                 raise
-        return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+        return self._generic("EVAL", self.source, *self._prefix[2:], *args)
+
+    def _generic(self, *command: Any) -> Any:
+        """Run ``command`` through the client's own routing (and the replicas' WAIT)."""
+        if self._wait is None:
+            return self._execute(*command)
+        if self._slot is not None or not hasattr(self._client, "pipeline"):
+            # A Cluster routes a WAIT elsewhere than the command: the retry (which changes
+            # nothing) takes the direct path, where the WAIT follows on the same connection.
+            self._execute(*command)
+            raise ReplicasBehind("the change took a redirect: confirming it on a retry")
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", *self._wait)
+        reply, acked = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        self._check_replicas(acked)
+        return reply
+
+    def _check_replicas(self, acked: Any) -> None:
+        assert self._wait is not None
+        wanted, ms = self._wait
+        if int(acked) < wanted:
+            raise ReplicasBehind(
+                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
+            )
 
     def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
         """Use the text without its shebang if ``exc`` says the server cannot compile one."""
@@ -224,7 +285,7 @@ class Script:
             redis.exceptions.TryAgainError,
             redis.exceptions.ClusterDownError,
         ):
-            return self._execute(*self._prefix, *args)
+            return self._generic(*self._prefix, *args)
         except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The caller retries; by then the client should know where the slot lives now.
             with contextlib.suppress(
@@ -234,22 +295,36 @@ class Script:
             raise
 
     def _call_packed(self, args: tuple[Any, ...], pool: Any) -> Any:
-        command = b"".join(
-            [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
-        )
+        if _pack_command is not None:
+            command = _pack_command((*self._prefix, *args))
+        else:
+            command = b"".join(
+                [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
+            )
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise NotSent(exc) from exc
         try:
             try:
-                connection.send_packed_command([command])
+                if self._wait is None:
+                    connection.send_packed_command([command])
+                else:
+                    connection.send_packed_command([command, self._wait_packed])
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 # A command cut short is never run: the server drops it with the connection.
                 connection.disconnect()
                 raise NotSent(exc) from exc
             try:
-                return connection.read_response()
+                if self._wait is None:
+                    return connection.read_response()
+                try:
+                    reply = connection.read_response()
+                except redis.exceptions.ResponseError:
+                    connection.read_response()  # the WAIT's reply: keep the connection in step
+                    raise
+                self._check_replicas(connection.read_response())
+                return reply
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 connection.disconnect()
                 raise

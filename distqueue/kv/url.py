@@ -196,7 +196,10 @@ def open_backend(
             options = RedisOptions(
                 socket_timeout=timeout,
                 connect_timeout=connect_timeout,
-                **{name: settings[name] for name in REDIS_ONLY_SETTINGS if name in settings},
+                # no replica waits here; the field must only stay below the socket timeout
+                wait_timeout=min(RedisOptions.wait_timeout, timeout / 2),
+                retry_window=settings.get("retry_window", RedisOptions.retry_window),
+                outage_limit=settings.get("outage_limit", RedisOptions.outage_limit),
             )
         except ValueError as exc:
             raise ValueError(f"in cache URL {url!r}: {exc}") from None

@@ -1,0 +1,118 @@
+"""Every Lua script a queue runs: its file, the keys it is given, its arguments, and whether
+it is wrapped to be safe to retry (see :mod:`distqueue.backends.scripts`).
+
+This is the one place that says which key goes where: each ``.lua`` file declares the same keys,
+in the same order, at its top (a test holds the two together). :func:`bind` makes the runnable
+scripts of one queue for a client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from ..scripts import Script
+from .keys import QueueKeys
+
+
+class ScriptSpec(NamedTuple):
+    """One script: its file in ``lua/``, the roles of its keys (see :mod:`.keys`), what its
+    arguments are (for readers; the script's header says more), and ``retry_safe``: whether a
+    call carries a request id, as one more key after those, so that a retry changes nothing."""
+
+    file: str
+    keys: tuple[str, ...]
+    args: str
+    retry_safe: bool
+
+
+_TAKE_KEYS = (
+    "items",
+    "meta",
+    "notfull",
+    "joined",
+    "avail",
+    "leases",
+    "payloads",
+    "deliveries",
+    "dead",
+    "errors",
+)
+_PUT_KEYS = ("items", "meta", "notfull", "joined", "avail")
+
+SCRIPTS: dict[str, ScriptSpec] = {
+    "put_list": ScriptSpec("put_list.lua", _PUT_KEYS, "kind maxsize ticket payload...", True),
+    "put_priority": ScriptSpec(
+        "put_priority.lua", _PUT_KEYS, "kind maxsize ticket (sort-key member)...", True
+    ),
+    "take": ScriptSpec("take.lua", _TAKE_KEYS, "kind n lease-ms max-deliveries", True),
+    "task_done": ScriptSpec("task_done.lua", ("meta", "joined"), "", True),
+    "shutdown": ScriptSpec(
+        "shutdown.lua",
+        ("items", "meta", "joined", "shutdown", "payloads", "deliveries"),
+        "kind immediate",
+        True,
+    ),
+    "ack": ScriptSpec(
+        "ack.lua",
+        ("items", "meta", "joined", "leases", "payloads", "deliveries"),
+        "kind token...",
+        True,
+    ),
+    "nack": ScriptSpec(
+        "nack.lua", ("items", "avail", "leases", "payloads"), "kind delay-ms token...", True
+    ),
+    "extend": ScriptSpec("extend.lua", ("leases",), "lease-ms token...", True),
+    "dead": ScriptSpec(
+        "dead.lua",
+        ("items", "meta", "joined", "leases", "payloads", "deliveries", "dead", "errors"),
+        "mode counted error (token or raw value)...",
+        True,
+    ),
+    "dead_requeue": ScriptSpec(
+        "dead_requeue.lua",
+        ("items", "meta", "joined", "avail", "payloads", "deliveries", "dead", "errors"),
+        "kind limit",
+        True,
+    ),
+    "dead_purge": ScriptSpec(
+        "dead_purge.lua", ("payloads", "deliveries", "dead", "errors"), "limit", True
+    ),
+    # Harmless to run twice: retried as they are.
+    "size": ScriptSpec("size.lua", ("items", "leases", "payloads"), "kind", False),
+    "signal": ScriptSpec("signal.lua", ("meta", "shutdown"), "", False),
+    "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
+    "delete": ScriptSpec(
+        "delete.lua",
+        (
+            "notfull",
+            "joined",
+            "items",
+            "meta",
+            "avail",
+            "shutdown",
+            "leases",
+            "payloads",
+            "deliveries",
+            "dead",
+            "errors",
+        ),
+        "",
+        False,
+    ),
+}
+
+
+def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -> dict[str, Script]:
+    """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
+    ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
+    (:attr:`~..connection.RedisOptions.replica_wait`)."""
+    return {
+        name: Script(
+            client,
+            spec.file,
+            keys.of(spec.keys),
+            retry_safe=spec.retry_safe,
+            replica_wait=replica_wait,
+        )
+        for name, spec in SCRIPTS.items()
+    }
