@@ -111,7 +111,7 @@ class RedisOptions:
                 f"retry_window must be at most {REPLY_WINDOW / 2:g} s (replies are remembered "
                 f"for {REPLY_WINDOW:g} s), not {self.retry_window!r}"
             )
-        if self.wait_timeout >= self.socket_timeout:
+        if self.wait_replicas and self.wait_timeout >= self.socket_timeout:
             raise ValueError(
                 f"wait_timeout ({self.wait_timeout!r} s) must be less than socket_timeout "
                 f"({self.socket_timeout!r} s): the server answers a wait only when it ends"

@@ -5,17 +5,23 @@ is loaded, the definitions of ``lua/lib.lua`` it uses are put before it, so it s
 EVAL.
 
 Each script's first line is a shebang, ``#!lua`` with the flags Redis should enforce (none of
-ours may skip them: every script writes, if only a wake-up token or a remembered reply). With a
-shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
+ours is ``no-writes``: every script writes, if only a wake-up token or a remembered reply). With
+a shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
 refuses it outright (``READONLY``), and a Cluster node refuses one whose keys are not all in one
-of its own slots. A server that does not know shebangs (Redis before 7.0, fakeredis) fails to
-compile it; the script is then sent without its first line, once per :class:`Script`.
+of its own slots. A server at its ``maxmemory`` (with ``noeviction``) refuses a script unless it
+has ``flags=allow-oom``: every script has it but those that add items (the puts, and requeueing
+dead letters), so that consumers can still drain a full server, ack, and delete. A server
+that does not know shebangs (Redis before 7.0, fakeredis) fails to compile it; the script is
+then sent without its first line, once per :class:`Script`.
 
 A script that changes state is *wrapped* so that it is safe to retry: its last key is a key
 named after a request id the client made, in the queue's hash slot. The wrapper reads that key
 first; if the call ran already, it returns the reply it gave then and changes nothing.
 Otherwise it runs the script and keeps the reply there for ``REPLY_WINDOW`` seconds (server
-time, by the key's TTL), which bounds how long a client may go on retrying one call.
+time, by the key's TTL), which bounds how long a client may go on retrying one call. The key
+before it names the reply of an earlier call that its client has received, which the wrapper
+deletes: a reply (a get's holds its items) is kept only until its client has it, not for the
+whole window.
 
 This module does no I/O of its own except through the client it is given.
 """
@@ -50,6 +56,8 @@ if known then
     + """)
     return unpack_reply(known)
 end
+-- the reply of an earlier call, which its client has received: no longer worth keeping
+redis.call('DEL', KEYS[#KEYS - 1])
 local reply = (function()
 %s
 end)()
@@ -201,9 +209,9 @@ class Script:
             if self._wait
             else b""
         )
-        # a retry-safe script's calls give one more key, first of their arguments: the key
-        # its reply is kept under
-        self._keycount = len(self._keys) + (1 if retry_safe else 0)
+        # a retry-safe script's calls give two more keys, first of their arguments: the key of
+        # a reply received (to delete), and the key its own reply is kept under
+        self._keycount = len(self._keys) + (2 if retry_safe else 0)
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
         self._slot = _one_slot(client, keys)
         self._use(script_source(name, retry_safe))

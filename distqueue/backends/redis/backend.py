@@ -59,6 +59,11 @@ def translate(exc: BaseException, name: str, kind: Kind) -> Exception:
             f"{found.group(1) if found else 'different'} queue, not a {kind.value} "
             "queue: open it with the class of its kind"
         )
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return BackendError(
+            f"the Redis server of queue {name!r} is out of memory (OOM: used memory above its "
+            "maxmemory) and refuses to store more: drain or delete queues, or raise maxmemory"
+        )
     if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in text:
         return WrongTypeError(f"a key of queue {name!r} has the wrong type: {exc}")
     if isinstance(

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..scripts import Script
-from .keys import QueueKeys
+from .keys import ROLES, QueueKeys
 
 
 class ScriptSpec(NamedTuple):
@@ -83,19 +83,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
     "delete": ScriptSpec(
         "delete.lua",
-        (
-            "notfull",
-            "joined",
-            "items",
-            "meta",
-            "avail",
-            "shutdown",
-            "leases",
-            "payloads",
-            "deliveries",
-            "dead",
-            "errors",
-        ),
+        ("notfull", "joined", *(role for role in ROLES if role not in ("notfull", "joined"))),
         "",
         False,
     ),
