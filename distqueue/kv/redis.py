@@ -240,8 +240,14 @@ class RedisBackend:
         skey = key.decode("ascii")
         script = Script(self._client, name, [skey], retry_safe=True)
         reply_key = request_key(key, self._request_id())
+        # The wrapper first deletes a reply its client has received; a cache call has none to
+        # name (its earlier calls were on other keys, in other slots), so its own reply key
+        # stands in: nothing is stored there before the script has run.
         return self._call(
-            lambda: script(reply_key, *args), what=f"{what} of {skey!r}", changes=True, key=key
+            lambda: script(reply_key, reply_key, *args),
+            what=f"{what} of {skey!r}",
+            changes=True,
+            key=key,
         )
 
     def _error(self, exc: BaseException, key: bytes | None = None) -> BackendError:

@@ -4,7 +4,8 @@
 -- the same request id returns the first outcome and adds nothing again.
 --
 -- KEYS[1]  the cache item
--- KEYS[2]  the request's remembered reply (added by the wrapper; in the item's hash slot)
+-- KEYS[2]  a reply received, deleted, and KEYS[3] the request's own reply (both added by
+--          the wrapper; in the item's hash slot)
 -- ARGV[1]  "append" or "prepend"
 -- ARGV[2]  the bytes to add
 --

@@ -4,7 +4,8 @@
 -- returns the first outcome and writes nothing again.
 --
 -- KEYS[1]  the cache item
--- KEYS[2]  the request's remembered reply (added by the wrapper; in the item's hash slot)
+-- KEYS[2]  a reply received, deleted, and KEYS[3] the request's own reply (both added by
+--          the wrapper; in the item's hash slot)
 -- ARGV[1]  the SHA-1, in hex, of the item the client read
 -- ARGV[2]  the item to store
 -- ARGV[3]  its TTL in milliseconds; "0" for no expiry, "keep" to keep the item's own TTL

@@ -4,7 +4,8 @@
 -- the first outcome and changes nothing.
 --
 -- KEYS[1]  the counter: a string of ASCII digits without leading zeros
--- KEYS[2]  the request's remembered reply (added by the wrapper; in the counter's hash slot)
+-- KEYS[2]  a reply received, deleted, and KEYS[3] the request's own reply (both added by
+--          the wrapper; in the counter's hash slot)
 -- ARGV[1]  "incr" or "decr"
 -- ARGV[2]  the amount, in ASCII digits, at most 2**63 - 1
 -- ARGV[3]  the TTL in milliseconds of a counter created here; "0" for no expiry
