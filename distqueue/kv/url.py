@@ -26,7 +26,9 @@ Query parameters, in seconds::
     ?outage_limit=S      Redis only: how long ``ResultStore.wait(timeout=None)`` rides out an
                          outage (60 s)
 
-so that a queue's URL serves for its results store as it is. A setting given both in the URL
+so that a queue's URL serves for its results store (but for its ``wait_replicas`` and
+``wait_timeout``, which only queues take so far: :func:`distqueue.url.results_url_for` drops
+them). A setting given both in the URL
 and as an argument must agree. Anything else raises ``ValueError`` naming the URL, or the
 parameters it does not know. Opening a Redis Cluster reads its layout at once, retried within
 ``retry_window``, and raises ``BackendConnectionError`` if no node answers.
