@@ -175,7 +175,6 @@ class RedisBackend:
         self._owns_client = owns_client
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
         self.health = ServerHealth(name, dead_retry)
-        self._options = options
         self._retrier = Retrier(options, name)
         self._request_id = RequestIds()
 
