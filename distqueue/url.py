@@ -218,13 +218,14 @@ def redis_options(url: str) -> Any:
         raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
-QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit", "wait_replicas", "wait_timeout")
+QUEUE_ONLY_PARAMETERS = ("wait_replicas", "wait_timeout")
 """Query parameters of a queue URL that a results store on the same server does not take."""
 
 
 def results_url_for(queue_url: str) -> str:
     """The URL of a results store kept on a queue's own server: the queue's URL without the
-    parameters only queues take."""
+    parameters only queues take (a results store takes the others, see
+    :mod:`distqueue.kv.url`)."""
     parts = urlsplit(queue_url)
     if not parts.query:
         return queue_url

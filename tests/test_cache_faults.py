@@ -10,6 +10,7 @@ of it.
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import uuid
@@ -21,6 +22,7 @@ import redis
 from faults import BlackHole, FaultyProxy
 from pymemcache.client.base import Client
 
+import distqueue
 from distqueue import BackendConnectionError
 from distqueue.cache import Cache, OutcomeUnknownError, ResultStore
 
@@ -241,7 +243,7 @@ def test_timeouts_in_the_url_are_used(black_hole: BlackHole) -> None:
     ("query", "message"),
     [
         ("?timeout=1", "unknown query parameter 'timeout'"),
-        ("?password=x&db=1", "unknown query parameters 'password', 'db'"),
+        ("?password=x&dbx=1", "unknown query parameters 'password', 'dbx'"),
         ("?socket_timeout=0", "socket_timeout must be a positive"),
         ("?socket_timeout=-1", "socket_timeout must be a positive"),
         ("?socket_timeout=inf", "socket_timeout must be a positive"),
@@ -274,3 +276,153 @@ def test_a_unix_socket_url_takes_its_database_and_the_settings(tmp_path: Any) ->
     cache.close()
     with pytest.raises(ValueError, match="unknown query parameter 'dbx'"):
         Cache(f"unix://{path}?dbx=3")
+
+
+# -- compare-and-set and append with lost replies ------------------------------------------------
+
+
+def raw_item(scheme: str, port: int, key: str) -> bytes | None:
+    """The item as the server holds it, read with a raw client."""
+    if scheme == "redis":
+        with redis.Redis(port=port) as raw_redis:
+            found = raw_redis.get(key)
+    else:
+        raw_memcached = Client(("127.0.0.1", port), connect_timeout=5, timeout=5)
+        try:
+            found = raw_memcached.get(key)
+        finally:
+            raw_memcached.close()
+    return None if found is None else bytes(found)
+
+
+def test_a_cas_and_an_append_whose_replies_are_lost_apply_once_on_redis(
+    redis_url: str, namespace: str
+) -> None:
+    proxy = FaultyProxy(port_of(redis_url))
+    try:
+        with Cache(url_for("redis", proxy.port), namespace=namespace) as cache:
+            cache.set("k", b"start")
+            assert cache.append("k", b"-warm")  # the script is known to the server
+            _, token = cache.gets("k")
+            assert token is not None
+            proxy.drop_reply()
+            # retried under its request id: the first reply, not "changed since gets"
+            assert cache.cas("k", b"one", token) is True
+            assert proxy.lost.is_set(), "the proxy lost no reply: the test tested nothing"
+            proxy.drop_reply()
+            assert cache.append("k", b"-two") is True
+            assert proxy.lost.is_set()
+            proxy.drop_reply()
+            assert cache.prepend("k", b"zero-") is True
+            assert proxy.lost.is_set()
+            assert cache.get("k") == b"zero-one-two"
+        assert raw_item("redis", proxy.target_port, f"{namespace}:v:k") == b"bzero-one-two"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("operation", ["cas", "append"])
+def test_a_cas_or_append_whose_reply_is_lost_on_memcached_is_outcome_unknown_and_once(
+    memcached_pair: tuple[Any, Any], namespace: str, operation: str
+) -> None:
+    proxy = FaultyProxy(memcached_pair[0].port)
+    try:
+        with Cache(url_for("memcached", proxy.port), namespace=namespace) as cache:
+            cache.set("k", b"start")
+            _, token = cache.gets("k")
+            assert token is not None
+            proxy.drop_reply(b"STORED")  # the reply to the cas (append reads, then cas)
+            with pytest.raises(OutcomeUnknownError, match="may or may not"):
+                if operation == "cas":
+                    cache.cas("k", b"start-new", token)
+                else:
+                    cache.append("k", b"-new")
+            assert proxy.lost.is_set()
+            assert cache.stats.server_errors == 1
+        # it did happen, once, and was never sent again
+        assert raw_item("memcached", proxy.target_port, f"{namespace}:v:k") == b"bstart-new"
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("operation", ["cas", "append"])
+def test_a_cas_or_append_whose_outcome_cannot_be_learnt_raises_outcome_unknown(
+    server: tuple[str, int], proxy: FaultyProxy, namespace: str, operation: str
+) -> None:
+    scheme, port = server
+    url = url_for(scheme, proxy.port, "?socket_timeout=1&connect_timeout=1")
+    with Cache(url, namespace=namespace) as cache:
+        cache.set("k", b"start")
+        _, token = cache.gets("k")
+        assert token is not None
+        proxy.drop_reply(re.compile(rb"STORED|^:1\r\n"), then_black_hole=True)
+        with pytest.raises(OutcomeUnknownError, match="may or may not"):
+            if operation == "cas":
+                cache.cas("k", b"start-new", token)
+            else:
+                cache.append("k", b"-new")
+        assert proxy.lost.is_set()
+    assert raw_item(scheme, port, f"{namespace}:v:k") == b"bstart-new"
+
+
+def test_a_cas_to_a_server_that_is_down_is_false_and_counted(server: tuple[str, int]) -> None:
+    scheme, port = server
+    with Cache(url_for(scheme, port)) as cache:
+        cache.set("k", b"v")
+        _, token = cache.gets("k")
+    assert token is not None
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = probe.getsockname()[1]
+    with Cache(url_for(scheme, dead), namespace=cache.namespace) as elsewhere:
+        assert elsewhere.replace("k", b"w") is False
+        assert elsewhere.append("k", b"w") is False
+        assert elsewhere.gets("k", "miss") == ("miss", None)
+        assert elsewhere.stats.server_errors >= 3
+
+
+def test_a_redis_url_takes_the_queue_urls_parameters(redis_url: str, namespace: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    url = f"{base}?db=2&socket_timeout=2&connect_timeout=1&retry_window=5&outage_limit=30"
+    with Cache(url, namespace=namespace) as cache, distqueue.Queue(url=url, name=namespace) as q:
+        assert cache.set("k", "in db 2")
+        q.put("a queue with the same URL")
+        assert q.get(timeout=5) == "a queue with the same URL"
+        q.delete()
+    with redis.Redis(port=port_of(redis_url), db=2) as raw:
+        assert raw.get(f"{namespace}:v:k") == b"sin db 2"
+    with pytest.raises(ValueError, match="retry_window must be at most"):
+        Cache(f"{base}/0?retry_window=31")
+    with pytest.raises(ValueError, match="unknown query parameter 'retry_window'"):
+        Cache("memcached://127.0.0.1:1?retry_window=5")
+
+
+def test_a_result_waiter_rides_out_a_redis_outage_longer_than_the_retry_window(
+    tmp_path: Any, namespace: str
+) -> None:
+    from servers import RedisServer, require_binary
+    from threads import run_in_thread
+
+    server = RedisServer(require_binary("redis-server"), tmp_path, appendonly=True)
+    url = server.url + "?retry_window=0.5"
+    try:
+        with ResultStore(url, namespace=namespace, ttl=600) as store:
+            store.mark_pending("t")
+            waiter, got = run_in_thread(lambda: store.wait("t", timeout=60))
+            with redis.Redis(port=server.port) as raw:
+                deadline = time.monotonic() + 30
+                while raw.info("clients")["blocked_clients"] < 1:
+                    assert time.monotonic() < deadline, "the waiter never blocked"
+                    time.sleep(0.01)
+            server.kill()
+            # another call gives up: the server now counts as down for dead_retry
+            other = store.fetch_many(["other"])["other"]
+            assert isinstance(other, BackendConnectionError), other
+            time.sleep(1.5)  # an outage three times the retry window
+            server.start()
+            store.set_result("t", "after the outage")
+            waiter.join(60)
+            assert not waiter.is_alive(), "the waiter did not wake"
+            assert [getattr(outcome, "value", outcome) for outcome in got] == ["after the outage"]
+    finally:
+        server.kill()

@@ -148,7 +148,8 @@ def test_results_on_a_killed_server_are_an_error_not_a_miss(
     ids = [f"task-{n}" for n in range(40)]
     for task_id in ids:
         store.mark_pending(task_id)
-    on_doomed = {key.rsplit(":", 1)[1] for key in keys_on(doomed, namespace)}
+    # result keys are {ns}:r:{id} (the id as a hash tag)
+    on_doomed = {key.rsplit(":", 1)[1].strip("{}") for key in keys_on(doomed, namespace)}
     on_alive = set(ids) - on_doomed
     assert on_doomed and on_alive
     doomed.kill()

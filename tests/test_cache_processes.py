@@ -87,6 +87,20 @@ def fill_with_set_argument(url: str, namespace: str, done: Any) -> None:
 # -- the test process's side ---------------------------------------------------------------------
 
 
+def cas_child(url: str, namespace: str, rounds: int, go: Any, reports: Any) -> None:
+    """Each round: read the shared list with gets, and try once to store it with this
+    process's pid added; report the rounds won."""
+    cache = Cache(url, namespace=namespace)
+    go.wait(GUARD)
+    won = 0
+    for _ in range(rounds):
+        value, token = cache.gets("shared")
+        if token is not None and cache.cas("shared", [*value, os.getpid()], token):
+            won += 1
+    reports.put((os.getpid(), won))
+    cache.close()
+
+
 @pytest.fixture(params=["redis", "memcached"])
 def shared_url(request: pytest.FixtureRequest) -> str:
     if request.param == "redis":
@@ -127,6 +141,30 @@ def test_many_threads_in_several_processes_run_the_function_once(
     assert len({repr(value) for value in values}) == 1, f"callers got different values: {values}"
     with Cache(shared_url, namespace=namespace) as cache:
         assert cache.get("runs") == 1, "the function ran more than once"
+
+
+def test_processes_racing_with_gets_and_cas_lose_no_update(
+    shared_url: str, children: list[Any]
+) -> None:
+    namespace = f"t-{uuid.uuid4().hex}"
+    processes, rounds = 3, 200
+    with Cache(shared_url, namespace=namespace) as cache:
+        cache.set("shared", [])
+    reports, go = SPAWN.Queue(), SPAWN.Event()
+    for _ in range(processes):
+        child = SPAWN.Process(target=cas_child, args=(shared_url, namespace, rounds, go, reports))
+        child.start()
+        children.append(child)
+    go.set()
+    won = dict(reports.get(timeout=GUARD) for _ in range(processes))
+    for child in children:
+        child.join(GUARD)
+    assert [child.exitcode for child in children] == [0] * processes
+    with Cache(shared_url, namespace=namespace) as cache:
+        final = cache.get("shared")
+    # every cas that returned True is in the list once, and nothing else is
+    assert {pid: final.count(pid) for pid in won} == won
+    assert len(final) == sum(won.values())
 
 
 def test_a_process_that_dies_holding_the_lock_leaves_no_stuck_key(

@@ -379,7 +379,7 @@ def test_a_worker_keeps_a_result_for_the_ttl_of_its_task(
     with distqueue.Queue(url=redis_url, name=reply) as replies:
         assert replies.get(timeout=GUARD) == message.task_id  # announced: stored before
         replies.delete()
-    result_key = Keyspace(DEFAULT_NAMESPACE).key("r", message.task_id)
+    result_key = Keyspace(DEFAULT_NAMESPACE).task_keys(message.task_id)[0]
     with redis.Redis.from_url(redis_url) as client:
         remaining = client.pttl(result_key)
     if ttl is None:

@@ -5,7 +5,8 @@ Redis or in memory, and values turned into those bytes.
 Modules, from the bottom up:
 
 ``base``        the backend contract (bytes in, bytes out), TTL checks, server health
-``memory``, ``redis``, ``memcached``   the backends (``lua/counter.lua``: Redis's counters)
+``memory``, ``redis``, ``memcached``   the backends (Redis's scripts are
+                ``distqueue/backends/lua/kv_*.lua``, run by the queues' loader)
 ``url``         the URL forms, and the backend for each
 ``keys``        storage keys every server accepts, one namespace apart from another
 ``frames``      the bytes stored for a value, and the manifests of chunked ones
