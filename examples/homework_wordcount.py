@@ -3,7 +3,7 @@
     python examples/homework_wordcount.py                                 # threads, in memory
     python examples/homework_wordcount.py --url redis://HOST:6379/0       # processes, on Redis
     python examples/homework_wordcount.py --url redis://HOST:6379/0 --memcached HOST:11211
-    python examples/homework_wordcount.py worker --url redis://HOST:6379/0  # on other machines
+    python examples/homework_wordcount.py --worker --url redis://HOST:6379/0  # other machines
 
 The pipeline, fetch -> parse -> count:
 
@@ -21,8 +21,11 @@ The pipeline, fetch -> parse -> count:
 
 Each worker is a process with one thread per stage (threads of this process when there is no
 ``--url``). With ``--url``, more workers can join from any machine that reaches the server:
-run ``... worker --url URL --name NAME`` there (a worker serves one run: it stops when the run
-is over). A word is a run of the letters a-z, with inner apostrophes ("don't"), in lower case.
+run ``... --worker --url URL --name NAME`` there, while the run goes on or before it starts. A
+worker serves one run: it stops when the run is over, and the run's queues stay on the server,
+shut down, until the next run of that name starts.
+
+A word is a run of the letters a-z, with inner apostrophes ("don't"), in lower case.
 """
 
 from __future__ import annotations
@@ -118,7 +121,7 @@ def produce(args: argparse.Namespace) -> None:
     kind = "processes" if shared else "threads"
     print(f"queues on {fetch.url}, results in {cache.url}; {args.workers} workers ({kind})")
     if shared:
-        print(f"  more workers: python {sys.argv[0]} worker --url {args.url} --name {args.name}")
+        print(f"  more workers: python {sys.argv[0]} --worker --url {args.url} --name {args.name}")
 
     start: Any = multiprocessing.get_context("spawn").Process if shared else threading.Thread
     workers = [start(target=run_worker, args=(fetch, parse, cache)) for _ in range(args.workers)]
@@ -132,25 +135,25 @@ def produce(args: argparse.Namespace) -> None:
     parse.shutdown()
     for worker in workers:
         worker.join()
-    if shared:
-        fetch.delete()
-        parse.delete()
+    # The queues stay on the server, shut down, so that a worker elsewhere that has not yet
+    # seen the end sees it too; the next run with this name deletes them as it starts.
 
     names = [document_name(url) for url in urls]
     found = cache.get_many([f"counts:{name}" for name in names])
     total: collections.Counter[str] = collections.Counter()
-    failed = False
+    counted = 0
     for name in names:
         result = found.get(f"counts:{name}")
         if result is None or "error" in result:
             why = "missing from the cache" if result is None else result["error"]
             print(f"  {name}: FAILED ({why})")
-            failed = True
             continue
         counts = collections.Counter(result["counts"])
         print(f"  {name}: {counts.total()} words, {len(counts)} distinct")
         total.update(counts)
-    print(f"all {len(names)} documents: {total.total()} words, {len(total)} distinct")
+        counted += 1
+    which = f"all {counted}" if counted == len(names) else f"{counted} of {len(names)}"
+    print(f"{which} documents: {total.total()} words, {len(total)} distinct")
     top = sorted(total.items(), key=lambda pair: (-pair[1], pair[0]))[:TOP]
     print(f"the {TOP} most common: " + ", ".join(f"{word} {count}" for word, count in top))
     cache.set("total", {"words": total.total(), "distinct": len(total), "top": top})
@@ -158,7 +161,7 @@ def produce(args: argparse.Namespace) -> None:
     for q in (fetch, parse):
         q.close()
     cache.close()
-    if failed:
+    if counted < len(names):
         raise SystemExit(1)
 
 
@@ -166,17 +169,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("role", nargs="?", choices=["run", "worker"], default="run")
     parser.add_argument("documents", nargs="*", help="URLs or paths (default: examples/data)")
     parser.add_argument("--url", help="queues (and results) on redis://HOST:6379/0")
     parser.add_argument("--memcached", metavar="HOST:PORT", help="results on memcached")
     parser.add_argument("--name", default="wordcount", help="the run's queues and namespace")
     parser.add_argument("--workers", type=int, default=2, help="workers started here")
+    parser.add_argument("--worker", action="store_true", help="be one more worker of a run")
     args = parser.parse_args()
-    if args.role == "worker":
+    if args.worker:
         if not args.url:
             parser.error("a worker elsewhere needs the queues' --url")
-        run_worker(*open_pipeline(args))
+        fetch, parse, cache = open_pipeline(args)
+        if fetch.is_shutdown:
+            raise SystemExit(f"the run {args.name!r} is over: start workers once a run began")
+        run_worker(fetch, parse, cache)
     else:
         produce(args)
 
