@@ -1,4 +1,4 @@
-"""The one place that turns a URL into a backend.
+"""The one place that turns a URL into a backend (for queues) or a store (for deques).
 
 Accepted forms::
 
@@ -26,11 +26,15 @@ naming the URL.
 from __future__ import annotations
 
 import os
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from .backends.base import Kind, QueueBackend
 from .serializers import Serializer
+
+if TYPE_CHECKING:
+    from .deques.base import DequeStore
 
 ENV_VAR = "DISTQUEUE_URL"
 
@@ -284,3 +288,26 @@ def open_backend(
     options = redis_options(url)
     commands, waits = make_redis_clients(url, options)
     return RedisBackend(commands, name, kind, serializer, waits=waits, options=options)
+
+
+def open_deque_store(
+    url: str | None, name: str | None, maxlen: int | None, serializer: Serializer
+) -> tuple[DequeStore, str | None]:
+    """The storage of deque ``name`` with ``maxlen`` at ``url``, and the deque's name (one is
+    made up on Redis when ``name`` is ``None``; a memory deque without a name stays
+    private)."""
+    url = resolve_url(url)
+    scheme = scheme_of(url)
+    if scheme == "memory":
+        if url.lower() != "memory://":
+            raise ValueError(f"malformed memory URL {url!r}: use 'memory://'")
+        from .deques.memory import MemoryDequeStore
+
+        return MemoryDequeStore(name, maxlen), name
+    from .deques.redis import RedisDequeStore
+
+    if name is None:
+        name = uuid.uuid4().hex
+    options = redis_options(url)
+    commands, waits = make_redis_clients(url, options)
+    return RedisDequeStore(commands, waits, name, maxlen, serializer, options), name

@@ -75,15 +75,21 @@ _BATCH_LOOK_AGAIN = 1.0  # well within BATCH_STALE_MS of lua/lib.lua
 _BLOCK_ERROR_PAUSE = 0.05
 
 
+def key_prefix(name: str) -> str:
+    """The start of every key of the structure called ``name``: ``dq:{name}:``, whose hash tag
+    keeps all of them in one Cluster slot."""
+    if name.startswith("}"):
+        # "{}" is no hash tag: Redis would hash each whole key, spreading the keys over slots.
+        # Such names live under "dq!", with the tag "=" (a namespace of their own).
+        return f"dq!{{=}}{name}:"
+    return f"dq:{{{name}}}:"
+
+
 class QueueKeys:
     """The names of one queue's keys (``types``: each key and the Redis type it holds)."""
 
     def __init__(self, name: str, kind: Kind) -> None:
-        prefix = f"dq:{{{name}}}:"
-        if name.startswith("}"):
-            # "{}" is no hash tag: Redis would hash each whole key, spreading the queue over
-            # slots. Such names live under "dq!", with the tag "=" (a namespace of their own).
-            prefix = f"dq!{{=}}{name}:"
+        prefix = key_prefix(name)
         self.items = prefix + "items"
         self.meta = prefix + "meta"
         self.notfull = prefix + "notfull"
