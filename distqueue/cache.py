@@ -77,7 +77,15 @@ from .errors import (
     ValueTooLargeError,
     WrongTypeError,
 )
-from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, Default, check_seconds, check_ttl, logger
+from .kv.base import (
+    DEFAULT,
+    DEFAULT_DEAD_RETRY,
+    CasToken,
+    Default,
+    check_seconds,
+    check_ttl,
+    logger,
+)
 from .kv.frames import COUNTER_MAX, Corrupt, parse_counter
 from .kv.keys import DEFAULT_NAMESPACE
 from .kv.values import MISSING, ValueStore, open_values
@@ -90,6 +98,7 @@ __all__ = [
     "Cache",
     "CacheStats",
     "CachedFunction",
+    "CasToken",
     "Outcome",
     "OutcomeUnknownError",
     "ResultMissing",
@@ -410,6 +419,114 @@ class Cache:
             return self._store.add(skey, body, seconds)
         except BackendError as exc:
             self._stats.server_error(exc, "add")
+            return False
+
+    def replace(self, key: str | bytes, value: Any, ttl: TTL = DEFAULT) -> bool:
+        """Store ``value`` only if ``key`` holds a value; ``True`` if it was stored.
+
+        ``False`` when the key holds nothing, or when its server failed (counted). Raises
+        ``SerializationError`` or ``ValueTooLargeError`` before anything is written.
+        """
+        skey = self._keys.value_key(key)
+        seconds = self._ttl(ttl)
+        body = self._store.encode(value)
+        try:
+            return self._store.replace(skey, body, seconds)
+        except BackendError as exc:
+            self._stats.server_error(exc, "replace")
+            return False
+
+    def append(self, key: str | bytes, data: bytes) -> bool:
+        """Add ``data`` at the end of the ``bytes`` value under ``key``, atomically; ``True``
+        if it was added, ``False`` if the key holds nothing (or its server failed, counted).
+
+        Raises ``TypeError``, changing nothing, when ``data`` is not bytes-like or the value
+        stored is not a ``bytes`` (a ``str``, a counter, anything else: never a value made
+        half of one type and half of another). The value keeps its TTL, except on memcached,
+        which cannot tell a TTL, and for a value that is or becomes chunked: those are stored
+        again with ``default_ttl``. Like :meth:`cas`, never applied twice: raises
+        ``OutcomeUnknownError`` (counted) when a lost reply leaves the outcome unknown.
+        """
+        return self._add_bytes(key, data, prepend=False)
+
+    def prepend(self, key: str | bytes, data: bytes) -> bool:
+        """Add ``data`` at the start of the ``bytes`` value under ``key``; otherwise as
+        :meth:`append`."""
+        return self._add_bytes(key, data, prepend=True)
+
+    def _add_bytes(self, key: str | bytes, data: bytes, *, prepend: bool) -> bool:
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        skey = self._keys.value_key(key)
+        what = "prepend" if prepend else "append"
+        try:
+            return self._store.append(skey, bytes(data), prepend, self.default_ttl)
+        except TypeError as exc:
+            raise TypeError(f"{what} to {key!r}: {exc}") from None
+        except OutcomeUnknownError as exc:
+            self._stats.server_error(exc, what)
+            raise
+        except BackendError as exc:
+            self._stats.server_error(exc, what)
+            return False
+        except Corrupt as exc:
+            self._stats.corrupt(key, str(exc))
+            return False
+
+    def gets(self, key: str | bytes, default: Any = None) -> tuple[Any, CasToken | None]:
+        """The value under ``key`` and a token for :meth:`cas`; ``(default, None)`` if there
+        is none (a miss as for :meth:`get`: also a failed server or a corrupt value).
+
+        The token is opaque and good for this key only. It stands for the value as stored:
+        on memcached its own version (any write in between changes it); on Redis the stored
+        bytes (a value written again with the very same bytes counts as unchanged); in
+        memory the write that stored it.
+        """
+        skey = self._keys.value_key(key)
+        try:
+            value, token = self._store.gets(skey)
+        except BackendError as exc:
+            self._stats.server_error(exc, "gets")
+            self._stats.miss()
+            return default, None
+        except Corrupt as exc:
+            self._stats.corrupt(key, str(exc))
+            self._stats.miss()
+            return default, None
+        if token is None:
+            self._stats.miss()
+            return default, None
+        self._stats.hit()
+        return value, token
+
+    def cas(self, key: str | bytes, value: Any, token: CasToken, ttl: TTL = DEFAULT) -> bool:
+        """Store ``value`` under ``key`` only if it is unchanged since the :meth:`gets` that
+        gave ``token``; ``True`` if it was stored, ``False`` if the value changed, expired or
+        was deleted meanwhile (or its server failed, counted).
+
+        Atomic on every backend: of several callers holding the same token, one at most
+        succeeds. Never applied twice: on Redis a lost reply is retried under the call's
+        request id, which returns the first outcome; ``OutcomeUnknownError`` (counted) when no
+        attempt learnt it (on memcached at any lost reply: nothing is re-sent there).
+
+        Raises ``TypeError`` for a token that is not a :class:`CasToken`, ``ValueError`` for
+        one that ``gets`` gave for another key, and ``SerializationError`` or
+        ``ValueTooLargeError`` before anything is written.
+        """
+        if not isinstance(token, CasToken):
+            raise TypeError(f"token must be a CasToken from Cache.gets, not {type(token).__name__}")
+        skey = self._keys.value_key(key)
+        if token.key != skey:
+            raise ValueError(f"the token was given by gets() for another key than {key!r}")
+        seconds = self._ttl(ttl)
+        body = self._store.encode(value)
+        try:
+            return self._store.cas(body, seconds, token)
+        except OutcomeUnknownError as exc:
+            self._stats.server_error(exc, "cas")
+            raise
+        except BackendError as exc:
+            self._stats.server_error(exc, "cas")
             return False
 
     def delete(self, key: str | bytes) -> bool:

@@ -7,15 +7,15 @@ The lifecycle of one task id::
     wait(id, timeout)          -> Outcome, as soon as the result is there
     forget(id)                 optional: delete it before its TTL passes
 
-One key, ``{ns}:r:{id}``, holds the pending marker and then the outcome, so ``wait`` can tell
-every case apart: an outcome is returned; the pending marker means "wait on" (until the
-timeout: ``ResultTimeout``); nothing at all means the result expired, was evicted, was
-forgotten or was never expected: ``ResultMissing``, at once, never a hang and never ``None``.
-A large outcome is chunked as in the cache; a chunk that is missing or does not match also
-gives ``ResultMissing``. What an outcome holds, and the form it is stored in, is defined by
-:class:`~distqueue.tasks.Outcome`.
+One key, ``{ns}:r:{{id}}`` (see :mod:`distqueue.kv.keys`), holds the pending marker and then
+the outcome, so ``wait`` can tell every case apart: an outcome is returned; the pending
+marker means "wait on" (until the timeout: ``ResultTimeout``); nothing at all means the
+result expired, was evicted, was forgotten or was never expected: ``ResultMissing``, at
+once, never a hang and never ``None``. A large outcome is chunked as in the cache; a chunk
+that is missing or does not match also gives ``ResultMissing``. What an outcome holds, and the
+form it is stored in, is defined by :class:`~distqueue.tasks.Outcome`.
 
-Waiting never polls hot: on Redis it blocks in ``BRPOPLPUSH`` on ``{ns}:n:{id}``, to which the
+Waiting never polls hot: on Redis it blocks in ``BRPOPLPUSH`` on ``{ns}:n:{{id}}``, to which the
 result's write pushes a token in the same ``MULTI``; in memory it waits on a
 ``threading.Condition``; memcached cannot notify, so the waiter polls with a back-off from 1 ms
 doubling to at most 50 ms.
@@ -93,9 +93,15 @@ class ResultStore:
         self._keys = self._store.keys
 
     def _key(self, task_id: str) -> bytes:
+        return self._task_keys(task_id)[0]
+
+    def _wake_key(self, task_id: str) -> bytes:
+        return self._task_keys(task_id)[1]
+
+    def _task_keys(self, task_id: str) -> tuple[bytes, bytes]:
         if not isinstance(task_id, str):
             raise TypeError(f"task_id must be a str, not {type(task_id).__name__}")
-        return self._keys.key("r", task_id)
+        return self._keys.task_keys(task_id)
 
     def mark_pending(self, task_id: str) -> None:
         """Record that a result will come for ``task_id``; call it before the task can run.
@@ -111,7 +117,7 @@ class ResultStore:
         """
         key = self._key(task_id)
         body = self._store.encode(Outcome(task_id, value).encode())
-        self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
+        self._store.publish(key, body, self.ttl, self._wake_key(task_id))
 
     def set_exception(
         self, task_id: str, exc_type_name: str, message: str, traceback_text: str
@@ -125,7 +131,7 @@ class ResultStore:
         key = self._key(task_id)
         outcome = Outcome(task_id, None, exc_type_name, message, traceback_text)
         body = self._store.encode(outcome.encode())
-        self._store.publish(key, body, self.ttl, self._keys.key("n", task_id))
+        self._store.publish(key, body, self.ttl, self._wake_key(task_id))
 
     def set_many(
         self, outcomes: Sequence[Outcome], *, ttl: float | EllipsisType | None = ...
@@ -148,7 +154,7 @@ class ResultStore:
                 stand_in = Outcome(outcome.task_id, None, type(exc).__name__, text)
                 body = self._store.encode(stand_in.encode())
             bodies[key] = body
-            wake_keys[key] = self._keys.key("n", outcome.task_id)
+            wake_keys[key] = self._wake_key(outcome.task_id)
         self._store.publish_many(bodies, ttl, wake_keys)
 
     def wait(self, task_id: str, timeout: float | None = None) -> Outcome:
@@ -168,7 +174,7 @@ class ResultStore:
                 raise ValueError("'timeout' must be a non-negative number")
         item = self._backend.wait_item(
             key,
-            self._keys.key("n", task_id),
+            self._wake_key(task_id),
             None if timeout is None else float(timeout),
             _is_pending,
         )
@@ -238,7 +244,7 @@ class ResultStore:
         ones, in two round trips per server (a look first, for chunks). Raises the first
         server failure."""
         keys = [self._key(task_id) for task_id in task_ids]
-        wake_keys = [self._keys.key("n", task_id) for task_id in task_ids]
+        wake_keys = [self._wake_key(task_id) for task_id in task_ids]
         failures = self._store.delete_many(keys, wake_keys)
         if failures:
             raise failures[0].error

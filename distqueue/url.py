@@ -28,7 +28,7 @@ from __future__ import annotations
 import os
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from .backends.base import Kind, QueueBackend
 from .serializers import Serializer
@@ -216,24 +216,10 @@ def redis_options(url: str) -> Any:
         raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
-QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit")
-"""Query parameters of a queue URL that a results store on the same server does not take."""
-
-
 def results_url_for(queue_url: str) -> str:
-    """The URL of a results store kept on a queue's own server: the queue's URL without the
-    parameters only queues take."""
-    parts = urlsplit(queue_url)
-    if not parts.query:
-        return queue_url
-    kept = [
-        (key, value)
-        for key, values in parse_qs(parts.query, keep_blank_values=True).items()
-        if key not in QUEUE_ONLY_PARAMETERS
-        for value in values
-    ]
-    base = queue_url.split("?", 1)[0]
-    return f"{base}?{urlencode(kept)}" if kept else base
+    """The URL of a results store kept on a queue's own server: the queue's URL itself, as
+    results stores take every parameter of a queue's Redis URL (see :mod:`distqueue.kv.url`)."""
+    return queue_url
 
 
 def make_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:

@@ -927,6 +927,7 @@ def test_the_public_names_of_the_cache_package() -> None:
     assert set(distqueue.cache.__all__) == {
         "DEFAULT",
         "Cache",
+        "CasToken",
         "CacheStats",
         "CachedFunction",
         "Outcome",

@@ -241,7 +241,7 @@ def test_timeouts_in_the_url_are_used(black_hole: BlackHole) -> None:
     ("query", "message"),
     [
         ("?timeout=1", "unknown query parameter 'timeout'"),
-        ("?password=x&db=1", "unknown query parameters 'password', 'db'"),
+        ("?password=x&dbx=1", "unknown query parameters 'password', 'dbx'"),
         ("?socket_timeout=0", "socket_timeout must be a positive"),
         ("?socket_timeout=-1", "socket_timeout must be a positive"),
         ("?socket_timeout=inf", "socket_timeout must be a positive"),

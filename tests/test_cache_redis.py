@@ -64,12 +64,13 @@ def test_an_increment_past_the_counter_range_is_refused_and_changes_nothing(
 def test_a_result_pushes_a_wake_up_token(redis_url: str, raw: redis.Redis, namespace: str) -> None:
     with ResultStore(redis_url, namespace=namespace, ttl=60) as store:
         store.mark_pending("t")
-        assert raw.llen(f"{namespace}:n:t") == 0
+        assert raw.get(f"{namespace}:r:{{t}}") == b"~"
+        assert raw.llen(f"{namespace}:n:{{t}}") == 0
         store.set_result("t", 1)
-        assert raw.llen(f"{namespace}:n:t") == 1
-        assert 0 < raw.pttl(f"{namespace}:n:t") <= 60_000
+        assert raw.llen(f"{namespace}:n:{{t}}") == 1
+        assert 0 < raw.pttl(f"{namespace}:n:{{t}}") <= 60_000
         store.forget("t")
-        assert not raw.exists(f"{namespace}:n:t", f"{namespace}:r:t")
+        assert not raw.exists(f"{namespace}:n:{{t}}", f"{namespace}:r:{{t}}")
 
 
 def test_a_waiter_blocks_in_redis_instead_of_polling(

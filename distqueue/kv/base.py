@@ -49,6 +49,43 @@ DEFAULT = Default.DEFAULT
 built-in value for a timeout."""
 
 
+class KeepTTL(enum.Enum):
+    """The type of :data:`KEEP_TTL`."""
+
+    KEEP_TTL = 0
+
+
+KEEP_TTL = KeepTTL.KEEP_TTL
+"""A ``ttl`` for :meth:`KVBackend.cas` that keeps the item's own TTL, where the server can."""
+
+
+class CasToken:
+    """What :meth:`distqueue.cache.Cache.gets` returns with a value, for a later
+    :meth:`~distqueue.cache.Cache.cas` on the same key: opaque, and good for that key only.
+
+    It holds the version of the item that was read, as the backend knows it (memcached's cas
+    unique, an item's SHA-1 on Redis, a write counter in memory).
+    """
+
+    __slots__ = ("key", "replaces", "stamp")
+
+    def __init__(self, key: bytes, stamp: object, replaces: tuple[bytes, ...] = ()) -> None:
+        self.key = key  # the storage key read
+        self.stamp = stamp
+        self.replaces = replaces  # the chunks of the value read, deleted once it is replaced
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CasToken):
+            return NotImplemented
+        return (self.key, self.stamp) == (other.key, other.stamp)
+
+    def __hash__(self) -> int:
+        return hash((self.key, repr(self.stamp)))
+
+    def __repr__(self) -> str:
+        return "<CasToken>"
+
+
 class Failure(NamedTuple):
     """One server's part of a call on several keys failed."""
 
@@ -62,9 +99,11 @@ class KVBackend(Protocol):
     :class:`~distqueue.results.ResultStore`.
 
     ``shared``: items are seen by other processes (Redis, memcached), not only this one.
+    ``keeps_ttl``: :meth:`cas` takes ``KEEP_TTL`` (memcached cannot tell an item's TTL).
     """
 
     shared: bool
+    keeps_ttl: bool
 
     def item_size_limit(self) -> int | None:
         """The largest item in bytes, key included (``None``: no limit). May ask the server
@@ -94,6 +133,31 @@ class KVBackend(Protocol):
 
     def add(self, key: bytes, item: bytes, ttl: float | None) -> bool:
         """Store ``item`` only if ``key`` holds nothing; ``True`` if it was stored."""
+        ...
+
+    def replace(self, key: bytes, item: bytes, ttl: float | None) -> bool:
+        """Store ``item`` only if ``key`` holds an item; ``True`` if it was stored."""
+        ...
+
+    def gets(self, key: bytes) -> tuple[bytes | None, object | None]:
+        """The item under ``key`` and its version (``(None, None)`` if there is none): an
+        opaque stamp for :meth:`cas`."""
+        ...
+
+    def cas(self, key: bytes, item: bytes, ttl: float | KeepTTL | None, stamp: object) -> bool:
+        """Store ``item`` only if ``key`` still holds the item that :meth:`gets` read with
+        ``stamp``; ``True`` if it was stored. ``KEEP_TTL`` keeps the item's TTL where the
+        server can tell it (Redis, memory); memcached cannot, and stores it with no expiry:
+        callers give it a number there. Never stores twice: a call whose outcome is unknown
+        raises ``OutcomeUnknownError``."""
+        ...
+
+    def append(self, key: bytes, data: bytes, prepend: bool) -> bool | None:
+        """Add ``data`` at the end (or start) of the bytes value of a plain ``b`` item (see
+        :mod:`.frames`), keeping its TTL: ``True`` if done, ``False`` if ``key`` holds nothing,
+        ``None`` (nothing changed) if the item is not such an item or the backend has no
+        such command (the caller then reads the value and uses :meth:`cas`). Never adds twice,
+        as :meth:`cas`."""
         ...
 
     def delete(self, key: bytes) -> bool:

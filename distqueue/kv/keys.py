@@ -14,7 +14,14 @@ when ``key`` is not safe as it is, ``{namespace}:{kind}#{digest}``::
 
 A key is used as it is when all its bytes are printable ASCII other than the space (``!`` to
 ``~``) and the storage key fits in memcached's 250 bytes; otherwise it is replaced by
-``digest``, the URL-safe base64 of its 24-byte BLAKE2b hash. Text keys are encoded as UTF-8
+``digest``, the URL-safe base64 of its 24-byte BLAKE2b hash.
+
+A task's two keys (``r`` and ``n``) are written together in one ``MULTI``, which a Redis
+Cluster runs only on keys of one slot, so they carry the task id as a hash tag:
+``{namespace}:r:{{id}}`` and ``{namespace}:n:{{id}}`` (the braces are literal), or
+``{namespace}:r#{{digest}}`` when the id is not safe as it is or holds a brace itself. (Before
+this layout, they were ``{namespace}:r:{id}`` and ``{namespace}:n:{id}``.) Every other kind
+stands alone: calls on several keys go to every slot concerned. Text keys are encoded as UTF-8
 first (lone surrogates included), so ``"abc"`` and ``b"abc"`` are the same key. The namespace
 may not contain ``:`` or ``#``, so two different (namespace, kind, key) never share a storage
 key.
@@ -89,6 +96,22 @@ class Keyspace:
         if len(prefix) + len(raw) <= MAX_KEY_LENGTH and not raw.translate(None, _SAFE_BYTES):
             return prefix + raw
         return self._hashed[kind] + _digest(raw)
+
+    def task_keys(self, task_id: str) -> tuple[bytes, bytes]:
+        """The storage keys of a task's result (``r``) and of its wake-up token (``n``), in
+        one Redis Cluster slot: the id (or its digest) is their hash tag."""
+        raw = task_id.encode("utf-8", "surrogatepass")
+        room = MAX_KEY_LENGTH - len(self._plain["r"]) - 2
+        if (
+            0 < len(raw) <= room
+            and not raw.translate(None, _SAFE_BYTES)
+            and b"{" not in raw
+            and b"}" not in raw
+        ):
+            tag = b"{" + raw + b"}"
+            return self._plain["r"] + tag, self._plain["n"] + tag
+        tag = b"{" + _digest(raw) + b"}"
+        return self._hashed["r"] + tag, self._hashed["n"] + tag
 
     def chunk_key(self, version: str, index: int) -> bytes:
         """The storage key of chunk ``index`` of the value written with ``version``."""

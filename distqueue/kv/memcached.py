@@ -71,7 +71,7 @@ from pymemcache.exceptions import (
 
 from ..backends.base import Deadline
 from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
-from .base import Failure, ServerHealth, logger
+from .base import KEEP_TTL, Failure, KeepTTL, ServerHealth, logger
 
 DEFAULT_ITEM_SIZE_LIMIT = 1024 * 1024
 """memcached's default ``item_size_max``, used until a server has told its own."""
@@ -196,6 +196,7 @@ class MemcachedBackend:
     :class:`~distqueue.kv.base.KVBackend` and the module docstring."""
 
     shared = True
+    keeps_ttl = False
 
     def __init__(
         self,
@@ -367,6 +368,56 @@ class MemcachedBackend:
             raise server.error(client, exc) from exc
         server.release(client)
         return bool(stored)
+
+    def replace(self, key: bytes, item: bytes, ttl: float | None) -> bool:
+        server = self._only or self._server_for(key)
+        client = server.acquire()
+        try:
+            stored = client.replace(key, item, exptime(ttl), noreply=False)
+        except _CLIENT_ERRORS as exc:
+            raise server.error(client, exc) from exc
+        server.release(client)
+        return bool(stored)
+
+    def gets(self, key: bytes) -> tuple[bytes | None, object | None]:
+        server = self._only or self._server_for(key)
+        client = server.acquire()
+        try:
+            item, unique = client.gets(key)
+        except _CLIENT_ERRORS as exc:
+            raise server.error(client, exc) from exc
+        server.release(client)
+        return (None, None) if item is None else (item, unique)
+
+    def cas(self, key: bytes, item: bytes, ttl: float | KeepTTL | None, stamp: object) -> bool:
+        if not isinstance(stamp, bytes):
+            return False
+        server = self._only or self._server_for(key)
+        client = server.acquire()
+        try:
+            if client.sock is None:  # connect first: a failure here changed nothing
+                client._connect()
+        except _CLIENT_ERRORS as exc:
+            raise server.error(client, exc) from exc
+        try:
+            # memcached cannot tell an item's TTL: KEEP_TTL is never sent here (keeps_ttl)
+            stored = client.cas(key, item, stamp, exptime(None if ttl is KEEP_TTL else ttl))
+        except _CLIENT_ERRORS as exc:
+            error = server.error(client, exc, key)
+            if isinstance(error, BackendConnectionError):
+                raise OutcomeUnknownError(
+                    f"{server.health.name}: the reply to a cas of {key.decode('ascii')!r} was "
+                    f"lost ({type(exc).__name__}: {exc}); the item may or may not have been "
+                    "stored"
+                ) from exc
+            raise error from exc
+        server.release(client)
+        return bool(stored)
+
+    def append(self, key: bytes, data: bytes, prepend: bool) -> bool | None:
+        # memcached's own append cannot check that the item holds a bytes value (it would
+        # corrupt any other), so the caller reads the value and uses cas.
+        return None
 
     def delete(self, key: bytes) -> bool:
         server = self._only or self._server_for(key)

@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping, Sequence
 
 from ..errors import BackendError, WrongTypeError
-from .base import Failure
+from .base import KEEP_TTL, Failure, KeepTTL
 from .frames import COUNTER_MAX, parse_counter
 
 _SWEEP_EVERY = 1024
@@ -31,6 +31,9 @@ class _Store:
         self.changed = threading.Condition(self.lock)
         self.items: dict[bytes, tuple[bytes, float | None]] = {}
         self.writes = 0
+        # the write that stored each item, for compare-and-set (kept for deleted keys too:
+        # numbers only grow, so a stale one never matches a later item)
+        self.versions: dict[bytes, int] = {}
 
 
 _registry: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
@@ -45,6 +48,7 @@ class MemoryBackend:
     """In-process storage of one namespace; see :class:`~distqueue.kv.base.KVBackend`."""
 
     shared = False
+    keeps_ttl = True
 
     def __init__(self, namespace: str) -> None:
         with _registry_lock:
@@ -71,12 +75,15 @@ class MemoryBackend:
         self._items[key] = (item, _deadline(ttl))
         store = self._store
         store.writes += 1
+        store.versions[key] = store.writes
         if store.writes % _SWEEP_EVERY == 0:
             now = time.monotonic()
             for stale in [
                 k for k, (_, exp) in self._items.items() if exp is not None and exp <= now
             ]:
                 del self._items[stale]
+            for gone in [k for k in store.versions if k not in self._items]:
+                del store.versions[gone]
         store.changed.notify_all()
 
     # -- the contract --------------------------------------------------------------------------
@@ -117,6 +124,38 @@ class MemoryBackend:
             self._store_item(key, item, ttl)
             return True
 
+    def replace(self, key: bytes, item: bytes, ttl: float | None) -> bool:
+        with self._lock:
+            if self._lookup(key) is None:
+                return False
+            self._store_item(key, item, ttl)
+            return True
+
+    def gets(self, key: bytes) -> tuple[bytes | None, object | None]:
+        with self._lock:
+            item = self._lookup(key)
+            return (None, None) if item is None else (item, self._store.versions.get(key))
+
+    def cas(self, key: bytes, item: bytes, ttl: float | KeepTTL | None, stamp: object) -> bool:
+        with self._lock:
+            if self._lookup(key) is None or self._store.versions.get(key) != stamp:
+                return False
+            if ttl is KEEP_TTL:
+                self._keep_ttl(key, item)
+            else:
+                self._store_item(key, item, ttl)
+            return True
+
+    def append(self, key: bytes, data: bytes, prepend: bool) -> bool | None:
+        with self._lock:
+            item = self._lookup(key)
+            if item is None:
+                return False
+            if item[:1] != b"b":
+                return None
+            self._keep_ttl(key, b"b" + data + item[1:] if prepend else item + data)
+            return True
+
     def delete(self, key: bytes) -> bool:
         with self._lock:
             present = self._lookup(key) is not None
@@ -155,9 +194,16 @@ class MemoryBackend:
             value = max(current + delta, 0)
             if value > COUNTER_MAX:
                 raise BackendError(f"incrementing {key.decode('ascii')!r} would overflow")
-            self._items[key] = (str(value).encode("ascii"), self._items[key][1])
-            self._store.changed.notify_all()
+            self._keep_ttl(key, str(value).encode("ascii"))
             return value
+
+    def _keep_ttl(self, key: bytes, item: bytes) -> None:
+        """Store ``item`` over the item under ``key``, keeping its expiry (lock held)."""
+        store = self._store
+        self._items[key] = (item, self._items[key][1])
+        store.writes += 1
+        store.versions[key] = store.writes
+        store.changed.notify_all()
 
     def incr(self, key: bytes, delta: int, ttl: float | None) -> int:
         return self._add_to_counter(key, delta, ttl)

@@ -5,27 +5,41 @@ Accepted forms::
     memory://                                  in-process storage (one store per namespace)
     memcached://host[:port][,host[:port]...]   one or several memcached servers (port 11211
                                                by default; IPv6 hosts in brackets)
-    redis://[[user]:password@]host[:port][/db]
-    rediss://...                               Redis over TLS
-    unix:///path/to/redis.sock[?db=N]          Redis over a Unix socket
 
-Query parameters (memcached and Redis URLs)::
+and every Redis URL that queues take (:mod:`distqueue.url`), with the same meaning::
 
-    ?connect_timeout=S   seconds to wait for a connection (the ``connect_timeout`` argument)
-    ?socket_timeout=S    seconds to wait for each reply (the ``timeout`` argument)
+    redis://[[user]:password@]host[:port][/db]       one server (also ``?db=N``)
+    rediss://...                                     over TLS
+    unix://[[user]:password@]/path/to/redis.sock[?db=N]
+    redis+cluster://host[:port][,host[:port]...]     a Redis Cluster (``rediss+cluster://``)
+    redis+sentinel://host[:port][,...]/service[/db]  the master the sentinels name
+                                                     (``rediss+sentinel://``;
+                                                     ``?sentinel_username=``,
+                                                     ``?sentinel_password=``)
 
-A setting given both in the URL and as an argument must agree. Anything else raises
-``ValueError`` naming the URL, or the parameters it does not know.
+Query parameters, in seconds::
+
+    ?connect_timeout=S   to wait for a connection (the ``connect_timeout`` argument; 1 s)
+    ?socket_timeout=S    to wait for each reply (the ``timeout`` argument; 3 s)
+    ?retry_window=S      Redis only: how long a call that failed on a connection (refused,
+                         reset, a fail-over under way) is retried (3 s, at most 30 s)
+    ?outage_limit=S      Redis only: how long ``ResultStore.wait(timeout=None)`` rides out an
+                         outage (60 s)
+
+so that a queue's URL serves for its results store as it is. A setting given both in the URL
+and as an argument must agree. Anything else raises ``ValueError`` naming the URL, or the
+parameters it does not know. Opening a Redis Cluster reads its layout at once, retried within
+``retry_window``, and raises ``BackendConnectionError`` if no node answers.
 
 Bounds
     Every call to a server that accepts connections and never answers ends after at most
     ``connect_timeout + timeout`` seconds (4 s by default) for each server it needs (a call on
-    keys of several memcached servers asks them in turn), plus, on Redis, one immediate
-    attempt on a fresh connection when a pooled one turns out closed (a restarted server):
-    a connection refused or reset is tried once more, a timeout never is. ``ResultStore.wait``
-    on Redis blocks in slices of at most ``BLOCK_SLICE`` seconds on a connection of its own
-    whose timeout leaves room for them, so it ends within its own timeout plus the same bound
-    (and ``BLOCK_SLICE``).
+    keys of several memcached servers asks them in turn): a timeout is never retried. On
+    Redis, a connection refused or reset, a replica's ``READONLY`` or a Cluster's redirect is
+    retried with back-off for at most ``retry_window`` seconds, which is what carries a call
+    through a fail-over. ``ResultStore.wait`` on Redis blocks in slices of at most
+    ``BLOCK_SLICE`` seconds on a connection of its own whose timeout leaves room for them, so
+    it ends within its own timeout plus the same bound (and ``BLOCK_SLICE``).
 """
 
 from __future__ import annotations
@@ -33,16 +47,34 @@ from __future__ import annotations
 from collections.abc import Mapping
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from ..url import REDIS_SCHEMES, redis_connection_kwargs
+from ..url import ANY_REDIS_SCHEMES, SENTINEL_SCHEMES
 from .base import DEFAULT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, KVBackend, check_seconds
 
 MEMCACHED_SCHEME = "memcached"
 
 URL_SETTINGS = {"connect_timeout": "connect_timeout", "socket_timeout": "timeout"}
-"""Query parameters of a cache URL, and the argument each one stands for."""
+"""Query parameters of a memcached URL, and the argument each one stands for."""
+
+REDIS_ONLY_SETTINGS = ("retry_window", "outage_limit")
+REDIS_SETTINGS = {**URL_SETTINGS, **{name: name for name in REDIS_ONLY_SETTINGS}}
+"""Query parameters of a Redis URL (as for queues), and the argument each one stands for."""
+
+_SENTINEL_PARAMETERS = ("sentinel_username", "sentinel_password")
 
 
-def _settings(url: str, query: str, allowed: tuple[str, ...] = ()) -> dict[str, float]:
+def _where(url: str) -> str:
+    """A Redis URL without credentials or query, to name the server in messages."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _settings(
+    url: str,
+    query: str,
+    names: Mapping[str, str] = URL_SETTINGS,
+    allowed: tuple[str, ...] = (),
+) -> dict[str, float]:
     """The timeouts a URL's query gives, by argument name; ``ValueError`` for a parameter
     that is neither a setting nor in ``allowed``, given twice, or not a number of seconds."""
     settings: dict[str, float] = {}
@@ -58,7 +90,7 @@ def _settings(url: str, query: str, allowed: tuple[str, ...] = ()) -> dict[str, 
         seen.add(name)
         if name in allowed:
             continue
-        if name not in URL_SETTINGS:
+        if name not in names:
             unknown.append(name)
             continue
         try:
@@ -68,11 +100,11 @@ def _settings(url: str, query: str, allowed: tuple[str, ...] = ()) -> dict[str, 
                 f"{name}={text!r} in cache URL {url!r} is not a number of seconds"
             ) from None
         try:
-            settings[URL_SETTINGS[name]] = check_seconds(seconds, name)
+            settings[names[name]] = check_seconds(seconds, name)
         except ValueError as exc:
             raise ValueError(f"in cache URL {url!r}: {exc}") from None
     if unknown:
-        known = ", ".join(sorted({*URL_SETTINGS, *allowed}))
+        known = ", ".join(sorted({*names, *allowed}))
         raise ValueError(
             f"unknown query parameter{'s' if len(unknown) > 1 else ''} "
             f"{', '.join(map(repr, unknown))} in cache URL {url!r}: known are {known}"
@@ -150,44 +182,37 @@ def open_backend(
         return MemcachedBackend(
             servers, connect_timeout=connect_timeout, timeout=timeout, dead_retry=dead_retry
         )
-    if scheme in REDIS_SCHEMES:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        from ..backends.connection import BLOCK_SLICE
+    if scheme in ANY_REDIS_SCHEMES:
+        from ..backends.connection import RedisOptions
+        from ..url import make_redis_clients
         from .redis import RedisBackend
 
-        parts = urlsplit(url)
         if "#" in url:
             raise ValueError(f"malformed Redis URL {url!r}: a fragment ('#') has no meaning here")
-        settings = _settings(url, parts.query, allowed=("db",) if scheme == "unix" else ())
+        allowed = ("db",) + (_SENTINEL_PARAMETERS if scheme in SENTINEL_SCHEMES else ())
+        settings = _settings(url, urlsplit(url).query, REDIS_SETTINGS, allowed)
         connect_timeout, timeout = _timeouts(url, settings, timeouts)
-        db_query = [(k, v) for k, v in parse_qsl(parts.query) if k == "db"]
-        plain = urlunsplit(parts._replace(query="&".join(f"{k}={v}" for k, v in db_query)))
-        kwargs = redis_connection_kwargs(plain)
-
-        def client(socket_timeout: float) -> redis.Redis:
-            return redis.Redis(
-                **kwargs,
-                socket_connect_timeout=connect_timeout,
-                socket_timeout=socket_timeout,
-                socket_keepalive=True,
-                # One immediate retry on a fresh connection when a pooled one was closed or
-                # reset (a restarted server), at the command only. A timeout is not retried:
-                # a server that does not answer would only make the caller wait again.
-                retry=Retry(NoBackoff(), 1, supported_errors=(redis.exceptions.ConnectionError,)),
-                health_check_interval=30,
+        try:
+            options = RedisOptions(
+                socket_timeout=timeout,
+                connect_timeout=connect_timeout,
+                **{name: settings[name] for name in REDIS_ONLY_SETTINGS if name in settings},
             )
-
-        where = kwargs.get("unix_socket_path") or f"{kwargs.get('host')}:{kwargs.get('port')}"
+        except ValueError as exc:
+            raise ValueError(f"in cache URL {url!r}: {exc}") from None
+        commands, waits = make_redis_clients(url, options)
+        if not blocking:
+            waits.close()
+            waits = None
         return RedisBackend(
-            client(timeout),
-            name=f"{where}/{kwargs['db']}",
+            commands,
+            name=f"Redis {_where(url)}",
             dead_retry=dead_retry,
-            blocking_client=client(timeout + BLOCK_SLICE) if blocking else None,
+            options=options,
+            waits=waits,
         )
     raise ValueError(
         f"unknown scheme {scheme!r} in cache URL {url!r}: "
-        "use memory://, memcached://, redis://, rediss:// or unix://"
+        "use memory://, memcached://, redis://, rediss://, unix://, redis+cluster:// or "
+        "redis+sentinel:// (or their rediss+ forms)"
     )

@@ -13,9 +13,9 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import BackendError, ValueTooLargeError
+from ..errors import BackendError, OutcomeUnknownError, ValueTooLargeError
 from ..serializers import JSONSerializer, PickleSerializer, Serializer
-from .base import Failure, KVBackend, check_seconds, logger
+from .base import KEEP_TTL, CasToken, Failure, KeepTTL, KVBackend, check_seconds, logger
 from .frames import (
     MAX_PIECES,
     Corrupt,
@@ -36,6 +36,11 @@ _ALWAYS_FITS = 1024 - ITEM_OVERHEAD  # memcached refuses an item size limit belo
 CHUNK_BATCH = 64
 """Chunks read in one request. Reading stops at the first request that misses one, so a
 manifest whose chunks are not there costs one request, whatever it claims."""
+
+
+CAS_TRIES = 100
+"""Rounds of read and compare-and-set an append makes while other writers keep changing the
+value, before it gives up."""
 
 
 class Missing(enum.Enum):
@@ -122,6 +127,13 @@ class ValueStore:
         }
         return manifest.encode(), chunks
 
+    def _fits(self, body: bytes) -> bool:
+        """Whether ``body`` is stored in one item, without chunks."""
+        if len(body) <= _ALWAYS_FITS:
+            return True
+        limit = self.backend.item_size_limit()
+        return limit is None or len(body) <= limit - ITEM_OVERHEAD
+
     def write(self, key: bytes, body: bytes, ttl: float | None) -> None:
         """Store one body (chunks first, then its own item); raise on failure."""
         head, chunks = self._plan(body)
@@ -152,6 +164,100 @@ class ValueStore:
         if not stored:  # the key holds another value: these chunks would belong to nothing
             self._drop(list(chunks))
         return stored
+
+    def replace(self, key: bytes, body: bytes, ttl: float | None) -> bool:
+        """Store one body only if ``key`` holds a value; raise on failure."""
+        head, chunks = self._plan(body)
+        if not chunks:
+            return self.backend.replace(key, head, ttl)
+        replaced = self._manifest_under(key)
+        self._write_chunks(key, chunks, ttl)
+        try:
+            stored = self.backend.replace(key, head, ttl)
+        except BaseException:
+            self._drop(list(chunks))
+            raise
+        if not stored:  # nothing to replace: these chunks would belong to nothing
+            self._drop(list(chunks))
+        elif replaced is not None:
+            self._drop(self.chunk_keys(replaced))
+        return stored
+
+    def gets(self, key: bytes) -> tuple[Any, CasToken | None]:
+        """The value under ``key`` and a token for :meth:`cas`; ``(MISSING, None)`` if there
+        is none. Raises ``Corrupt`` and the backend's errors."""
+        item, stamp = self.backend.gets(key)
+        if item is None:
+            return MISSING, None
+        replaces: tuple[bytes, ...] = ()
+        if item[:1] == b"#":
+            manifest = self.manifest(item)
+            replaces = tuple(self.chunk_keys(manifest))
+            body = self._read_chunks(manifest)
+        else:
+            body = item
+        return decode_body(body, self.loads), CasToken(key, stamp, replaces)
+
+    def cas(self, body: bytes, ttl: float | KeepTTL | None, token: CasToken) -> bool:
+        """Store one body only if the key still holds what was read with ``token``; raise
+        on failure (``OutcomeUnknownError`` when it may have been stored).
+
+        ``KEEP_TTL`` keeps the item's TTL for a body that fits in one item, on a backend that
+        can; the caller falls back on a number otherwise (see :meth:`append`).
+        """
+        key = token.key
+        head, chunks = self._plan(body)
+        if chunks and ttl is KEEP_TTL:
+            raise ValueError("a chunked value needs a TTL of its own")
+        if not chunks:
+            stored = self.backend.cas(key, head, ttl, token.stamp)
+        else:
+            assert not isinstance(ttl, KeepTTL)
+            self._write_chunks(key, chunks, ttl)
+            try:
+                stored = self.backend.cas(key, head, ttl, token.stamp)
+            except OutcomeUnknownError:
+                raise  # these chunks may be the value's now: they go with their TTL
+            except BaseException:
+                self._drop(list(chunks))
+                raise
+            if not stored:
+                self._drop(list(chunks))
+        if stored and token.replaces:
+            self._drop(list(token.replaces))
+        return stored
+
+    def append(self, key: bytes, data: bytes, prepend: bool, ttl: float | None) -> bool:
+        """Add ``data`` at the end (or start) of the bytes value under ``key``; ``False`` if
+        there is none. Raises ``TypeError`` (nothing changed) if the value is not a ``bytes``,
+        ``Corrupt`` if it is unusable, and the backend's errors.
+
+        A plain bytes item is changed by the backend in one step, keeping its TTL. Any other
+        (compressed, chunked, through a serializer of one's own, or on memcached) is read,
+        and written back with :meth:`cas`, again until no other writer came in between: its
+        TTL is kept where the backend can and the result fits in one item, else it is
+        ``ttl``.
+        """
+        done = self.backend.append(key, data, prepend)
+        if done is not None:
+            return done
+        for _ in range(CAS_TRIES):
+            value, token = self.gets(key)
+            if token is None:
+                return False
+            if type(value) is not bytes:
+                raise TypeError(
+                    f"{'prepend' if prepend else 'append'} needs a bytes value, and the value "
+                    f"stored is a {type(value).__name__}; nothing was changed"
+                )
+            body = self.encode(data + value if prepend else value + data)
+            keep = self.backend.keeps_ttl and self._fits(body)
+            if self.cas(body, KEEP_TTL if keep else ttl, token):
+                return True
+        raise BackendError(
+            f"the value under {key.decode('ascii')!r} changed under each of {CAS_TRIES} tries to "
+            "add to it; nothing was added"
+        )
 
     def publish(self, key: bytes, body: bytes, ttl: float | None, wake_key: bytes) -> None:
         """Store one body and wake the waiters of ``key``; raise on failure."""
