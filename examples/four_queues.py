@@ -68,7 +68,8 @@ def via_deque(
             d.append(item)
         return [d.popleft() if left else d.pop() for _ in range(len(d))]
     finally:
-        d.clear()  # an empty deque leaves nothing on the server
+        d.delete()  # the example's own deque: remove it from the server
+        d.close()
 
 
 def deque_stdlib(items: list[int], *, left: bool, maxlen: int | None = None) -> list[int]:
