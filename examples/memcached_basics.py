@@ -130,6 +130,8 @@ def with_cache(cache: distqueue.Cache) -> None:
     show("incr/decr", f"visits (new) +5 -> {up}, -8 -> {down} (stops at 0)")
 
     _, token = cache.gets("user")
+    if token is None:  # no value under the key (or its server failed): nothing to compare
+        raise SystemExit("FAILED: gets found no value under 'user'")
     first = cache.cas("user", {**user, "langs": ["python"]}, token)
     second = cache.cas("user", {"name": "Eve"}, token)
     show("gets/cas", f"gets user -> a token; cas with it -> {first}; again -> {second}")

@@ -76,8 +76,8 @@ def strings(r: redis.Redis) -> None:
 
 def hashes(r: redis.Redis) -> None:
     print("hashes: fields of one record")
-    user = {"name": "Ada", "born": "1815"}
-    show("HSET lesson:user:42 name Ada born 1815", r.hset("lesson:user:42", mapping=user))
+    added = r.hset("lesson:user:42", mapping={"name": "Ada", "born": "1815"})
+    show("HSET lesson:user:42 name Ada born 1815", added)
     show("HGET lesson:user:42 name", r.hget("lesson:user:42", "name"))
     show("HINCRBY lesson:user:42 logins 1", r.hincrby("lesson:user:42", "logins", 1))
     show("HGETALL lesson:user:42", r.hgetall("lesson:user:42"))
@@ -118,11 +118,14 @@ def sorted_sets(r: redis.Redis) -> None:
 def pipelines(r: redis.Redis, connect: Connect) -> None:
     print("pipelines and transactions")
     pipe = r.pipeline(transaction=False)  # commands are buffered, sent together
-    pipe.incr("lesson:visits").get("lesson:greeting").llen("lesson:jobs")
+    pipe.incr("lesson:visits")
+    pipe.get("lesson:greeting")
+    pipe.llen("lesson:jobs")
     show("pipeline: INCR, GET, LLEN in one round trip", pipe.execute())
 
     with r.pipeline(transaction=True) as tx:  # MULTI ... EXEC: all at once, nothing between
-        tx.set("lesson:alice", 100).set("lesson:bob", 0)
+        tx.set("lesson:alice", 100)
+        tx.set("lesson:bob", 0)
         show("MULTI SET alice 100 SET bob 0 EXEC", tx.execute())
 
     # WATCH: read, decide, write only if nobody changed what was read. The first attempt is
@@ -139,7 +142,8 @@ def pipelines(r: redis.Redis, connect: Connect) -> None:
                 if attempts == 1:
                     other.incrby("lesson:alice", 5)  # a concurrent deposit
                 tx.multi()
-                tx.set("lesson:alice", alice - 30).set("lesson:bob", bob + 30)
+                tx.set("lesson:alice", alice - 30)
+                tx.set("lesson:bob", bob + 30)
                 tx.execute()
                 break
             except redis.WatchError:
@@ -191,7 +195,7 @@ def distqueue_keys(connect: Connect, raw: redis.Redis) -> None:
                 content = r.hgetall(key)
             else:
                 content = r.get(key)
-            print(f"  {key:<26} {kind:<5} {content}")
+            print(f"  {key:<26} {kind:<5} {content!s}")
         reply_key = f"dq:{{{name}}}:r:ID"
         print(f"  {reply_key:<26} string {replies} keys: each put's reply, kept 60 s for a retry")
     payload = r.lindex("dq:{lesson-jobs}:items", -1)
