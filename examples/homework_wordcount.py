@@ -8,7 +8,7 @@
 The pipeline, fetch -> parse -> count:
 
     producer --fetch queue--> fetch stage --parse queue--> count stage --> cache
-             (document URLs)                (name, text)                   (counts per document)
+             (document URLs)             ({"url", "text"})                 (counts per document)
 
 - the producer (this script) puts the URL of each document on the *fetch* queue: by default
   ``file://`` URLs of ``examples/data/*.txt``, or the URLs or paths given (``http://`` too);
@@ -21,9 +21,10 @@ The pipeline, fetch -> parse -> count:
 
 Each worker is a process with one thread per stage (threads of this process when there is no
 ``--url``). With ``--url``, more workers can join from any machine that reaches the server:
-run ``... --worker --url URL --name NAME`` there, while the run goes on or before it starts. A
-worker serves one run: it stops when the run is over, and the run's queues stay on the server,
-shut down, until the next run of that name starts.
+run ``... --worker --url URL --name NAME`` there while the run goes on (or before the first run
+of a name). A worker serves one run: it stops when the run is over, and the run's queues stay
+on the server, shut down, until the next run of that name starts. A worker reads ``file://``
+URLs on its own machine: workers elsewhere need the files at the same path, or ``http://`` URLs.
 
 A word is a run of the letters a-z, with inner apostrophes ("don't"), in lower case.
 """
@@ -64,24 +65,26 @@ def fetch_stage(fetch: distqueue.Queue[str], parse: distqueue.Queue[Any]) -> Non
             return
         try:
             with urllib.request.urlopen(url, timeout=10) as reply:
-                parse.put((url, reply.read().decode("utf-8", errors="replace")))
-        except OSError as exc:  # unreachable, missing: the count stage records the error
-            parse.put((url, exc))
+                text = reply.read().decode("utf-8", errors="replace")
+        except OSError as exc:  # unreachable, missing: the count stage records why
+            parse.put({"url": url, "error": str(exc)})
+        else:
+            parse.put({"url": url, "text": text})
         fetch.task_done()  # after the put: join() on the fetch queue then covers the handover
 
 
 def count_stage(parse: distqueue.Queue[Any], cache: distqueue.Cache) -> None:
     while True:
         try:
-            url, text = parse.get()
+            document = parse.get()
         except distqueue.ShutDown:
             return
-        if isinstance(text, str):
-            result: dict[str, Any] = {"counts": dict(collections.Counter(words_of(text)))}
+        if "text" in document:
+            result = {"counts": dict(collections.Counter(words_of(document["text"])))}
         else:
-            result = {"error": str(text)}
-        if not cache.set(f"counts:{document_name(url)}", result):
-            print(f"could not store the counts of {url}", file=sys.stderr)
+            result = {"error": document["error"]}
+        if not cache.set(f"counts:{document_name(document['url'])}", result):
+            print(f"could not store the counts of {document['url']}", file=sys.stderr)
         parse.task_done()
 
 

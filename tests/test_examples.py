@@ -452,10 +452,16 @@ def test_homework_takes_a_worker_started_on_its_own(redis_url: str) -> None:
             worker.wait()
 
 
-def test_homework_reports_a_document_it_cannot_fetch(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["memory", pytest.param("redis", marks=pytest.mark.slow)])
+def test_homework_reports_a_document_it_cannot_fetch(
+    where: str, tmp_path: Path, request: Any
+) -> None:
     missing = tmp_path / "nowhere.txt"
     relay = DATA / "relay.txt"
-    output = run_example("homework_wordcount.py", str(relay), str(missing), status=1)
+    args = [str(relay), str(missing)]
+    if where == "redis":
+        args += ["--url", request.getfixturevalue("redis_url"), "--name", uuid.uuid4().hex]
+    output = run_example("homework_wordcount.py", *args, status=1)
     assert line_with(output, "nowhere.txt:").startswith("nowhere.txt: FAILED (")
     assert line_with(output, "1 of 2 documents:").startswith("1 of 2 documents: ")
     counts = collections.Counter(WORD.findall(relay.read_text().lower()))
