@@ -88,7 +88,9 @@ def count_stage(parse: distqueue.Queue[Any], cache: distqueue.Cache) -> None:
         parse.task_done()
 
 
-def run_worker(fetch: distqueue.Queue[str], parse: distqueue.Queue[Any], cache: Any) -> None:
+def run_worker(
+    fetch: distqueue.Queue[str], parse: distqueue.Queue[Any], cache: distqueue.Cache
+) -> None:
     """One worker: a thread for each stage, until the queues are shut down."""
     stages = [
         threading.Thread(target=fetch_stage, args=(fetch, parse)),
@@ -100,7 +102,10 @@ def run_worker(fetch: distqueue.Queue[str], parse: distqueue.Queue[Any], cache: 
         stage.join()
 
 
-def open_pipeline(args: argparse.Namespace) -> tuple[Any, Any, distqueue.Cache]:
+Pipeline = tuple[distqueue.Queue[str], distqueue.Queue[Any], distqueue.Cache]
+
+
+def open_pipeline(args: argparse.Namespace) -> Pipeline:
     fetch: distqueue.Queue[str] = distqueue.Queue(url=args.url, name=f"{args.name}-fetch")
     parse: distqueue.Queue[Any] = distqueue.Queue(url=args.url, name=f"{args.name}-parse")
     cache_url = f"memcached://{args.memcached}" if args.memcached else args.url or "memory://"

@@ -83,6 +83,7 @@ def test_producer_consumer_runs_in_memory() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_producer_consumer_runs_across_processes_on_redis(redis_url: str) -> None:
     output = run_example("producer_consumer.py", "--url", redis_url, "--items", "2000")
     assert "every item consumed exactly once" in output
@@ -113,6 +114,7 @@ def test_threads_share_a_queue_in_memory() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_threads_code_runs_in_processes_given_a_url(redis_url: str) -> None:
     output = run_example("threads.py", "--url", redis_url, "--jobs", "120", "--consumers", "2")
     assert "the consumers are processes" in output
@@ -156,7 +158,7 @@ def test_four_structures_give_the_same_orders_on_redis(redis_url: str) -> None:
     check_default_orders(output)
 
 
-@pytest.mark.parametrize("where", ["memory", "redis"])
+@pytest.mark.parametrize("where", ["memory", pytest.param("redis", marks=pytest.mark.redis)])
 def test_four_structures_order_any_input_with_repeats(where: str, request: Any) -> None:
     items = [9, 3, 7, 3, 1, 9]
     url = ["--url", request.getfixturevalue("redis_url")] if where == "redis" else []
@@ -201,6 +203,7 @@ def test_concurrency_compares_serial_threads_and_processes() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_concurrency_processes_share_a_queue_on_redis(redis_url: str) -> None:
     output = run_example(
         "concurrency.py", "--url", redis_url, "--jobs", "8", "--workers", "2", "--delay", "0.02"
@@ -342,7 +345,7 @@ def test_cached_function_in_memory() -> None:
     check_cached(output, 6)
 
 
-@pytest.mark.parametrize("where", ["redis", "memcached"])
+@pytest.mark.parametrize("where", [pytest.param("redis", marks=pytest.mark.redis), "memcached"])
 def test_cached_function_on_a_real_server(where: str, request: Any) -> None:
     if where == "redis":
         url = request.getfixturevalue("redis_url")
@@ -392,6 +395,7 @@ def test_homework_counts_the_bundled_documents_in_memory() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 @pytest.mark.parametrize("results", ["redis", "memcached"])
 def test_homework_runs_worker_processes_and_keeps_results_in_the_cache(
     results: str, request: Any
@@ -416,6 +420,7 @@ def test_homework_runs_worker_processes_and_keeps_results_in_the_cache(
 
 
 @pytest.mark.slow
+@pytest.mark.redis
 def test_homework_takes_a_worker_started_on_its_own(redis_url: str) -> None:
     """The cross-machine set-up: a worker started apart, and a run that starts none."""
     name = f"wordcount-{uuid.uuid4().hex[:8]}"
@@ -452,7 +457,9 @@ def test_homework_takes_a_worker_started_on_its_own(redis_url: str) -> None:
             worker.wait()
 
 
-@pytest.mark.parametrize("where", ["memory", pytest.param("redis", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "where", ["memory", pytest.param("redis", marks=[pytest.mark.slow, pytest.mark.redis])]
+)
 def test_homework_reports_a_document_it_cannot_fetch(
     where: str, tmp_path: Path, request: Any
 ) -> None:
