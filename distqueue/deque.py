@@ -38,6 +38,14 @@ def _index(value: Any) -> int:
         raise TypeError(f"sequence index must be integer, not '{type(value).__name__}'") from None
 
 
+def _fit(n: int) -> int:
+    """``n``, if ``collections.deque`` takes it as a count or position (a C ``ssize_t``);
+    ``OverflowError`` otherwise."""
+    if not -sys.maxsize - 1 <= n <= sys.maxsize:
+        raise OverflowError(f"{n} is too large for a deque position or count")
+    return n
+
+
 def _bound(value: Any) -> int:
     """A bound of :meth:`Deque.index`'s range, taken as a slice's bound is."""
     try:
@@ -164,7 +172,7 @@ class Deque(Generic[T]):
 
         Raises ``IndexError`` when the deque already holds ``maxlen`` items.
         """
-        self._backend.insert(operator.index(i), x)
+        self._backend.insert(_fit(operator.index(i)), x)
 
     # -- taking ------------------------------------------------------------------------------
 
@@ -200,7 +208,7 @@ class Deque(Generic[T]):
     def rotate(self, n: int = 1) -> None:
         """Move the last ``n`` items to the front (with ``n < 0``, the first ``-n`` to the
         back), as one step."""
-        self._backend.rotate(operator.index(n))
+        self._backend.rotate(_fit(operator.index(n)))
 
     def reverse(self) -> None:
         """Reverse the order of the items in place."""
@@ -297,10 +305,10 @@ class Deque(Generic[T]):
         return self._backend.get(_index(i))  # type: ignore[no-any-return]
 
     def __setitem__(self, i: int, x: T) -> None:
-        self._backend.set(_index(i), x)
+        self._backend.set(_fit(_index(i)), x)
 
     def __delitem__(self, i: int) -> None:
-        self._backend.delete_at(_index(i))
+        self._backend.delete_at(_fit(_index(i)))
 
     # -- operators ---------------------------------------------------------------------------
 
@@ -322,6 +330,7 @@ class Deque(Generic[T]):
             times = operator.index(n)
         except TypeError:
             return NotImplemented
+        _fit(times)
         result = self.copy()
         result._backend.repeat(times)
         return result
@@ -333,7 +342,7 @@ class Deque(Generic[T]):
             times = operator.index(n)
         except TypeError:
             return NotImplemented
-        self._backend.repeat(times)
+        self._backend.repeat(_fit(times))
         return self
 
     def _compare(self, other: object, op: Callable[[Any, Any], bool]) -> Any:
