@@ -160,17 +160,22 @@ def own_memcached_pair() -> Iterator[tuple[Any, Any]]:
     yield from memcached_servers()
 
 
-CACHE_BACKENDS = ["memory", "redis", "memcached"]
+CACHE_BACKENDS = ["memory", "redis", "memcached", "cluster", "sentinel"]
 
 
 @pytest.fixture(params=CACHE_BACKENDS)
 def cache_url(request: pytest.FixtureRequest) -> str:
-    """A URL for the cache layer on each backend: memory, a real redis-server, and two real
-    memcached servers."""
+    """A URL for the cache layer on each backend: memory, a real redis-server, two real
+    memcached servers, a Redis Cluster (3 masters, 1 replica each) and a master found through
+    three sentinels."""
     if request.param == "memory":
         return "memory://"
     if request.param == "redis":
         return str(request.getfixturevalue("redis_url"))
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    if request.param == "sentinel":
+        return str(request.getfixturevalue("sentinel_url"))
     return str(request.getfixturevalue("memcached_url"))
 
 

@@ -130,6 +130,241 @@ def test_delete_says_whether_there_was_a_value(cache: Cache) -> None:
     assert cache.delete("k") is False
 
 
+# -- replace, append, prepend, gets, cas ---------------------------------------------------------
+
+
+def test_replace_stores_only_when_the_key_holds_a_value(cache: Cache) -> None:
+    assert cache.replace("k", "first") is False
+    assert cache.get("k", MISSING) is MISSING, "replace stored a value under a missing key"
+    cache.set("k", "first")
+    assert cache.replace("k", {"second": 2}) is True
+    assert cache.get("k") == {"second": 2}
+    cache.set("n", None)
+    assert cache.replace("n", "x") is True, "a stored None is a value"
+
+
+def test_replace_gives_the_value_its_ttl(cache: Cache) -> None:
+    cache.set("k", "old", ttl=600)
+    assert cache.replace("k", "new", ttl=1)
+    time.sleep(2.5)
+    assert cache.get("k", MISSING) is MISSING
+
+
+def test_replace_of_a_large_value_by_a_large_value(cache: Cache) -> None:
+    assert cache.replace("k", os.urandom(2 * MB)) is False
+    cache.set("k", os.urandom(2 * MB))
+    second = os.urandom(3 * MB)
+    assert cache.replace("k", second) is True
+    assert cache.get("k") == second
+
+
+def test_append_and_prepend_add_bytes_to_a_bytes_value(cache: Cache) -> None:
+    assert cache.append("k", b"x") is False
+    assert cache.prepend("k", b"x") is False
+    assert cache.get("k", MISSING) is MISSING, "append created a missing value"
+    cache.set("k", b"middle")
+    assert cache.append("k", b"-end") is True
+    assert cache.prepend("k", b"start-") is True
+    assert cache.append("k", bytearray(b"!")) is True
+    assert cache.get("k") == b"start-middle-end!"
+    cache.set("empty", b"")
+    assert cache.prepend("empty", b"\x00\xff") is True
+    assert cache.get("empty") == b"\x00\xff"
+
+
+@pytest.mark.parametrize("value", ["text", 7, 2**40, -1, 1.5, None, [b"a"], {"a": 1}], ids=repr)
+def test_append_to_a_value_that_is_not_bytes_is_a_type_error_and_changes_nothing(
+    cache: Cache, value: Any
+) -> None:
+    cache.set("k", value)
+    with pytest.raises(TypeError, match="bytes"):
+        cache.append("k", b"x")
+    with pytest.raises(TypeError, match="bytes"):
+        cache.prepend("k", b"x")
+    assert cache.get("k", MISSING) == value
+
+
+@pytest.mark.parametrize("data", ["text", 1, None, [b"x"]], ids=repr)
+def test_append_of_data_that_is_not_bytes_is_a_type_error(cache: Cache, data: Any) -> None:
+    cache.set("k", b"abc")
+    with pytest.raises(TypeError, match="data must be bytes"):
+        cache.append("k", data)
+    with pytest.raises(TypeError, match="data must be bytes"):
+        cache.prepend("k", data)
+    assert cache.get("k") == b"abc"
+
+
+def test_append_to_compressed_and_chunked_bytes_values(cache: Cache) -> None:
+    compressible = b"abc" * (100 * 1024)  # stored compressed
+    cache.set("z", compressible)
+    assert cache.append("z", b"tail") and cache.prepend("z", b"head")
+    assert cache.get("z") == b"head" + compressible + b"tail"
+    large = os.urandom(2 * MB)  # chunked on memcached
+    cache.set("big", large)
+    assert cache.append("big", b"tail") and cache.prepend("big", b"head")
+    assert cache.get("big") == b"head" + large + b"tail"
+    small = os.urandom(1000)
+    cache.set("grows", small)
+    more = os.urandom(2 * MB)
+    assert cache.append("grows", more), "a value that becomes chunked"
+    assert cache.get("grows") == small + more
+
+
+def test_append_through_a_serializer_of_ones_own(make_cache: MakeCache) -> None:
+    cache = make_cache(serializer="pickle")
+    cache.set("k", b"ab")
+    assert cache.append("k", b"cd")
+    assert cache.get("k") == b"abcd"
+    cache.set("t", ("not", "bytes"))
+    with pytest.raises(TypeError):
+        cache.append("t", b"x")
+
+
+def test_concurrent_appends_each_land_once(make_cache: MakeCache) -> None:
+    namespace = f"t-{uuid.uuid4().hex}"
+    caches = [make_cache(namespace=namespace) for _ in range(4)]
+    caches[0].set("log", b"")
+    caches[0].set("zlog", b"=" * (100 * 1024))  # compressed: read, then compare-and-set
+
+    def work(cache: Cache, index: int) -> None:
+        for i in range(25):
+            part = b"<%d.%d>" % (index, i)
+            assert cache.append("log", part)
+            assert cache.append("zlog", part)
+
+    threads = [threading.Thread(target=work, args=(c, n)) for n, c in enumerate(caches)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(GUARD)
+    expected = sorted(b"<%d.%d>" % (n, i) for n in range(4) for i in range(25))
+    for key, skip in (("log", 0), ("zlog", 100 * 1024)):
+        log = caches[0].get(key)[skip:]
+        parts = sorted(b"<" + part for part in log.split(b"<")[1:])
+        assert parts == expected, f"{key}: {len(parts)} parts instead of {len(expected)}"
+
+
+def test_gets_of_a_missing_key_returns_the_default_and_no_token(cache: Cache) -> None:
+    assert cache.gets("k") == (None, None)
+    assert cache.gets("k", "dflt") == ("dflt", None)
+
+
+def test_cas_stores_only_while_the_value_is_unchanged(cache: Cache) -> None:
+    cache.set("k", {"v": 1})
+    value, token = cache.gets("k")
+    assert value == {"v": 1} and token is not None
+    assert cache.cas("k", {"v": 2}, token) is True
+    assert cache.get("k") == {"v": 2}
+    assert cache.cas("k", {"v": 3}, token) is False, "the same token twice"
+    assert cache.get("k") == {"v": 2}
+
+    value, token = cache.gets("k")
+    cache.set("k", {"v": "other"})
+    assert cache.cas("k", {"v": 4}, token) is False, "a write came in between"
+    assert cache.get("k") == {"v": "other"}
+
+    value, token = cache.gets("k")
+    cache.delete("k")
+    assert cache.cas("k", {"v": 5}, token) is False, "the value was deleted"
+    assert cache.get("k", MISSING) is MISSING
+
+
+def test_a_value_written_again_after_gets_fails_the_cas(cache: Cache) -> None:
+    cache.set("k", b"same")
+    _, token = cache.gets("k")
+    cache.set("k", b"different")
+    cache.set("k", b"same but new")
+    assert token is not None
+    assert cache.cas("k", b"x", token) is False
+    assert cache.get("k") == b"same but new"
+
+
+def test_cas_gives_the_value_its_ttl(cache: Cache) -> None:
+    cache.set("k", 1, ttl=600)
+    _, token = cache.gets("k")
+    assert token is not None
+    assert cache.cas("k", 2, token, ttl=1)
+    time.sleep(2.5)
+    assert cache.get("k", MISSING) is MISSING
+
+
+def test_cas_on_large_values(cache: Cache) -> None:
+    first, second = os.urandom(2 * MB), os.urandom(3 * MB)
+    cache.set("k", first)
+    value, token = cache.gets("k")
+    assert value == first and token is not None
+    assert cache.cas("k", second, token)
+    assert cache.get("k") == second
+    assert cache.cas("k", b"small", token) is False
+    _, token = cache.gets("k")
+    assert token is not None
+    assert cache.cas("k", "small", token)
+    assert cache.get("k") == "small"
+
+
+def test_a_token_is_good_for_its_own_key_only(cache: Cache) -> None:
+    cache.set("a", 1)
+    cache.set("b", 1)
+    _, token = cache.gets("a")
+    assert token is not None
+    with pytest.raises(ValueError, match="another key"):
+        cache.cas("b", 2, token)
+    with pytest.raises(TypeError, match="CasToken"):
+        cache.cas("a", 2, "token")  # type: ignore[arg-type]
+    assert cache.get_many(["a", "b"]) == {"a": 1, "b": 1}
+
+
+def test_of_two_cas_with_one_token_exactly_one_wins(make_cache: MakeCache) -> None:
+    namespace = f"t-{uuid.uuid4().hex}"
+    one, two = make_cache(namespace=namespace), make_cache(namespace=namespace)
+    for round_ in range(20):
+        one.set("k", round_)
+        _, token_one = one.gets("k")
+        _, token_two = two.gets("k")
+        assert token_one is not None and token_two is not None
+        barrier = threading.Barrier(2)
+        won: list[tuple[bool, str]] = []
+
+        def attempt(
+            cache: Cache, token: Any, value: str, barrier: Any, won: list[tuple[bool, str]]
+        ) -> None:
+            barrier.wait(GUARD)
+            won.append((cache.cas("k", value, token), value))
+
+        threads = [
+            threading.Thread(target=attempt, args=(one, token_one, "one", barrier, won)),
+            threading.Thread(target=attempt, args=(two, token_two, "two", barrier, won)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(GUARD)
+        assert sorted(result for result, _ in won) == [False, True], f"round {round_}: {won}"
+        winner = next(value for result, value in won if result)
+        assert one.get("k") == winner
+
+
+def test_a_counter_kept_by_gets_and_cas_loses_no_update(make_cache: MakeCache) -> None:
+    namespace = f"t-{uuid.uuid4().hex}"
+    caches = [make_cache(namespace=namespace) for _ in range(4)]
+    caches[0].set("total", [0])
+
+    def bump(cache: Cache) -> None:
+        for _ in range(20):
+            while True:
+                value, token = cache.gets("total")
+                assert token is not None
+                if cache.cas("total", [value[0] + 1], token):
+                    break
+
+    threads = [threading.Thread(target=bump, args=(cache,)) for cache in caches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(GUARD)
+    assert caches[0].get("total") == [80]
+
+
 def test_namespaces_do_not_see_each_other(make_cache: MakeCache) -> None:
     one, two = make_cache(), make_cache()
     one.set("k", "one")
