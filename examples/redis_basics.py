@@ -184,7 +184,7 @@ def distqueue_keys(connect: Connect, raw: redis.Redis) -> None:
         replies = 0
         for key in sorted(r.scan_iter(match=f"dq:{{{name}}}:*")):
             if key.startswith(f"dq:{{{name}}}:r:"):
-                replies += 1  # one per call that changed the queue, kept 60 s for a retry
+                replies += 1  # the last change's reply, kept for a retry until the next call
                 continue
             kind = r.type(key)
             if kind == "list":  # items enter at the left: the oldest is on the right
@@ -197,7 +197,7 @@ def distqueue_keys(connect: Connect, raw: redis.Redis) -> None:
                 content = r.get(key)
             print(f"  {key:<26} {kind:<5} {content!s}")
         reply_key = f"dq:{{{name}}}:r:ID"
-        print(f"  {reply_key:<26} string {replies} keys: each put's reply, kept 60 s for a retry")
+        print(f"  {reply_key:<26} string {replies} key: the last put's reply, kept for a retry")
     payload = r.lindex("dq:{lesson-jobs}:items", -1)
     show("the oldest item is JSON", json.loads(payload) if payload else None)
     show("jobs.get() (first in, first out)", jobs.get())
