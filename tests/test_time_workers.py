@@ -132,12 +132,15 @@ def test_a_rate_limit_holds_within_5_percent_over_10_s_with_3_worker_processes(
     try:
         for _ in range(3):
             workers.start(redis_url, name, "taskfns:record_server_time", "--prefetch", "1")
+
+        def recorded(index: int) -> int:
+            value: Any = client.lindex(times_key, index)
+            return int(value)
+
         wait_until(lambda: client.llen(times_key) > 0, "the first run", timeout=60)
-        first = int(client.lindex(times_key, 0))
+        first = recorded(0)
         end = first + int(span * 1_000_000)
-        wait_until(
-            lambda: int(client.lindex(times_key, -1)) >= end, "runs beyond the span", timeout=60
-        )
+        wait_until(lambda: recorded(-1) >= end, "runs beyond the span", timeout=60)
         times = [int(t) for t in client.lrange(times_key, 0, -1)]
     finally:
         workers.close()
