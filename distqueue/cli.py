@@ -97,7 +97,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     stats = commands.add_parser("stats", help="print a queue's counts as JSON")
     _queue_options(stats)
+
+    _schedule_parser(commands)
     return parser
+
+
+def _schedule_parser(commands: Any) -> None:
+    schedule = commands.add_parser(
+        "schedule", help="put an item on a queue at every tick, once per tick across schedulers"
+    )
+    _queue_options(schedule)
+    schedule.add_argument("--name", required=True, help="the schedule's name, unique per queue")
+    when = schedule.add_mutually_exclusive_group(required=True)
+    when.add_argument("--every", type=float, metavar="SECONDS", help="a tick every SECONDS")
+    when.add_argument("--cron", metavar="EXPR", help="a cron expression (needs --tz)")
+    schedule.add_argument("--tz", help="the cron expression's time zone, e.g. UTC, Europe/Paris")
+    schedule.add_argument("--item", default="null", help="the item to put, as JSON (null)")
+    schedule.add_argument(
+        "--grace", type=float, help="seconds after a tick it is still put (60, or the period)"
+    )
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    import signal
+
+    from .schedule import Periodic, Scheduler
+
+    try:
+        item = json.loads(args.item)
+    except ValueError as exc:
+        raise ValueError(f"--item is not JSON: {exc}") from exc
+    periodic = Periodic(args.name, item, args.every, args.cron, args.tz, args.grace)
+    queue = _open(args)
+    scheduler = Scheduler(queue, [periodic])
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: scheduler.stop())
+    logging.getLogger("distqueue.schedule").info(
+        "schedule %r on queue %r: started", periodic.name, queue.name
+    )
+    try:
+        scheduler.run()
+    finally:
+        queue.close()
+    return 0
 
 
 def _open(args: argparse.Namespace, **options: Any) -> Queue[Any]:
@@ -215,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    handlers = {"worker": _worker, "dead": _dead, "stats": _stats}
+    handlers = {"worker": _worker, "dead": _dead, "stats": _stats, "schedule": _schedule}
     try:
         return handlers[args.command](args)
     except (DistQueueError, ValueError) as exc:
