@@ -73,4 +73,5 @@ def check_limits(rate: Any, per: Any, concurrency: Any) -> Limits:
             raise TypeError(f"{what} must be an int or None, not {type(value).__name__}")
         if value < 1:
             raise ValueError(f"{what} must be at least 1, not {value!r}")
-    return Limits(rate=rate, per=check_seconds(per, "per", positive=True), concurrency=concurrency)
+    seconds = check_seconds(per, "per", positive=True)
+    return Limits(rate=rate, per=seconds if rate is not None else 1.0, concurrency=concurrency)

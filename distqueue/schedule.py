@@ -20,17 +20,22 @@ burst. Schedulers' clocks must agree within ``grace`` seconds (NTP does far bett
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import DistQueueError
 from .options import check_seconds
 
 __all__ = ["Periodic", "Scheduler"]
 
 _UTC = datetime.timezone.utc
+_RETRY_PAUSE = 1.0  # seconds between attempts while the queue's server cannot be reached
+
+logger = logging.getLogger("distqueue.schedule")
 
 
 def _zone(name: str) -> datetime.tzinfo:
@@ -160,12 +165,13 @@ class Scheduler:
             tick = schedule.latest_tick(now)
             if self._done.get(schedule.name) == tick:
                 continue
-            self._done[schedule.name] = tick
-            if (now - tick).total_seconds() > schedule.grace_seconds():
-                continue  # missed: skipped, not made up
-            window = schedule.grace_seconds() + 60.0
-            if self.queue.put(schedule.item, dedup_key=schedule.claim_key(tick), dedup_for=window):
-                put += 1
+            if (now - tick).total_seconds() <= schedule.grace_seconds():
+                window = schedule.grace_seconds() + 60.0
+                key = schedule.claim_key(tick)
+                if self.queue.put(schedule.item, dedup_key=key, dedup_for=window):
+                    put += 1
+            # else missed: skipped, not made up
+            self._done[schedule.name] = tick  # only once handled: a failed put is tried again
         return put
 
     def seconds_to_next(self) -> float:
@@ -175,9 +181,16 @@ class Scheduler:
         return max(0.0, (soonest - now).total_seconds())
 
     def run(self) -> None:
-        """Put ticks until :meth:`stop` is called, sleeping until each next tick."""
+        """Put ticks until :meth:`stop` is called, sleeping until each next tick. While the
+        queue's server cannot be reached it tries again every second (a tick is still put if
+        the server is back within its grace)."""
         while not self._stop.is_set():
-            self.run_pending()
+            try:
+                self.run_pending()
+            except DistQueueError as exc:  # the server is away: try again while within grace
+                logger.warning("scheduler: %s; trying again in %g s", exc, _RETRY_PAUSE)
+                self._stop.wait(_RETRY_PAUSE)
+                continue
             self._stop.wait(self.seconds_to_next() + 0.001)
 
     def stop(self) -> None:

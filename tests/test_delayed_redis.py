@@ -58,3 +58,37 @@ def test_garbage_in_the_schedule_key_is_a_wrong_type_error(redis_url: str) -> No
     q.delete()
     q.close()
     client.close()
+
+
+def _script_runs(client: Any) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return sum(int(v["calls"]) for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+
+
+@pytest.mark.parametrize("held_by", ["schedule", "rate", "pause"])
+def test_a_consumer_held_back_waits_on_the_server_without_spinning(
+    redis_url: str, held_by: str
+) -> None:
+    """Over a 1.5 s wait that cannot end with an item, the consumer runs its take script a
+    handful of times (each wait lasts until the server said something may change), not in a
+    loop."""
+    name = f"held-{held_by}-{time.monotonic_ns()}"
+    q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name)
+    if held_by == "schedule":
+        q.put("later", delay=60)
+    elif held_by == "rate":
+        q.set_limits(rate=1, per=60)
+        q.put_many(["first", "second"])
+        assert q.get_nowait() == "first"
+    else:
+        q.put("x")
+        q.pause(60)
+    client = redis.Redis.from_url(redis_url)
+    before = _script_runs(client)
+    with pytest.raises(distqueue.Empty):
+        q.get(timeout=1.5)
+    runs = _script_runs(client) - before
+    assert 1 <= runs <= 3, runs
+    client.close()
+    q.delete()
+    q.close()
