@@ -263,3 +263,26 @@ def test_exactly_one_of_many_concurrent_producers_puts_a_key(make_queue: MakeQue
         thread.join(HANG)
     assert sorted(results) == [False] * 7 + [True]
     assert handles[0].qsize() == 1 and handles[0].unfinished_tasks == 1
+
+
+def test_consumers_that_waited_before_an_item_was_scheduled_wake_when_it_is_due(
+    make_queue: MakeQueue,
+) -> None:
+    """Two consumers wait; an item is scheduled; the one woken to learn its due time (the one
+    that waited longest) gives up before it: the other still wakes when the item is due, not
+    at the end of its own wait slice (5 s on Redis)."""
+    name = f"two-waiters-{time.monotonic_ns()}"
+    q = make_queue(name=name)
+    patient = make_queue(name=name)
+    leaver = make_queue(name=name)
+    leaving, _ = run_in_thread(lambda: leaver.get(timeout=1.0))
+    wait_until_blocked(leaving, q)
+    waiting, outcome = run_in_thread(lambda: (patient.get(timeout=30), time.monotonic()))
+    wait_until_blocked([leaving, waiting], q, count=2)
+    put_at = time.monotonic()
+    q.put("due", delay=2.0)
+    waiting.join(HANG)
+    item, got_at = outcome[0]
+    assert item == "due"
+    assert got_at - put_at >= 2.0 - SLACK
+    assert got_at - put_at < 3.5, got_at - put_at  # not the end of the patient's slice

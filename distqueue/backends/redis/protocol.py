@@ -245,10 +245,15 @@ class QueueProtocol:
                 raise ShutDown
             if not waits:
                 raise Empty
-            # Wake for a new item, a shutdown, or the earliest lease running out.
+            # Wake for a new item, a shutdown, or when the server said something may change
+            # (the earliest lease runs out, a scheduled item is due, a limit lets go).
             cap = None if result == _NONE_LEASED else result / 1000
             wait = self._wait_time(deadline, cap)
             if wait is None:
+                if cap is not None:
+                    # Consumers that began waiting before that time was known wait for their
+                    # slice to end; wake one of them to learn it, since this one leaves.
+                    yield self._run("wake", what="a wake-up")
                 raise Empty
             yield from self._wait((k.avail, k.shutdown), wait)
 

@@ -91,6 +91,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
     # Harmless to run twice: retried as they are.
     "size": ScriptSpec("size.lua", ("items", "leases", "payloads", "meta", "sched"), "kind", False),
     "signal": ScriptSpec("signal.lua", ("meta", "shutdown"), "", False),
+    "wake": ScriptSpec("wake.lua", ("avail",), "", False),
     "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
     "delete": ScriptSpec(
         "delete.lua",
