@@ -149,4 +149,5 @@ def test_a_rate_limit_holds_within_5_percent_over_10_s_with_3_worker_processes(
         q.close()
     within = sum(first <= t < end for t in times)
     expected = rate * span / per
+    print(f"rate limit {rate}/{per:g}s: {within} runs in {span:g} s, expected {expected:g}")
     assert abs(within - expected) <= 0.05 * expected, (within, expected)
