@@ -54,14 +54,13 @@ def redis_cluster() -> Iterator[Any]:
 
     try:
         server = servers.require_binary("redis-server")
-        cli = servers.require_binary("redis-cli")
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         raise ServerUnavailable(str(exc.msg)) from None
-    from cluster import Cluster  # tests/cluster.py, on the path _servers_module() set
+    from cluster import Cluster, ProcessLauncher  # tests/cluster.py, on _servers_module()'s path
 
     with tempfile.TemporaryDirectory(prefix="distqueue-bench-cluster-") as directory:
         try:
-            made = Cluster(server, cli, Path(directory), masters=3, replicas=0)
+            made = Cluster(ProcessLauncher(server, Path(directory)), masters=3, replicas=0)
         except (OSError, RuntimeError, AssertionError) as exc:
             raise ServerUnavailable(f"the cluster did not start: {exc}") from exc
         try:

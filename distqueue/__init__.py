@@ -6,6 +6,7 @@ unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 
 from .backends.base import DeadLetter, Limits
 from .cache import Cache, CacheStats, cached
+from .deque import Deque
 from .errors import (
     AuthenticationError,
     BackendConnectionError,
@@ -39,6 +40,7 @@ __all__ = [
     "Cache",
     "CacheStats",
     "DeadLetter",
+    "Deque",
     "DeserializationError",
     "DistQueueError",
     "Empty",

@@ -1,4 +1,4 @@
-"""The one place that turns a URL into a backend.
+"""The one place that turns a URL into a backend (for queues) or a store (for deques).
 
 Accepted forms::
 
@@ -18,7 +18,8 @@ Accepted forms::
     rediss+sentinel://...                  the same over TLS, to the sentinels and the master
 
 A Redis URL's query may set the client's time limits, in seconds: ``socket_timeout``,
-``connect_timeout``, ``retry_window``, ``outage_limit`` (see
+``connect_timeout``, ``retry_window``, ``outage_limit``, and how many replicas must confirm
+each change, ``wait_replicas`` (within ``wait_timeout``; see
 :class:`distqueue.backends.connection.RedisOptions`). Anything else raises ``ValueError``
 naming the URL.
 """
@@ -26,11 +27,15 @@ naming the URL.
 from __future__ import annotations
 
 import os
-from typing import Any
+import uuid
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from .backends.base import Kind, QueueBackend
 from .serializers import Serializer
+
+if TYPE_CHECKING:
+    from .deques.base import DequeStore
 
 ENV_VAR = "DISTQUEUE_URL"
 
@@ -212,7 +217,7 @@ def redis_options(url: str) -> Any:
         raise ValueError(f"malformed Redis URL {url!r}: {exc}") from None
 
 
-QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit")
+QUEUE_ONLY_PARAMETERS = ("retry_window", "outage_limit", "wait_replicas", "wait_timeout")
 """Query parameters of a queue URL that a results store on the same server does not take."""
 
 
@@ -284,3 +289,26 @@ def open_backend(
     options = redis_options(url)
     commands, waits = make_redis_clients(url, options)
     return RedisBackend(commands, name, kind, serializer, waits=waits, options=options)
+
+
+def open_deque_store(
+    url: str | None, name: str | None, maxlen: int | None, serializer: Serializer
+) -> tuple[DequeStore, str | None]:
+    """The storage of deque ``name`` with ``maxlen`` at ``url``, and the deque's name (one is
+    made up on Redis when ``name`` is ``None``; a memory deque without a name stays
+    private)."""
+    url = resolve_url(url)
+    scheme = scheme_of(url)
+    if scheme == "memory":
+        if url.lower() != "memory://":
+            raise ValueError(f"malformed memory URL {url!r}: use 'memory://'")
+        from .deques.memory import MemoryDequeStore
+
+        return MemoryDequeStore(name, maxlen), name
+    from .deques.redis import Connections, RedisDequeStore
+
+    if name is None:
+        name = uuid.uuid4().hex
+    options = redis_options(url)
+    connections = Connections(*make_redis_clients(url, options), options)
+    return RedisDequeStore(connections, name, maxlen, serializer), name

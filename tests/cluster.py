@@ -1,5 +1,15 @@
-"""A Redis Cluster and a Sentinel-watched master for the tests, on 127.0.0.1, with Debian's
-redis-server and redis-cli: every node a process of its own that a test may kill and restart.
+"""A Redis Cluster and a Sentinel-watched master for the tests, on 127.0.0.1: every node a
+server of its own that a test may kill and restart.
+
+The nodes are local redis-server processes where the binary is installed, else ``redis:7``
+containers in the host's network of a Docker engine (:func:`launcher`; ``DISTQUEUE_TEST_SERVERS``
+forces one way, as for single servers). In the host's network every node has the one address
+that clients, the other nodes and the sentinels all use; published ports would give a node one
+address outside its container and another inside.
+
+The cluster is made here with CLUSTER commands (ADDSLOTSRANGE, MEET, REPLICATE) rather than by
+``redis-cli --cluster create``: the same few calls for processes and containers, and nothing
+needed but redis-server, in an image or on the machine.
 
 Failures are quick here (``cluster-node-timeout`` and ``down-after-milliseconds`` of one second)
 so that a fail-over takes a few seconds; production settings are longer, and so are fail-overs.
@@ -9,14 +19,25 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-from servers import free_port, redis_server_command, wait_for_port
+from servers import (
+    ServerUnavailable,
+    free_port,
+    installed_binary,
+    redis_server_command,
+    uses_docker,
+    wait_for_port,
+)
+
+if TYPE_CHECKING:
+    from containers import ContainerServer
 
 NODE_TIMEOUT_MS = 1000
+SLOTS = 16384
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -35,26 +56,58 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"{what}: not within {timeout} s (last error: {last_error})")
 
 
-class Node:
-    """One redis-server process on a fixed port, in a directory of its own."""
+# -- nodes -----------------------------------------------------------------------------------------
 
-    def __init__(self, binary: str, directory: Path, extra: list[str]) -> None:
-        self.binary = binary
-        self.directory = directory
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.extra = extra
-        self.process: subprocess.Popen[bytes] | None = None
+
+class Node:
+    """One redis-server (or sentinel) on 127.0.0.1:``port``, that a test may kill and start
+    again on the same port with what it had written to disk."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        args = redis_server_command(
-            self.binary, self.port, self.directory, loglevel="notice", extra=self.extra
+        """Start the server and return once it accepts connections."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        raise NotImplementedError
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to clients, replicas or the rest of the cluster."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Done with for good."""
+        self.kill()
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        return redis.Redis(
+            "127.0.0.1", self.port, socket_timeout=5, decode_responses=True, **kwargs
         )
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def role(self) -> str:
+        with self.client() as client:
+            return str(client.execute_command("ROLE")[0])
+
+
+class ProcessNode(Node):
+    """A server process run by the command line ``args``."""
+
+    def __init__(self, port: int, args: Sequence[str]) -> None:
+        super().__init__(port)
+        self.args = list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         wait_for_port(self.port, self.process)
 
     @property
@@ -67,51 +120,181 @@ class Node:
             self.process.kill()
             self.process.wait(10)
 
-    def client(self, **kwargs: Any) -> redis.Redis:
-        return redis.Redis(
-            "127.0.0.1", self.port, socket_timeout=5, decode_responses=True, **kwargs
-        )
 
-    def role(self) -> str:
-        with self.client() as client:
-            return str(client.execute_command("ROLE")[0])
+class ContainerNode(Node):
+    """A server in a container (already started), removed by ``close()``."""
+
+    def __init__(self, server: ContainerServer) -> None:
+        super().__init__(server.port)
+        self.server = server
+
+    def start(self) -> None:
+        self.server.start()
+
+    @property
+    def running(self) -> bool:
+        return self.server.running
+
+    def kill(self) -> None:
+        self.server.kill()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+class Launcher:
+    """Where the nodes of a cluster or a sentinel group come from."""
+
+    def server(self, name: str, extra: Sequence[str]) -> Node:
+        """A running redis-server on a free port, with ``extra`` arguments."""
+        raise NotImplementedError
+
+    def sentinel(self, name: str, config: Sequence[str]) -> Node:
+        """A running sentinel on a free port, configured by the lines ``config``."""
+        raise NotImplementedError
+
+
+class ProcessLauncher(Launcher):
+    """Processes of the local ``binary``, each with a directory of its own under ``directory``."""
+
+    def __init__(self, binary: str, directory: Path) -> None:
+        self.binary = binary
+        self.directory = directory
+
+    def _directory(self, name: str) -> Path:
+        directory = self.directory / name
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+
+    def server(self, name: str, extra: Sequence[str]) -> Node:
+        port = free_port()
+        args = redis_server_command(
+            self.binary, port, self._directory(name), loglevel="notice", extra=extra
+        )
+        node = ProcessNode(port, args)
+        node.start()
+        return node
+
+    def sentinel(self, name: str, config: Sequence[str]) -> Node:
+        directory = self._directory(name)
+        port = free_port()
+        conf = directory / "sentinel.conf"
+        lines = [
+            f"port {port}",
+            "bind 127.0.0.1",
+            f"dir {directory}",
+            f"logfile {directory / 'sentinel.log'}",
+            *config,
+        ]
+        conf.write_text("".join(f"{line}\n" for line in lines))
+        node = ProcessNode(port, [self.binary, str(conf), "--sentinel"])
+        node.start()
+        return node
+
+
+class ContainerLauncher(Launcher):
+    """``redis:7`` containers in the host's network of the Docker engine."""
+
+    def server(self, name: str, extra: Sequence[str]) -> Node:
+        from containers import EngineUnavailable, RedisContainer
+
+        try:
+            return ContainerNode(RedisContainer(free_port(), extra=extra, host_network=True))
+        except EngineUnavailable as exc:
+            raise ServerUnavailable(str(exc)) from None
+
+    def sentinel(self, name: str, config: Sequence[str]) -> Node:
+        from containers import EngineUnavailable, SentinelContainer
+
+        try:
+            return ContainerNode(SentinelContainer(free_port(), config))
+        except EngineUnavailable as exc:
+            raise ServerUnavailable(str(exc)) from None
+
+
+def launcher(directory: Path) -> Launcher:
+    """Local redis-server processes (their files under ``directory``), else containers.
+
+    Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
+    """
+    if uses_docker("redis-server"):
+        from containers import EngineUnavailable, engine
+
+        try:
+            engine()
+        except EngineUnavailable as exc:
+            raise ServerUnavailable(str(exc)) from None
+        return ContainerLauncher()
+    return ProcessLauncher(installed_binary("redis-server"), directory)
+
+
+# -- a cluster -------------------------------------------------------------------------------------
+
+
+def cluster_nodes(client: Any) -> list[str]:
+    """The lines of CLUSTER NODES: one per node this node knows, itself included."""
+    reply = client.execute_command("CLUSTER", "NODES")
+    text = reply if isinstance(reply, str) else "\n".join(reply)
+    return text.strip().splitlines()
 
 
 class Cluster:
-    """Three masters with one replica each (or ``replicas`` each), made with ``redis-cli
-    --cluster create``."""
+    """Three masters with one replica each (or ``replicas`` each); a failure half-way removes
+    the nodes started so far."""
 
-    def __init__(
-        self, server: str, cli: str, directory: Path, masters: int = 3, replicas: int = 1
-    ) -> None:
-        self.cli = cli
+    def __init__(self, launcher: Launcher, masters: int = 3, replicas: int = 1) -> None:
         self.nodes: list[Node] = []
-        for i in range(masters * (1 + replicas)):
-            bus = free_port()
-            self.nodes.append(
-                Node(
-                    server,
-                    directory / f"node{i}",
-                    [
-                        "--cluster-enabled", "yes",
-                        "--cluster-config-file", "nodes.conf",
-                        "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-                        "--cluster-port", str(bus),
-                        # a replica promotes itself however long its master was gone
-                        "--cluster-replica-validity-factor", "0",
-                    ],
-                )
-            )  # fmt: skip
+        self.bus_ports: list[int] = []
+        try:
+            for i in range(masters * (1 + replicas)):
+                bus = free_port()
+                self.nodes.append(
+                    launcher.server(
+                        f"node{i}",
+                        [
+                            "--cluster-enabled", "yes",
+                            "--cluster-config-file", "nodes.conf",
+                            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                            "--cluster-port", str(bus),
+                            # a replica promotes itself however long its master was gone
+                            "--cluster-replica-validity-factor", "0",
+                        ],
+                    )
+                )  # fmt: skip
+                self.bus_ports.append(bus)
+            self._join(masters)
+            self.wait_healthy()
+        except BaseException:
+            self.close()
+            raise
+
+    def _join(self, masters: int) -> None:
+        """What ``redis-cli --cluster create`` does: the first ``masters`` nodes share the slots
+        (each with an epoch of its own), all meet, and each of the rest replicates a master."""
+        shards = self.nodes[:masters]
+        for i, node in enumerate(shards):
+            with node.client() as client:
+                client.execute_command("CLUSTER", "SET-CONFIG-EPOCH", i + 1)
+                first, end = i * SLOTS // masters, (i + 1) * SLOTS // masters
+                client.execute_command("CLUSTER", "ADDSLOTSRANGE", first, end - 1)
+        with self.nodes[0].client() as client:
+            for node, bus in zip(self.nodes[1:], self.bus_ports[1:], strict=True):
+                client.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port, bus)
+        wait_until(self._all_met, 30, "every node knows every other")
+        for i, node in enumerate(self.nodes[masters:]):
+            master_id = self.node_id(shards[i % masters])
+            with node.client() as client:
+                client.execute_command("CLUSTER", "REPLICATE", master_id)
+
+    def _all_met(self) -> bool:
         for node in self.nodes:
-            node.start()
-        subprocess.run(
-            [
-                cli, "--cluster", "create", *(node.address for node in self.nodes),
-                "--cluster-replicas", str(replicas), "--cluster-yes",
-            ],
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
-        )  # fmt: skip
-        self.wait_healthy()
+            with node.client() as client:
+                flags = [line.split()[2] for line in cluster_nodes(client)]
+            if len(flags) != len(self.nodes) or any(
+                "handshake" in flag or "noaddr" in flag for flag in flags
+            ):
+                return False
+        return True
 
     @property
     def url(self) -> str:
@@ -156,17 +339,16 @@ class Cluster:
         views = set()
         for node in self.nodes:
             with node.client() as client:
-                lines = client.execute_command("CLUSTER", "NODES")
-                text = lines if isinstance(lines, str) else "\n".join(lines)
-                views.add(
-                    tuple(
-                        sorted(
-                            (line.split()[1].split("@")[0], "master" in line.split()[2])
-                            for line in text.strip().splitlines()
-                            if "fail" not in line.split()[2]
-                        )
+                lines = cluster_nodes(client)
+            views.add(
+                tuple(
+                    sorted(
+                        (line.split()[1].split("@")[0], "master" in line.split()[2])
+                        for line in lines
+                        if "fail" not in line.split()[2]
                     )
                 )
+            )
         return len(views) == 1 and len(next(iter(views))) == len(self.nodes)
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
@@ -231,66 +413,54 @@ class Cluster:
 
     def close(self) -> None:
         for node in self.nodes:
-            node.kill()
+            node.close()
+
+
+# -- a sentinel group ------------------------------------------------------------------------------
 
 
 class SentinelGroup:
-    """A master, one replica, and three sentinels watching them as ``mymaster``."""
+    """A master, one replica, and three sentinels watching them as ``mymaster``; a failure
+    half-way removes the servers started so far."""
 
     SERVICE = "mymaster"
 
-    def __init__(self, server: str, directory: Path) -> None:
-        self.master = Node(server, directory / "a", [])
-        self.master.start()
-        self.replica = Node(
-            server, directory / "b", ["--replicaof", "127.0.0.1", str(self.master.port)]
-        )
-        self.replica.start()
-        self.servers = [self.master, self.replica]
-        self.sentinels: list[tuple[int, subprocess.Popen[bytes]]] = []
-        for i in range(3):
-            port = free_port()
-            sentinel_dir = directory / f"sentinel{i}"
-            sentinel_dir.mkdir(parents=True)
-            conf = sentinel_dir / "sentinel.conf"
-            conf.write_text(
-                f"port {port}\n"
-                "bind 127.0.0.1\n"
-                f"dir {sentinel_dir}\n"
-                f"logfile {sentinel_dir / 'sentinel.log'}\n"
-                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2\n"
-                f"sentinel down-after-milliseconds {self.SERVICE} {NODE_TIMEOUT_MS}\n"
-                f"sentinel failover-timeout {self.SERVICE} 10000\n"
-                f"sentinel parallel-syncs {self.SERVICE} 1\n"
-            )
-            process = subprocess.Popen(
-                [server, str(conf), "--sentinel"],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
-            wait_for_port(port, process)
-            self.sentinels.append((port, process))
-        self.wait_healthy()
+    def __init__(self, launcher: Launcher) -> None:
+        self.servers: list[Node] = []
+        self.sentinels: list[Node] = []
+        try:
+            self.master = launcher.server("a", [])
+            self.servers.append(self.master)
+            self.replica = launcher.server("b", ["--replicaof", "127.0.0.1", str(self.master.port)])
+            self.servers.append(self.replica)
+            config = [
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 2",
+                f"sentinel down-after-milliseconds {self.SERVICE} {NODE_TIMEOUT_MS}",
+                f"sentinel failover-timeout {self.SERVICE} 10000",
+                f"sentinel parallel-syncs {self.SERVICE} 1",
+            ]
+            for i in range(3):
+                self.sentinels.append(launcher.sentinel(f"sentinel{i}", config))
+            self.wait_healthy()
+        except BaseException:
+            self.close()
+            raise
 
     @property
     def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{port}" for port, _ in self.sentinels)
+        hosts = ",".join(sentinel.address for sentinel in self.sentinels)
         return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
 
     def sentinel_client(self) -> redis.Redis:
-        return redis.Redis(
-            "127.0.0.1", self.sentinels[0][0], socket_timeout=5, decode_responses=True
-        )
+        return self.sentinels[0].client()
 
     def current_master(self) -> Node:
         """The server that the sentinels name as master (all three agree)."""
 
         def agreed() -> Node | None:
             ports = set()
-            for port, _ in self.sentinels:
-                with redis.Redis(
-                    "127.0.0.1", port, socket_timeout=5, decode_responses=True
-                ) as client:
+            for sentinel in self.sentinels:
+                with sentinel.client() as client:
                     host_port = client.execute_command(
                         "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.SERVICE
                     )
@@ -364,9 +534,5 @@ class SentinelGroup:
         wait_until(lambda: node.role() == "slave", timeout, f"{node.address} demoted")
 
     def close(self) -> None:
-        for _, process in self.sentinels:
-            if process.poll() is None:
-                process.kill()
-                process.wait(10)
-        for node in self.servers:
-            node.kill()
+        for node in [*self.sentinels, *self.servers]:
+            node.close()

@@ -12,7 +12,6 @@ from processes import Records, Workers
 from servers import (
     RedisServer,
     ServerUnavailable,
-    require_binary,
     start_memcached,
     start_redis,
 )
@@ -40,12 +39,13 @@ def redis_url(redis_server: RedisServer) -> str:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A Redis Cluster for the session (3 masters, 1 replica each), started by the first test
-    that needs it."""
-    from cluster import Cluster
+    that needs it (processes or containers)."""
+    from cluster import Cluster, launcher
 
-    server = require_binary("redis-server")
-    cli = require_binary("redis-cli")
-    cluster = Cluster(server, cli, tmp_path_factory.mktemp("cluster"))
+    try:
+        cluster = Cluster(launcher(tmp_path_factory.mktemp("cluster")))
+    except ServerUnavailable as exc:
+        server_unavailable(str(exc))
     yield cluster
     cluster.close()
 
@@ -61,10 +61,13 @@ def cluster_url(redis_cluster: Any) -> str:
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A master, a replica and three sentinels for the session, started by the first test that
-    needs them."""
-    from cluster import SentinelGroup
+    needs them (processes or containers)."""
+    from cluster import SentinelGroup, launcher
 
-    group = SentinelGroup(require_binary("redis-server"), tmp_path_factory.mktemp("sentinel"))
+    try:
+        group = SentinelGroup(launcher(tmp_path_factory.mktemp("sentinel")))
+    except ServerUnavailable as exc:
+        server_unavailable(str(exc))
     yield group
     group.close()
 

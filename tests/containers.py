@@ -3,7 +3,8 @@
 The engine is the one ``$DOCKER_HOST`` names, else the default socket. The images are the official
 ``redis:7`` and ``memcached:1.6``, pulled when the engine does not have them. A server listens on
 127.0.0.1 on a free port: published there, or, on an engine without a bridge network, in the
-host's network.
+host's network. Servers that must reach each other at the address the tests use (the nodes of
+a Redis Cluster, a master, its replica and their sentinels) always run in the host's network.
 
 Every container carries two labels: :data:`KIND_LABEL` (``redis`` or ``memcached``) and
 :data:`OWNER_LABEL` (host, pid, and the pid's start time, which tells a live owner from a new
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import os
 import signal
 import socket
+import tarfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any
 
@@ -32,6 +35,7 @@ from docker.models.containers import Container
 
 REDIS_IMAGE = "redis:7"
 MEMCACHED_IMAGE = "memcached:1.6"
+DATA_DIR = "/data"  # the working directory of the redis image
 KIND_LABEL = "io.distqueue.test-server"
 OWNER_LABEL = "io.distqueue.test-server.owner"
 
@@ -202,20 +206,42 @@ def _answers(port: int, request: bytes, reply: bytes) -> bool:
         return False
 
 
+def _archive(files: Mapping[str, str]) -> bytes:
+    """A tar of ``files`` (name: text), each readable and writable by any user."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o666
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
 class ContainerServer:
     """A server in a container on 127.0.0.1:``port``; ``kill()`` then ``start()`` keeps the
-    port and whatever the container wrote."""
+    port and whatever the container wrote.
+
+    With ``host_network`` the container runs in the host's network even where the engine could
+    publish its port. ``files`` (name: text) are written to :data:`DATA_DIR` in the container
+    before it starts, writable by the server, which may rewrite them.
+    """
 
     image: str
     kind: str
     request: bytes  # a command the server answers once it serves
     reply: bytes  # how that answer starts
 
-    def __init__(self, port: int) -> None:
+    def __init__(
+        self, port: int, *, host_network: bool = False, files: Mapping[str, str] | None = None
+    ) -> None:
         self.port = port
         client = engine()
         ensure_image(client, self.image)
-        publish = can_publish(client)
+        publish = not host_network and can_publish(client)
+        self.host_network = not publish
         try:
             self.container: Container = client.containers.create(
                 self.image,
@@ -230,6 +256,8 @@ class ContainerServer:
         _owned[self.container.id] = self.container
         _install_cleanup()
         try:
+            if files and not self.container.put_archive(DATA_DIR, _archive(files)):
+                raise EngineUnavailable(f"could not write {', '.join(files)} into {self.image}")
             self.start()
         except BaseException:
             self.close()
@@ -250,8 +278,17 @@ class ContainerServer:
                     f"{self.image} container exited ({self.container.status}): {log}"
                 )
             if time.monotonic() > deadline:
-                raise EngineUnavailable(f"{self.image} did not answer within {timeout} s")
+                where = " in the engine's host network" if self.host_network else ""
+                raise EngineUnavailable(
+                    f"{self.image} did not answer on 127.0.0.1:{self.port}{where} within "
+                    f"{timeout} s" + (" (is that network this machine's?)" if where else "")
+                )
             time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        self.container.reload()
+        return bool(self.container.status == "running")
 
     def stop(self) -> None:
         self.container.stop(timeout=10)
@@ -270,14 +307,24 @@ class ContainerServer:
 
 
 class RedisContainer(ContainerServer):
+    """A redis-server; ``extra`` arguments go at the end of its command line."""
+
     image = REDIS_IMAGE
     kind = "redis"
     request = b"PING\r\n"
     reply = b"+PONG"
 
-    def __init__(self, port: int, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        appendonly: bool = False,
+        extra: Sequence[str] = (),
+        host_network: bool = False,
+    ) -> None:
         self.appendonly = appendonly
-        super().__init__(port)
+        self.extra = list(extra)
+        super().__init__(port, host_network=host_network)
 
     @property
     def url(self) -> str:
@@ -294,7 +341,26 @@ class RedisContainer(ContainerServer):
             "--appendfsync", "always",
             "--hz", "100",
             "--loglevel", "warning",
+            *self.extra,
         ]  # fmt: skip
+
+
+class SentinelContainer(ContainerServer):
+    """A Redis Sentinel in the host's network, on ``config`` (the lines of its sentinel.conf,
+    which it rewrites as it learns), given its own ``port`` and ``bind`` lines here."""
+
+    image = REDIS_IMAGE
+    kind = "redis-sentinel"
+    request = b"PING\r\n"
+    reply = b"+PONG"
+    CONFIG = "sentinel.conf"
+
+    def __init__(self, port: int, config: Sequence[str]) -> None:
+        text = "".join(f"{line}\n" for line in [f"port {port}", "bind 127.0.0.1", *config])
+        super().__init__(port, host_network=True, files={self.CONFIG: text})
+
+    def command(self, bind: str) -> Sequence[str]:
+        return ["redis-server", f"{DATA_DIR}/{self.CONFIG}", "--sentinel"]
 
 
 class MemcachedContainer(ContainerServer):

@@ -5,9 +5,10 @@ Where they come from: the local binaries when installed, else containers on a Do
 or ``=docker`` forces one way. A server that cannot be had skips the tests that need it, except
 under ``CI=true``, where it fails them.
 
-:func:`start_redis` and :func:`start_memcached` give either kind. The classes here run the
-binaries; tests that drive the server process itself (signals to its pid) build them directly
-with :func:`require_binary`, and are skipped when containers are forced.
+:func:`start_redis` and :func:`start_memcached` give either kind (``cluster.py`` does the same
+for the nodes of a Redis Cluster and of a Sentinel group). The classes here run the binaries;
+tests that drive the server process itself (signals to its pid) build them directly with
+:func:`require_binary`, and are skipped when containers are forced.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def require_binary(name: str) -> str:
     return path
 
 
-def _use_docker(binary: str) -> bool:
+def uses_docker(binary: str) -> bool:
+    """Whether servers of ``binary`` run in containers: forced so, or the binary is missing and
+    an engine answers."""
     way = forced_way()
     if way is not None:
         return way == "docker"
@@ -81,19 +84,25 @@ def _use_docker(binary: str) -> bool:
     return engine_answers()
 
 
+def installed_binary(name: str) -> str:
+    """The path of the local ``name``, for servers that are not to run in containers.
+
+    Raises :class:`ServerUnavailable` when it is not installed.
+    """
+    binary = find_binary(name)
+    if binary is None:
+        why = f"{SERVERS_VARIABLE}=binaries" if forced_way() else "no Docker engine answers"
+        raise ServerUnavailable(f"{name} is not installed (apt-get install {name}), and {why}")
+    return binary
+
+
 def start_redis(directory: Path, *, appendonly: bool = False) -> RedisServer | RedisContainer:
     """A redis-server on a free port: the local binary (in ``directory``), else a container.
 
     Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
     """
-    if not _use_docker("redis-server"):
-        binary = find_binary("redis-server")
-        if binary is None:
-            raise ServerUnavailable(
-                "redis-server is not installed (apt-get install redis-server), "
-                "and no Docker engine answers"
-            )
-        return RedisServer(binary, directory, appendonly=appendonly)
+    if not uses_docker("redis-server"):
+        return RedisServer(installed_binary("redis-server"), directory, appendonly=appendonly)
     from containers import EngineUnavailable, RedisContainer
 
     try:
@@ -107,14 +116,8 @@ def start_memcached(*, item_size_max: str | None = None) -> MemcachedProcess | M
 
     Raises :class:`ServerUnavailable` when neither can be had, saying why in one line.
     """
-    if not _use_docker("memcached"):
-        binary = find_binary("memcached")
-        if binary is None:
-            raise ServerUnavailable(
-                "memcached is not installed (apt-get install memcached), "
-                "and no Docker engine answers"
-            )
-        return MemcachedProcess(binary, item_size_max=item_size_max)
+    if not uses_docker("memcached"):
+        return MemcachedProcess(installed_binary("memcached"), item_size_max=item_size_max)
     from containers import EngineUnavailable, MemcachedContainer
 
     try:

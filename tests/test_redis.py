@@ -287,3 +287,51 @@ def test_one_name_opened_as_two_kinds_is_refused(redis_url: str) -> None:
     assert lifo.get_nowait() == "y"
     fifo.close()
     lifo.close()
+
+
+def test_a_server_out_of_memory_refuses_puts_but_lets_consumers_drain_it(
+    own_redis: RedisServer,
+) -> None:
+    client = redis.Redis(port=own_redis.port)
+    used = int(client.info("memory")["used_memory"])
+    client.config_set("maxmemory-policy", "noeviction")
+    client.config_set("maxmemory", used + 2_000_000)
+    q: distqueue.Queue[Any] = distqueue.Queue(
+        url=own_redis.url, name=fresh_name(), visibility_timeout=30
+    )
+    blob = "x" * 20_000
+    put = 0
+    with pytest.raises(distqueue.BackendError, match="OOM") as info:
+        for _ in range(1000):
+            q.put_many([blob] * 10)
+            put += 10
+    assert not isinstance(info.value, distqueue.BackendConnectionError)
+    assert put > 0 and q.qsize() == put  # the refused batch added nothing
+    # every way out of the full server still works
+    message = q.get_message()
+    assert message.ack()
+    assert q.get() == blob
+    q.task_done()
+    assert len(q.get_many(put)) == put - 2
+    # the next call deletes the reply the last one kept for a retry (it held every item)
+    q.task_done()
+    q.delete()
+    q.put("room again")
+    assert q.get() == "room again"
+    q.close()
+    client.close()
+
+
+def test_replies_kept_for_retries_do_not_pile_up(redis_url: str, raw: redis.Redis) -> None:
+    # Each change keeps its reply for a retry; the next call of the same client deletes the
+    # reply it received, so a busy queue holds a reply or two, not a minute of traffic.
+    name = fresh_name()
+    q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name)
+    for _ in range(200):
+        q.put("x" * 1000)
+        assert q.get() == "x" * 1000
+        q.task_done()
+    replies = list(raw.scan_iter(match=f"dq:{{{name}}}:r:*", count=1000))
+    assert 1 <= len(replies) <= 2, replies
+    q.delete()
+    q.close()

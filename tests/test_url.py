@@ -110,6 +110,7 @@ def test_the_public_names() -> None:
             "Cache",
             "CacheStats",
             "DeadLetter",
+            "Deque",
             "DeserializationError",
             "DistQueueError",
             "Empty",

@@ -39,7 +39,7 @@ import redis.sentinel
 
 from ..errors import BackendConnectionError, OutcomeUnknownError
 from .base import Backoff
-from .scripts import REPLY_WINDOW, NotSent
+from .scripts import REPLY_WINDOW, NotSent, ReplicasBehind
 
 T = TypeVar("T")
 
@@ -53,8 +53,8 @@ timeout of 0 as "forever", which must never be sent."""
 
 @dataclass(frozen=True)
 class RedisOptions:
-    """Time limits for one Redis client, in seconds; each can be given in the URL's query
-    (``redis://host/0?socket_timeout=2&retry_window=10``).
+    """Time limits for one Redis client, in seconds, and how many replicas must confirm a
+    change; each can be given in the URL's query (``redis://host/0?socket_timeout=2``).
 
     ``socket_timeout``
         How long one command waits for its reply (a blocking wait: its own length plus this).
@@ -66,15 +66,36 @@ class RedisOptions:
     ``outage_limit``
         How long a call that waits with no timeout (``get()``, ``join()``) rides out an outage
         before it raises ``BackendConnectionError``.
+    ``wait_replicas``
+        How many replicas must have a change before a call that made it returns (Redis's
+        ``WAIT``, sent with the change); 0, the default, waits for none. Redis replicates
+        asynchronously: a change the master acknowledged and then lost in a fail-over (it died
+        before passing the change on) is gone, unless a replica confirmed it first. A call
+        whose change too few replicas confirm within ``wait_timeout`` is retried, which changes
+        nothing more and waits again, and in the end raises ``OutcomeUnknownError``.
+    ``wait_timeout``
+        How long one such wait for the replicas lasts (less than ``socket_timeout``).
     """
 
     socket_timeout: float = 5.0
     connect_timeout: float = 2.0
     retry_window: float = 3.0
     outage_limit: float = 60.0
+    wait_replicas: int = 0
+    wait_timeout: float = 1.0
 
     def __post_init__(self) -> None:
+        if (
+            isinstance(self.wait_replicas, bool)
+            or not isinstance(self.wait_replicas, int)
+            or self.wait_replicas < 0
+        ):
+            raise ValueError(
+                f"wait_replicas must be a whole number of replicas, not {self.wait_replicas!r}"
+            )
         for field in fields(self):
+            if field.name == "wait_replicas":
+                continue
             value = getattr(self, field.name)
             if (
                 isinstance(value, bool)
@@ -90,18 +111,35 @@ class RedisOptions:
                 f"retry_window must be at most {REPLY_WINDOW / 2:g} s (replies are remembered "
                 f"for {REPLY_WINDOW:g} s), not {self.retry_window!r}"
             )
+        if self.wait_replicas and self.wait_timeout >= self.socket_timeout:
+            raise ValueError(
+                f"wait_timeout ({self.wait_timeout!r} s) must be less than socket_timeout "
+                f"({self.socket_timeout!r} s): the server answers a wait only when it ends"
+            )
+
+    @property
+    def replica_wait(self) -> tuple[int, int]:
+        """``(replicas, milliseconds)`` for Redis's ``WAIT``; ``(0, 0)``: no waiting."""
+        if not self.wait_replicas:
+            return (0, 0)
+        return (self.wait_replicas, max(1, round(self.wait_timeout * 1000)))
 
     @classmethod
     def from_query(cls, query: Mapping[str, str]) -> RedisOptions:
         """Options from a URL's query parameters; ``ValueError`` naming any that is unknown or
         not a positive number."""
         known = {field.name for field in fields(cls)}
-        values: dict[str, float] = {}
+        values: dict[str, Any] = {}
         for key, text in query.items():
             if key not in known:
                 raise ValueError(
                     f"unknown parameter {key!r}; known: {', '.join(sorted(known))}, db"
                 )
+            if key == "wait_replicas":
+                if not text.isdigit():
+                    raise ValueError(f"wait_replicas must be a whole number, not {text!r}")
+                values[key] = int(text)
+                continue
             try:
                 values[key] = float(text)
             except ValueError:
@@ -211,6 +249,7 @@ def make_sentinel_clients(
 
 RETRYABLE: tuple[type[BaseException], ...] = (
     NotSent,
+    ReplicasBehind,  # ran; the retry waits for the replicas again
     redis.exceptions.ConnectionError,  # also LOADING after a restart (BusyLoadingError), and
     # no master known to the sentinels (MasterNotFoundError)
     redis.exceptions.TimeoutError,

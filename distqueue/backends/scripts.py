@@ -5,17 +5,23 @@ is loaded, the definitions of ``lua/lib.lua`` it uses are put before it, so it s
 EVAL.
 
 Each script's first line is a shebang, ``#!lua`` with the flags Redis should enforce (none of
-ours may skip them: every script writes, if only a wake-up token or a remembered reply). With a
-shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
+ours is ``no-writes``: every script writes, if only a wake-up token or a remembered reply). With
+a shebang, Redis 7 checks a script before it runs rather than at its first write: a replica
 refuses it outright (``READONLY``), and a Cluster node refuses one whose keys are not all in one
-of its own slots. A server that does not know shebangs (Redis before 7.0, fakeredis) fails to
-compile it; the script is then sent without its first line, once per :class:`Script`.
+of its own slots. A server at its ``maxmemory`` (with ``noeviction``) refuses a script unless it
+has ``flags=allow-oom``: every script has it but those that add items (the puts, and requeueing
+dead letters), so that consumers can still drain a full server, ack, and delete. A server
+that does not know shebangs (Redis before 7.0, fakeredis) fails to compile it; the script is
+then sent without its first line, once per :class:`Script`.
 
 A script that changes state is *wrapped* so that it is safe to retry: its last key is a key
 named after a request id the client made, in the queue's hash slot. The wrapper reads that key
 first; if the call ran already, it returns the reply it gave then and changes nothing.
 Otherwise it runs the script and keeps the reply there for ``REPLY_WINDOW`` seconds (server
-time, by the key's TTL), which bounds how long a client may go on retrying one call.
+time, by the key's TTL), which bounds how long a client may go on retrying one call. The key
+before it names the reply of an earlier call that its client has received, which the wrapper
+deletes: a reply (a get's holds its items) is kept only until its client has it, not for the
+whole window.
 
 This module does no I/O of its own except through the client it is given.
 """
@@ -44,8 +50,14 @@ REPLY_WINDOW = 60.0
 _WRAPPER = (
     """local known = redis.call('GET', KEYS[#KEYS])
 if known then
+    -- a write, so that a WAIT after this call confirms the first one's changes too
+    redis.call('PEXPIRE', KEYS[#KEYS], """
+    + str(int(REPLY_WINDOW * 1000))
+    + """)
     return unpack_reply(known)
 end
+-- the reply of an earlier call, which its client has received: no longer worth keeping
+redis.call('DEL', KEYS[#KEYS - 1])
 local reply = (function()
 %s
 end)()
@@ -132,6 +144,11 @@ def _resp(arg: bytes | str | int | float) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
+class ReplicasBehind(Exception):
+    """A change ran, but fewer replicas than asked confirmed it in time (retry the call: the
+    retry changes nothing and waits for them again)."""
+
+
 class NotSent(Exception):
     """A connection failed before the command reached the server: it surely did not run."""
 
@@ -168,18 +185,33 @@ class Script:
         "_packed",
         "_prefix",
         "_slot",
+        "_wait",
+        "_wait_packed",
         "source",
     )
 
     def __init__(
-        self, client: Any, name: str, keys: Sequence[str], *, retry_safe: bool = False
+        self,
+        client: Any,
+        name: str,
+        keys: Sequence[str],
+        *,
+        retry_safe: bool = False,
+        replica_wait: tuple[int, int] = (0, 0),
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
         self._keys = tuple(keys)
-        # a retry-safe script's calls give one more key, first of their arguments: the key
-        # its reply is kept under
-        self._keycount = len(self._keys) + (1 if retry_safe else 0)
+        # (replicas, ms): a retry-safe call is followed by WAIT on its own connection
+        self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
+        self._wait_packed = (
+            b"*3\r\n" + b"".join(_resp(part) for part in ("WAIT", *replica_wait))
+            if self._wait
+            else b""
+        )
+        # a retry-safe script's calls give two more keys, first of their arguments: the key of
+        # a reply received (to delete), and the key its own reply is kept under
+        self._keycount = len(self._keys) + (2 if retry_safe else 0)
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
         self._slot = _one_slot(client, keys)
         self._use(script_source(name, retry_safe))
@@ -197,7 +229,7 @@ class Script:
                 return self._call_packed(args, self._client.connection_pool)
             if self._slot is not None:
                 return self._call_slot_master(args, self._slot)
-            return self._execute(*self._prefix, *args)
+            return self._generic(*self._prefix, *args)
         except redis.exceptions.NoScriptError:
             pass
         except redis.exceptions.ResponseError as exc:
@@ -208,11 +240,39 @@ class Script:
         # answered, which is the one owning the keys (SCRIPT LOAD would go elsewhere on a
         # Cluster, or to every master, failing while one is down).
         try:
-            return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+            return self._generic("EVAL", self.source, *self._prefix[2:], *args)
         except redis.exceptions.ResponseError as exc:
             if not self._drop_shebang(exc):
                 raise
-        return self._execute("EVAL", self.source, *self._prefix[2:], *args)
+        return self._generic("EVAL", self.source, *self._prefix[2:], *args)
+
+    def _generic(self, *command: Any) -> Any:
+        """Run ``command`` through the client's own routing (and the replicas' WAIT)."""
+        if self._wait is None:
+            return self._execute(*command)
+        if self._slot is not None or not hasattr(self._client, "pipeline"):
+            # A Cluster routes a WAIT elsewhere than the command: the retry (which changes
+            # nothing) takes the direct path, where the WAIT follows on the same connection.
+            self._execute(*command)
+            raise ReplicasBehind("the change took a redirect: confirming it on a retry")
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", *self._wait)
+        reply, acked = pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        self._check_replicas(acked)
+        return reply
+
+    def _check_replicas(self, acked: Any) -> None:
+        assert self._wait is not None
+        wanted, ms = self._wait
+        if int(acked) < wanted:
+            raise ReplicasBehind(
+                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
+            )
 
     def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
         """Use the text without its shebang if ``exc`` says the server cannot compile one."""
@@ -233,7 +293,7 @@ class Script:
             redis.exceptions.TryAgainError,
             redis.exceptions.ClusterDownError,
         ):
-            return self._execute(*self._prefix, *args)
+            return self._generic(*self._prefix, *args)
         except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The caller retries; by then the client should know where the slot lives now.
             with contextlib.suppress(
@@ -255,13 +315,24 @@ class Script:
             raise NotSent(exc) from exc
         try:
             try:
-                connection.send_packed_command([command])
+                if self._wait is None:
+                    connection.send_packed_command([command])
+                else:
+                    connection.send_packed_command([command, self._wait_packed])
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 # A command cut short is never run: the server drops it with the connection.
                 connection.disconnect()
                 raise NotSent(exc) from exc
             try:
-                return connection.read_response()
+                if self._wait is None:
+                    return connection.read_response()
+                try:
+                    reply = connection.read_response()
+                except redis.exceptions.ResponseError:
+                    connection.read_response()  # the WAIT's reply: keep the connection in step
+                    raise
+                self._check_replicas(connection.read_response())
+                return reply
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
                 connection.disconnect()
                 raise

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Acknowledge deliveries: their items are done and leave the queue for good. A token whose
 -- delivery is over (acknowledged already, or its lease ran out and the item was handed to
 -- someone else) changes nothing.

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Make items dead letters: leased items by lease token, or raw values taken without a lease.
 -- They leave the queue and keep their raw value, delivery count and error. They count as done
 -- when ARGV[2] is "1"; a payload that cannot be decoded was not put by this queue's producers

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Delete dead letters for good, oldest first.
 --
 -- KEYS[1] payloads    hash  item id -> raw value

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Delete a queue and everything it holds, and wake the producers and join() callers blocked
 -- on it: they go on with the fresh, empty queue the name now stands for (consumers simply keep
 -- waiting there). The wake-up tokens are left with a short TTL, so nothing stays for long.

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Renew leases still in progress to ARGV[1] ms from now (the heartbeat of a live consumer).
 --
 -- KEYS[1] leases  zset  lease token -> deadline

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Whether join() may return: no task is unfinished. Leaves the "joined" token in place for the
 -- next waiter when it may.
 --

@@ -380,3 +380,46 @@ local function refuse_put(kind, items, meta_key, notfull_key, flags, n, maxsize,
     end
     return code
 end
+
+-- Deques (distqueue/deques/redis.py): the items in a list; a meta hash whose "maxlen" is the
+-- bound every handle must agree on (-1: unbounded); an "avail" token list that blocked pops
+-- wait on, holding one token while the list may hold items.
+
+-- The deque's maxlen (a number), recorded the first time; an error reply if `given` (text)
+-- is not the one recorded.
+local function deque_maxlen(meta_key, given)
+    local stored = redis.call('HGET', meta_key, 'maxlen')
+    if not stored then
+        redis.call('HSET', meta_key, 'maxlen', given)
+        return tonumber(given)
+    end
+    if stored ~= given then
+        return redis.error_reply('DEQUEMAXLEN ' .. stored)
+    end
+    return tonumber(stored)
+end
+
+-- values[first..last] pushed with `command` (LPUSH or RPUSH), in pieces unpack() can take.
+local function deque_push_all(command, list_key, values, first, last)
+    for i = first, last, 4000 do
+        redis.call(command, list_key, unpack(values, i, math.min(i + 3999, last)))
+    end
+end
+
+-- The values of `list` in reverse order.
+local function deque_reversed(list)
+    local out = {}
+    for i = #list, 1, -1 do
+        out[#out + 1] = list[i]
+    end
+    return out
+end
+
+-- Leave one "avail" token while the list holds items, none once it is empty.
+local function deque_avail(list_key, avail_key)
+    if redis.call('LLEN', list_key) > 0 then
+        token(avail_key)
+    else
+        redis.call('DEL', avail_key)
+    end
+end

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Set a queue's limits, or pause it; either way, wake a blocked consumer to look again.
 --
 -- KEYS[1] meta   hash  counters and flags (see lib.lua): "limited", "rate", "per", "conc",

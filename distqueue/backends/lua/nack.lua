@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Give leased items back: they are delivered again after ARGV[2] ms (0: at once, at the front
 -- of the queue). Tokens whose delivery is over change nothing.
 --

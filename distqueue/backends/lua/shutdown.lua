@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Shut a queue down for every user of it, and wake everyone blocked on it.
 --
 -- KEYS[1] items       list or zset

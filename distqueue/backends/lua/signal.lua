@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- After a blocked client took the shutdown token: hand it on to the next blocked client.
 --
 -- KEYS[1] meta      hash  field "shutdown" is set once the queue is shut down

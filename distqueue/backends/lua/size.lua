@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- The number of waiting items, counting those whose lease ran out (which go back to the queue
 -- now, as they would for the next get()) and the scheduled items that are due (which enter
 -- it now); and the number of items still scheduled.

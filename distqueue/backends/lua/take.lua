@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Take up to ARGV[2] items, in the order get() hands them out: without a lease (ARGV[3] = 0)
 -- they leave the queue; with one they move to "leases", from where they are acknowledged
 -- (ack.lua) or, once the lease runs out, delivered again.

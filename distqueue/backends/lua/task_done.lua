@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Mark one task done.
 --
 -- KEYS[1] meta    hash  counters and flags (see lib.lua)

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Wake one blocked consumer, so that it looks at the queue again (see protocol.py: a consumer
 -- that leaves knowing when something will change passes that on).
 --

@@ -59,6 +59,11 @@ def translate(exc: BaseException, name: str, kind: Kind) -> Exception:
             f"{found.group(1) if found else 'different'} queue, not a {kind.value} "
             "queue: open it with the class of its kind"
         )
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return BackendError(
+            f"the Redis server of queue {name!r} is out of memory (OOM: used memory above its "
+            "maxmemory) and refuses to store more: drain or delete queues, or raise maxmemory"
+        )
     if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in text:
         return WrongTypeError(f"a key of queue {name!r} has the wrong type: {exc}")
     if isinstance(
@@ -130,8 +135,9 @@ class RedisBackend:
         block_slice = _connection.BLOCK_SLICE if waits is not None else _block_slice(client)
         self._protocol = protocol = QueueProtocol(name, kind, serializer, block_slice)
         self.keys = protocol.keys
-        self._scripts = bind(client, self.keys)
-        self._retrier = Retrier(options or RedisOptions(), f"queue {name!r}")
+        options = options or RedisOptions()
+        self._scripts = bind(client, self.keys, options.replica_wait)
+        self._retrier = Retrier(options, f"queue {name!r}")
         self._translate = _Translate(self)
 
     # -- performing steps ------------------------------------------------------------------

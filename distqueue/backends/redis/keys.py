@@ -43,16 +43,22 @@ ROLES = (
 """The role of each key a queue keeps (every key but the per-call replies)."""
 
 
+def key_prefix(name: str) -> str:
+    """The start of every key of the structure called ``name`` (a queue, a deque):
+    ``dq:{name}:``, whose hash tag keeps all of them in one Cluster slot."""
+    if name.startswith("}"):
+        # "{}" is no hash tag: Redis would hash each whole key, spreading the keys over slots.
+        # Such names live under "dq!", with the tag "=" (a namespace of their own).
+        return f"dq!{{=}}{name}:"
+    return f"dq:{{{name}}}:"
+
+
 class QueueKeys:
     """The names of one queue's keys, one attribute per role (``types``: each key and the
     Redis type it holds; ``reply``: the prefix of the per-call reply keys)."""
 
     def __init__(self, name: str, kind: Kind) -> None:
-        prefix = f"dq:{{{name}}}:"
-        if name.startswith("}"):
-            # "{}" is no hash tag: Redis would hash each whole key, spreading the queue over
-            # slots. Such names live under "dq!", with the tag "=" (a namespace of their own).
-            prefix = f"dq!{{=}}{name}:"
+        prefix = key_prefix(name)
         self.items = prefix + "items"
         self.meta = prefix + "meta"
         self.notfull = prefix + "notfull"

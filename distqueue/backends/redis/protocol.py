@@ -23,6 +23,7 @@ consumer also wakes when the earliest lease runs out, since its item then comes 
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Generator, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -103,16 +104,27 @@ class QueueProtocol:
         self._put_script = "put_priority" if kind is Kind.PRIORITY else "put_list"
         self._request_id = RequestIds()
         self._shutdown_key = self.keys.shutdown.encode()
+        # reply keys of calls whose replies arrived, for later calls to delete (one each)
+        self._received: collections.deque[str] = collections.deque(maxlen=64)
+        self._no_reply = self.keys.reply  # a key never written: nothing received yet
 
     # -- steps -----------------------------------------------------------------------------
 
-    def _run(self, script: str, *args: Any, what: str, wait_until: float | None = 0.0) -> Run:
-        spec = SCRIPTS[script]
-        if spec.retry_safe:
-            return Run(
-                script, (self.keys.reply + self._request_id(), *args), what, True, wait_until
-            )
-        return Run(script, args, what, False, wait_until)
+    def _call(
+        self, script: str, *args: Any, what: str, wait_until: float | None = 0.0
+    ) -> Operation[Any]:
+        """Run ``script``; its reply. A retry-safe script's call carries its request's reply
+        key, and the key of a reply received earlier, which the server deletes."""
+        if not SCRIPTS[script].retry_safe:
+            return (yield Run(script, args, what, False, wait_until))
+        try:
+            done = self._received.popleft()
+        except IndexError:
+            done = self._no_reply
+        reply_key = self.keys.reply + self._request_id()
+        reply = yield Run(script, (done, reply_key, *args), what, True, wait_until)
+        self._received.append(reply_key)
+        return reply
 
     def _wait_time(self, deadline: Deadline, cap: float | None = None) -> float | None:
         """Seconds for the next wait, or ``None`` when the deadline has passed."""
@@ -129,7 +141,7 @@ class QueueProtocol:
         """Wait on token lists; after taking the shutdown token, hand it on to the next
         blocked client."""
         if (yield Block(keys, seconds)) == self._shutdown_key:
-            yield self._run("signal", what="a shutdown wake-up")
+            yield from self._call("signal", what="a shutdown wake-up")
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -181,7 +193,7 @@ class QueueProtocol:
         k = self.keys
         script = script or self._put_script
         while True:
-            result = yield self._run(script, *args, what="a put", wait_until=wait_until)
+            result = yield from self._call(script, *args, what="a put", wait_until=wait_until)
             if result >= 0:
                 return True
             if result == _KEY_HELD:
@@ -230,7 +242,7 @@ class QueueProtocol:
         waits = timeout is None or timeout > 0
         what = "a get" if lease_ms == 0 else "a lease"
         while True:
-            result = yield self._run(
+            result = yield from self._call(
                 "take",
                 self._kind,
                 n,
@@ -253,7 +265,7 @@ class QueueProtocol:
                 if cap is not None:
                     # Consumers that began waiting before that time was known wait for their
                     # slice to end; wake one of them to learn it, since this one leaves.
-                    yield self._run("wake", what="a wake-up")
+                    yield from self._call("wake", what="a wake-up")
                 raise Empty
             yield from self._wait((k.avail, k.shutdown), wait)
 
@@ -261,7 +273,7 @@ class QueueProtocol:
         """Keep values this queue cannot decode as dead letters (uncounted: they were never
         put by this queue's producers), and say so in the log."""
         why = self.codec.why_dead(error)
-        yield self._run("dead", mode, "0", why, *values, what="a dead letter")
+        yield from self._call("dead", mode, "0", why, *values, what="a dead letter")
         logger.error(
             "queue %r: %d item(s) could not be decoded and became dead letters: %s",
             self.name,
@@ -272,16 +284,16 @@ class QueueProtocol:
     # -- tasks, size, shutdown -------------------------------------------------------------
 
     def qsize(self) -> Operation[int]:
-        return int((yield self._run("size", self._kind, what="qsize()"))[0])
+        return int((yield from self._call("size", self._kind, what="qsize()"))[0])
 
     def scheduled(self) -> Operation[int]:
-        return int((yield self._run("size", self._kind, what="scheduled()"))[1])
+        return int((yield from self._call("size", self._kind, what="scheduled()"))[1])
 
     def set_limits(self, limits: Limits) -> Operation[None]:
         rate = "" if limits.rate is None else limits.rate
         conc = "" if limits.concurrency is None else limits.concurrency
         per_ms = max(1, round(limits.per * 1000))
-        yield self._run("limits", "set", rate, per_ms, conc, what="set_limits()")
+        yield from self._call("limits", "set", rate, per_ms, conc, what="set_limits()")
 
     def limits(self) -> Operation[Limits]:
         rate, per, conc = yield Read(
@@ -294,16 +306,16 @@ class QueueProtocol:
         )
 
     def pause(self, seconds: float) -> Operation[None]:
-        yield self._run("limits", "pause", max(0, round(seconds * 1000)), what="pause()")
+        yield from self._call("limits", "pause", max(0, round(seconds * 1000)), what="pause()")
 
     def task_done(self) -> Operation[None]:
-        if (yield self._run("task_done", what="task_done()")) < 0:
+        if (yield from self._call("task_done", what="task_done()")) < 0:
             raise ValueError("task_done() called too many times")
 
     def join(self, timeout: float | None) -> Operation[bool]:
         deadline = Deadline(timeout)
         while True:
-            if (yield self._run("join_check", what="join()", wait_until=deadline.at)) == 1:
+            if (yield from self._call("join_check", what="join()", wait_until=deadline.at)) == 1:
                 return True
             wait = self._wait_time(deadline)
             if wait is None:
@@ -315,13 +327,13 @@ class QueueProtocol:
         return int(value or 0)
 
     def shutdown(self, immediate: bool) -> Operation[None]:
-        yield self._run("shutdown", self._kind, "1" if immediate else "0", what="shutdown()")
+        yield from self._call("shutdown", self._kind, "1" if immediate else "0", what="shutdown()")
 
     def is_shutdown(self) -> Operation[bool]:
         return bool((yield Read((("HEXISTS", self.keys.meta, "shutdown"),), "is_shutdown")))
 
     def delete(self) -> Operation[None]:
-        yield self._run("delete", what="delete()")
+        yield from self._call("delete", what="delete()")
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -351,20 +363,20 @@ class QueueProtocol:
         return leases
 
     def ack(self, ids: Sequence[str]) -> Operation[int]:
-        return int((yield self._run("ack", self._kind, *ids, what="an ack")))
+        return int((yield from self._call("ack", self._kind, *ids, what="an ack")))
 
     def nack(self, ids: Sequence[str], delay: float) -> Operation[int]:
         delay_ms = max(0, round(delay * 1000))
-        return int((yield self._run("nack", self._kind, delay_ms, *ids, what="a nack")))
+        return int((yield from self._call("nack", self._kind, delay_ms, *ids, what="a nack")))
 
     def bury(self, ids: Sequence[str], error: str) -> Operation[int]:
         if not ids:
             return 0
-        return int((yield self._run("dead", self._kind, "1", error, *ids, what="a reject")))
+        return int((yield from self._call("dead", self._kind, "1", error, *ids, what="a reject")))
 
     def extend(self, ids: Sequence[str], lease_seconds: float) -> Operation[int]:
         lease_ms = max(1, round(lease_seconds * 1000))
-        return int((yield self._run("extend", lease_ms, *ids, what="a lease extension")))
+        return int((yield from self._call("extend", lease_ms, *ids, what="a lease extension")))
 
     def in_flight(self) -> Operation[int]:
         return int((yield Read((("ZCARD", self.keys.leases),), "in_flight()")))
@@ -399,7 +411,9 @@ class QueueProtocol:
         return letters
 
     def requeue_dead(self, limit: int) -> Operation[int]:
-        return int((yield self._run("dead_requeue", self._kind, limit, what="requeue_dead()")))
+        return int(
+            (yield from self._call("dead_requeue", self._kind, limit, what="requeue_dead()"))
+        )
 
     def purge_dead(self, limit: int) -> Operation[int]:
-        return int((yield self._run("dead_purge", limit, what="purge_dead()")))
+        return int((yield from self._call("dead_purge", limit, what="purge_dead()")))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from ..scripts import Script
-from .keys import QueueKeys
+from .keys import ROLES, QueueKeys
 
 
 class ScriptSpec(NamedTuple):
@@ -95,32 +95,24 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
     "delete": ScriptSpec(
         "delete.lua",
-        (
-            "notfull",
-            "joined",
-            "items",
-            "meta",
-            "avail",
-            "shutdown",
-            "leases",
-            "payloads",
-            "deliveries",
-            "dead",
-            "errors",
-            "sched",
-            "dedup",
-            "rate",
-        ),
+        ("notfull", "joined", *(role for role in ROLES if role not in ("notfull", "joined"))),
         "",
         False,
     ),
 }
 
 
-def bind(client: Any, keys: QueueKeys) -> dict[str, Script]:
+def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -> dict[str, Script]:
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
-    ``keys``."""
+    ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
+    (:attr:`~..connection.RedisOptions.replica_wait`)."""
     return {
-        name: Script(client, spec.file, keys.of(spec.keys), retry_safe=spec.retry_safe)
+        name: Script(
+            client,
+            spec.file,
+            keys.of(spec.keys),
+            retry_safe=spec.retry_safe,
+            replica_wait=replica_wait,
+        )
         for name, spec in SCRIPTS.items()
     }
