@@ -50,8 +50,7 @@ class DeadLetter:
     error: str
 
 
-@dataclass(frozen=True)
-class PutOptions:
+class PutOptions(NamedTuple):
     """How a put is done beyond the standard library's: later, and only once per key.
 
     ``delay``: seconds from now, by the backend's clock (the server's for Redis), before the

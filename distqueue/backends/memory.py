@@ -44,6 +44,7 @@ __all__ = ["MemoryBackend", "SimpleMemoryBackend"]
 
 _registry: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
+_monotonic = time.monotonic
 
 
 class _Batch:
@@ -175,7 +176,7 @@ class MemoryBackend:
         with self._lock:
             if store.is_shutdown:
                 raise ShutDown
-            if self._due:
+            if self._due and self._due[0][0] <= _monotonic():
                 self._promote()
             if maxsize > 0 and (len(self._items) >= maxsize or store.batches):
                 self._make_room(1, maxsize, timeout, None)
@@ -211,12 +212,13 @@ class MemoryBackend:
         with self._lock:
             if store.is_shutdown:
                 raise ShutDown
-            delay = options.delay_from(time.time())
+            delay = options.delay_from(time.time()) if options.at is not None else options.delay
+            delay = delay or 0.0
             if key is not None and timing.is_duplicate(key, time.monotonic()):
                 return False
             n = len(items)
             if delay > 0:
-                timing.schedule(time.monotonic() + delay, list(items))
+                timing.schedule(time.monotonic() + delay, items)
                 self._item_added.notify_all()  # waiters work out again when to wake
             else:
                 if self._due:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 from .base import Limits
@@ -50,7 +51,7 @@ class Timetable:
 
     # -- scheduled items -------------------------------------------------------------------
 
-    def schedule(self, at: float, items: list[Any]) -> None:
+    def schedule(self, at: float, items: Sequence[Any]) -> None:
         """Keep ``items`` until ``at``; items due at the same time keep their order."""
         for item in items:
             heapq.heappush(self.due, (at, next(self.counter), item))
