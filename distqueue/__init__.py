@@ -4,13 +4,14 @@ Swap ``import queue`` for ``import distqueue``, give a URL, and producer/consume
 unchanged on Redis; with no URL it runs in memory, exactly like :mod:`queue`.
 """
 
-from .backends.base import DeadLetter
+from .backends.base import DeadLetter, Limits
 from .cache import Cache, CacheStats, cached
 from .deque import Deque
 from .errors import (
     AuthenticationError,
     BackendConnectionError,
     BackendError,
+    BackOff,
     DeserializationError,
     DistQueueError,
     Empty,
@@ -25,7 +26,7 @@ from .errors import (
     ValueTooLargeError,
     WrongTypeError,
 )
-from .executor import Executor
+from .executor import Executor, SubmitOptions
 from .leases import Message
 from .queue import LifoQueue, PriorityQueue, Queue, SimpleQueue
 from .results import ResultStore
@@ -33,6 +34,7 @@ from .tasks import Outcome, task
 
 __all__ = [
     "AuthenticationError",
+    "BackOff",
     "BackendConnectionError",
     "BackendError",
     "Cache",
@@ -46,6 +48,7 @@ __all__ = [
     "Full",
     "LeaseLost",
     "LifoQueue",
+    "Limits",
     "Message",
     "Outcome",
     "OutcomeUnknownError",
@@ -57,6 +60,7 @@ __all__ = [
     "SerializationError",
     "ShutDown",
     "SimpleQueue",
+    "SubmitOptions",
     "TaskFailed",
     "ValueTooLargeError",
     "WrongTypeError",

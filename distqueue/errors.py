@@ -7,6 +7,8 @@ The tree::
      ├── queue.Full                  distqueue.Full is queue.Full itself
      ├── queue.ShutDown (3.13+)      distqueue.ShutDown is queue.ShutDown on 3.13 and newer,
      │                               distqueue's own class before 3.13
+     ├── BackOff                     raised BY a task, not by distqueue: "pause this queue for
+     │                               a while" (a worker pauses it and gives the item back)
      └── DistQueueError              everything else distqueue raises
           ├── SerializationError     (also a TypeError) an item the serializer cannot encode;
           │                          raised before anything is written
@@ -48,6 +50,24 @@ else:
 
     class ShutDown(Exception):  # type: ignore[no-redef]
         """The queue was shut down: no more puts, and no more gets once it is empty."""
+
+
+class BackOff(Exception):
+    """Raised by a task or worker function to pause its whole queue for ``seconds``: every
+    worker on every machine stops taking items until then (see :meth:`Queue.pause`), and the
+    item is given back to run again afterwards. For a service that answered "too many
+    requests" (HTTP 429, often with a Retry-After). Raises ``ValueError`` for a negative or
+    non-finite ``seconds``."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        if not (0 <= seconds < float("inf")):
+            raise ValueError(f"BackOff needs a finite number of seconds >= 0, not {seconds!r}")
+        super().__init__(seconds, reason)
+        self.seconds = float(seconds)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"back off for {self.seconds:g} s" + (f": {self.reason}" if self.reason else "")
 
 
 class DistQueueError(Exception):

@@ -19,24 +19,52 @@ is given a TTL (``REPLY_QUEUE_TOMBSTONE`` seconds), so that nothing of it stays 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from . import tasks
 from .backends.base import Kind
 from .errors import BackendError, DistQueueError, Empty, ShutDown
 from .kv.base import check_ttl
+from .options import put_options
 from .queue import Queue
 from .results import ResultStore
 from .serializers import Serializer, get_serializer
 from .url import is_redis_url, make_redis_client, results_url_for
 
 logger = logging.getLogger("distqueue.executor")
+
+
+@dataclass(frozen=True)
+class SubmitOptions:
+    """How :meth:`Executor.submit_with` queues a task: ``delay`` (seconds) or ``at`` (a
+    ``datetime`` with a time zone) before workers see it, by the queue server's clock; and
+    ``dedup_key`` with ``dedup_for`` (seconds): queue nothing when a task with the same key was
+    queued within that window (its future is then cancelled). As for
+    :meth:`distqueue.Queue.put`."""
+
+    delay: float | None = None
+    at: datetime.datetime | None = None
+    dedup_key: str | None = None
+    dedup_for: float | None = None
+
+    def as_put_kwargs(self) -> dict[str, Any]:
+        """The keywords of :meth:`distqueue.Queue.put`; raises as it does for bad values."""
+        put_options(self.delay, self.at, self.dedup_key, self.dedup_for)  # checked now
+        return {
+            "delay": self.delay,
+            "at": self.at,
+            "dedup_key": self.dedup_key,
+            "dedup_for": self.dedup_for,
+        }
+
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -119,9 +147,33 @@ class Executor(_FuturesExecutor):
         self._closed = False
         self._collector: threading.Thread | None = None
         self._sender: threading.Thread | None = None
-        self._outbox: list[tuple[str, dict[str, Any]]] = []  # submitted, not yet queued
+        # submitted, not yet queued: task id, message, put() keywords (None: a plain put)
+        self._outbox: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = []
         self._outbox_ready = threading.Condition(self._lock)
         self._paths: dict[Callable[..., Any], str] = {}  # functions checked once, not per call
+
+    def submit_in(
+        self, delay: float, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """As :meth:`submit`, with the task out of the workers' sight for ``delay`` seconds
+        (by the queue server's clock). Raises as :meth:`submit`, and ``TypeError`` or
+        ``ValueError`` for a bad ``delay``."""
+        return self._submit(SubmitOptions(delay=delay), fn, args, kwargs)
+
+    def submit_at(
+        self, when: datetime.datetime, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """As :meth:`submit`, with the task out of the workers' sight until ``when`` (a
+        ``datetime`` with a time zone). Raises as :meth:`submit`, and ``TypeError`` or
+        ``ValueError`` for a naive or bad ``when``."""
+        return self._submit(SubmitOptions(at=when), fn, args, kwargs)
+
+    def submit_with(
+        self, options: SubmitOptions, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """As :meth:`submit`, queued as ``options`` say (see :class:`SubmitOptions`). A task
+        refused as a duplicate is not queued and its future is cancelled."""
+        return self._submit(options, fn, args, kwargs)
 
     def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
         """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
@@ -134,6 +186,16 @@ class Executor(_FuturesExecutor):
         background thread right away; if its queue's server cannot be reached, the future gets
         that error.
         """
+        return self._submit(None, fn, args, kwargs)
+
+    def _submit(
+        self,
+        options: SubmitOptions | None,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Future[R]:
+        put_kwargs = None if options is None else options.as_put_kwargs()
         try:
             path = self._paths[fn]
         except (KeyError, TypeError):  # TypeError: an unhashable callable, looked up each time
@@ -167,7 +229,7 @@ class Executor(_FuturesExecutor):
                     target=self._send, name="distqueue-executor-tasks", daemon=True
                 )
                 self._sender.start()
-            self._outbox.append((task_id, task))
+            self._outbox.append((task_id, task, put_kwargs))
             self._outbox_ready.notify()
         return future
 
@@ -183,17 +245,37 @@ class Executor(_FuturesExecutor):
                     return
                 batch = self._outbox[:_BATCH]
                 del self._outbox[:_BATCH]
-            batch = [(task_id, task) for task_id, task in batch if task_id in self._pending]
-            if not batch:
-                continue
-            try:
-                self._queue.put_many([task for _, task in batch])
-            except (DistQueueError, ShutDown) as exc:  # the queue's server, or the queue, is gone
-                with self._lock:
-                    failed = [self._pending.pop(task_id, None) for task_id, _ in batch]
-                for future in failed:
-                    if future is not None and future.set_running_or_notify_cancel():
-                        future.set_exception(exc)
+            batch = [entry for entry in batch if entry[0] in self._pending]
+            plain = [(task_id, task) for task_id, task, put_kwargs in batch if put_kwargs is None]
+            if plain:
+                self._put(plain, None)
+            for task_id, task, put_kwargs in batch:
+                if put_kwargs is not None:
+                    self._put([(task_id, task)], put_kwargs)
+
+    def _put(
+        self, batch: list[tuple[str, dict[str, Any]]], put_kwargs: dict[str, Any] | None
+    ) -> None:
+        """Queue the tasks of ``batch``, all in one step, or the one task with ``put_kwargs``:
+        a failure fails their futures, and a put refused as a duplicate cancels its future."""
+        try:
+            if put_kwargs is None:
+                queued = self._queue.put_many([task for _, task in batch])
+            else:
+                queued = self._queue.put(batch[0][1], **put_kwargs)
+        except (DistQueueError, ShutDown) as exc:  # the queue's server, or the queue, is gone
+            with self._lock:
+                failed = [self._pending.pop(task_id, None) for task_id, _ in batch]
+            for future in failed:
+                if future is not None and future.set_running_or_notify_cancel():
+                    future.set_exception(exc)
+            return
+        if queued is False:
+            with self._lock:
+                refused = [self._pending.pop(task_id, None) for task_id, _ in batch]
+            for future in refused:
+                if future is not None:
+                    future.cancel()
 
     def _collect(self) -> None:
         """Complete futures as their results are announced on the reply queue.

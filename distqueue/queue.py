@@ -16,14 +16,15 @@ infinity included, waits as long as ``None`` does.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import threading
 import types
 import uuid
 from collections.abc import Iterable, Iterator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from .backends.base import DeadLetter, Kind, QueueBackend
+from .backends.base import DeadLetter, Kind, Limits, QueueBackend
 from .backends.memory import SimpleMemoryBackend
 from .errors import LeaseLost, ShutDown
 from .leases import (
@@ -33,6 +34,7 @@ from .leases import (
     check_lease_settings,
     retry_delay_for,
 )
+from .options import check_limits, check_seconds, put_options
 from .registry import note_memory_queue
 from .serializers import Serializer, get_serializer
 from .url import open_backend, resolve_url
@@ -344,7 +346,43 @@ class Queue(_QueueBase[T]):
             raise _negative_timeout()
         return timeout
 
-    def put(self, item: T, block: bool = True, timeout: float | None = None) -> None:
+    @overload
+    def put(
+        self,
+        item: T,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: None = None,
+        dedup_for: None = None,
+    ) -> None: ...
+
+    @overload
+    def put(
+        self,
+        item: T,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str,
+        dedup_for: float,
+    ) -> bool: ...
+
+    def put(
+        self,
+        item: T,
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str | None = None,
+        dedup_for: float | None = None,
+    ) -> bool | None:
         """Add ``item`` to the queue, waiting for room in a bounded queue.
 
         With ``block`` true, a full queue is waited on: for as long as it takes when
@@ -358,16 +396,41 @@ class Queue(_QueueBase[T]):
         library does); ``SerializationError`` (a ``TypeError``) if a shared backend cannot
         encode the item; ``BackendConnectionError`` if the server cannot be reached. A put that
         raises has added nothing.
+
+        Beyond the standard library (see "Time and rate" in the README): ``delay`` (seconds)
+        or ``at`` (a ``datetime`` with a time zone) keep the item out of sight until then, by
+        the server's clock; it counts as unfinished at once, never waits for room, and enters
+        the queue when due even if that makes it hold more than ``maxsize``. ``dedup_key``
+        with ``dedup_for`` (seconds) puts nothing when a put with the same key happened within
+        that window (a scheduled item holds its key at least until it is due); the call then
+        returns whether it put the item, and ``None`` without a key. Raises ``TypeError`` or
+        ``ValueError`` for bad values of these.
         """
         if not block:
             timeout = 0
         elif timeout is not None:
             timeout = self._put_timeout(timeout)
-        self._backend.put(item, self._capacity, timeout)
+        if delay is None and at is None and dedup_key is None and dedup_for is None:
+            self._backend.put(item, self._capacity, timeout)
+            return None
+        options = put_options(delay, at, dedup_key, dedup_for)
+        if options is None:
+            self._backend.put(item, self._capacity, timeout)
+            return None
+        put = self._backend.put_with([item], self._capacity, timeout, options)
+        return put if dedup_key is not None else None
 
     def put_many(
-        self, items: Iterable[T], block: bool = True, timeout: float | None = None
-    ) -> None:
+        self,
+        items: Iterable[T],
+        block: bool = True,
+        timeout: float | None = None,
+        *,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str | None = None,
+        dedup_for: float | None = None,
+    ) -> bool | None:
         """Add all ``items`` in one atomic step (one round trip on a server).
 
         Waits, as :meth:`put` does, until there is room for all of them; no other item is put
@@ -376,8 +439,10 @@ class Queue(_QueueBase[T]):
         wait until it is in (or gives up).
 
         Raises ``ValueError`` if they could never fit (more than ``maxsize``), else as
-        :meth:`put`; on any error none of them was put.
+        :meth:`put`; on any error none of them was put. ``delay``, ``at``, ``dedup_key`` and
+        ``dedup_for`` are as for :meth:`put`, for the whole batch (one key for all of it).
         """
+        options = put_options(delay, at, dedup_key, dedup_for)
         batch = list(items)
         if self._capacity and len(batch) > self._capacity:
             raise ValueError(
@@ -387,7 +452,52 @@ class Queue(_QueueBase[T]):
             wait: float | None = 0
         else:
             wait = None if timeout is None else self._put_timeout(timeout)
-        self._backend.put_many(batch, self._capacity, wait)
+        if options is None or not batch:
+            self._backend.put_many(batch, self._capacity, wait)
+            return None if dedup_key is None else bool(batch)
+        put = self._backend.put_with(batch, self._capacity, wait, options)
+        return put if dedup_key is not None else None
+
+    def scheduled(self) -> int:
+        """How many items put with a ``delay`` or ``at`` are not yet due: a snapshot, as
+        :meth:`qsize` (which counts only the items that are visible).
+
+        Raises ``BackendConnectionError`` when the server cannot be reached.
+        """
+        return self._backend.scheduled()
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def set_limits(
+        self, *, rate: int | None = None, per: float = 1.0, concurrency: int | None = None
+    ) -> None:
+        """Limit how fast and how much consumers take, for every user of the queue, on every
+        machine (the limits are kept with the queue, on the server).
+
+        ``rate``: at most this many items taken (by get, get_many or a lease) in any window of
+        ``per`` seconds; ``concurrency``: at most this many items leased at once (by workers,
+        ``get_message`` or a ``visibility_timeout`` queue; plain gets are not held back by
+        it). ``None`` lifts a limit; the call replaces the limits set before. A consumer
+        held back waits, as it would on an empty queue, until the limit lets it take.
+
+        Raises ``TypeError`` or ``ValueError`` for bad values, ``BackendConnectionError`` if
+        the server cannot be reached.
+        """
+        self._backend.set_limits(check_limits(rate, per, concurrency))
+
+    def limits(self) -> Limits:
+        """The limits set with :meth:`set_limits`."""
+        return self._backend.limits()
+
+    def pause(self, seconds: float) -> None:
+        """Let no consumer anywhere take an item for ``seconds`` from now (the server's
+        clock); a pause already running that ends later stays. For a task told to back off,
+        say by an HTTP 429 from the service it calls. Items may still be put meanwhile.
+
+        Raises ``TypeError`` or ``ValueError`` unless ``seconds`` is a finite number ``>= 0``,
+        ``BackendConnectionError`` if the server cannot be reached.
+        """
+        self._backend.pause(check_seconds(seconds, "seconds"))
 
     def get(self, block: bool = True, timeout: float | None = None) -> T:
         """Take the next item off the queue, waiting for one.

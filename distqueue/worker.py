@@ -38,7 +38,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import tasks
-from .errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
+from .errors import (
+    BackendConnectionError,
+    BackOff,
+    DeserializationError,
+    DistQueueError,
+    Empty,
+    ShutDown,
+)
 from .executor import ReplyQueue
 from .heartbeat import DEFAULT_INTERVAL, Heartbeat
 from .leases import Message, retry_delay_for
@@ -308,6 +315,9 @@ class Worker:
         assert self.function is not None
         try:
             self.function(message.item)
+        except BackOff as exc:
+            self._back_off(message, exc)
+            return
         except BaseException as exc:  # whatever it is, it fails this item, not the worker
             error = f"{tasks.exception_type_name(exc)}: {tasks.render_exception(exc)}"
             self._count(failed=True)
@@ -316,6 +326,15 @@ class Worker:
             return
         finished.add(message)
         self._count()
+
+    def _back_off(self, message: Message[Any], request: BackOff) -> None:
+        """The item asked its whole queue to pause: pause it, and give the item back to run
+        again (once the pause ends, as every other item)."""
+        logger.warning("item %s: %s; pausing queue %r", message.id, request, self.queue.name)
+        try:
+            self.queue.pause(request.seconds)
+        finally:
+            message.nack()
 
     def _give_back(self, message: Message[Any], error: str) -> None:
         if message.deliveries >= self.queue.max_deliveries:
@@ -355,6 +374,9 @@ class Worker:
         else:
             try:
                 outcome = Outcome(task.task_id, function(*args, **kwargs))
+            except BackOff as exc:
+                self._back_off(message, exc)
+                return
             except BaseException as exc:  # whatever it is, it fails this task, not the worker
                 self._count(failed=True)
                 outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)

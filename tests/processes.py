@@ -99,6 +99,22 @@ class Workers:
         self._logs[process.pid] = log
         return process
 
+    def start_command(self, *args: str) -> subprocess.Popen[bytes]:
+        """Start ``distqueue ARGS...`` (any command), logging to a file of its own."""
+        log = self.directory / f"command-{len(self.processes)}.log"
+        with log.open("wb") as stderr:
+            process = subprocess.Popen(
+                distqueue_command(*args),
+                env=self.env,
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+            )
+        self.processes.append(process)
+        self._logs[process.pid] = log
+        return process
+
     def log(self, process: subprocess.Popen[bytes]) -> str:
         """What ``process`` wrote to stderr so far."""
         return self._logs[process.pid].read_text("utf-8", "replace")

@@ -175,3 +175,33 @@ class Shapes:
     @distqueue.task
     def registered_area(side: int) -> int:
         return side * side
+
+
+def record_server_time(item: Any) -> None:
+    """Worker function: append the Redis server's time (µs since the epoch) at $RECORD_URL to
+    the list ``$RECORD_KEY:times``, so that a test counts runs by one clock."""
+    client = _record_client()
+    seconds, micros = client.time()
+    client.rpush(f"{os.environ['RECORD_KEY']}:times", seconds * 1_000_000 + micros)
+
+
+backed_off: dict[Any, list[float]] = {}
+"""Per item, the monotonic times :func:`back_off_first` was called (in-process workers)."""
+
+
+def back_off_first(item: Any) -> None:
+    """Worker function: the first call for ``item`` asks its queue to pause for 0.3 s; later
+    calls just record their time."""
+    calls = backed_off.setdefault(item, [])
+    calls.append(time.monotonic())
+    if len(calls) == 1:
+        raise distqueue.BackOff(0.3, "HTTP 429")
+
+
+def back_off_task(key: str, seconds: float) -> str:
+    """Executor task: the first run for ``key`` (in this process) asks for a pause."""
+    calls = backed_off.setdefault(key, [])
+    calls.append(time.monotonic())
+    if len(calls) == 1:
+        raise distqueue.BackOff(seconds)
+    return key

@@ -453,3 +453,34 @@ def test_a_consumer_stopped_past_its_lease_cannot_settle_the_new_delivery(
         child.kill()
         child.wait(10)
         q.close()
+
+
+def test_a_delayed_put_whose_reply_is_lost_is_scheduled_once(
+    pair: Opened, proxy: FaultyProxy
+) -> None:
+    faulty, direct = pair(distqueue.PriorityQueue)
+    proxy.drop_reply()
+    faulty.put_many([(2, "b"), (1, "a")], delay=60)
+    assert proxy.drops == 1
+    assert (direct.qsize(), direct.scheduled(), direct.unfinished_tasks) == (0, 2, 2)
+
+
+def test_a_deduplicated_put_whose_reply_is_lost_still_says_it_put(
+    pair: Opened, proxy: FaultyProxy
+) -> None:
+    faulty, direct = pair()
+    proxy.drop_reply()
+    assert faulty.put("x", dedup_key="k", dedup_for=60) is True  # the retry's own answer
+    assert proxy.drops == 1
+    assert direct.put("y", dedup_key="k", dedup_for=60) is False
+    assert (direct.qsize(), direct.unfinished_tasks) == (1, 1)
+
+
+def test_a_pause_whose_reply_is_lost_pauses_once(pair: Opened, proxy: FaultyProxy) -> None:
+    faulty, direct = pair()
+    direct.put("x")
+    proxy.drop_reply()
+    faulty.pause(60)
+    assert proxy.drops == 1
+    with pytest.raises(distqueue.Empty):
+        direct.get(timeout=0.05)

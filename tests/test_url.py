@@ -104,6 +104,7 @@ def test_the_public_names() -> None:
     assert sorted(distqueue.__all__) == sorted(
         [
             "AuthenticationError",
+            "BackOff",
             "BackendConnectionError",
             "BackendError",
             "Cache",
@@ -117,6 +118,7 @@ def test_the_public_names() -> None:
             "Full",
             "LeaseLost",
             "LifoQueue",
+            "Limits",
             "Message",
             "Outcome",
             "OutcomeUnknownError",
@@ -128,6 +130,7 @@ def test_the_public_names() -> None:
             "SerializationError",
             "ShutDown",
             "SimpleQueue",
+            "SubmitOptions",
             "TaskFailed",
             "ValueTooLargeError",
             "WrongTypeError",

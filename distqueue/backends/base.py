@@ -50,6 +50,41 @@ class DeadLetter:
     error: str
 
 
+class PutOptions(NamedTuple):
+    """How a put is done beyond the standard library's: later, and only once per key.
+
+    ``delay``: seconds from now, by the backend's clock (the server's for Redis), before the
+    items become visible; ``at``: a POSIX timestamp for the same (at most one of the two; a
+    time already past means at once). ``dedup_key``: put nothing when a put with this key
+    happened within the last ``dedup_for`` seconds (a scheduled item holds its key at least
+    until it comes due).
+    """
+
+    delay: float | None = None
+    at: float | None = None
+    dedup_key: str | None = None
+    dedup_for: float = 0.0
+
+    def delay_from(self, now: float) -> float:
+        """Seconds until the items are due, from the POSIX time ``now`` (``<= 0``: at once)."""
+        if self.at is not None:
+            return self.at - now
+        return self.delay or 0.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits on taking from one queue, kept with the queue and honoured by every consumer.
+
+    ``rate``: at most this many items taken in any ``per`` seconds; ``concurrency``: at most
+    this many items leased at once. ``None``: no such limit.
+    """
+
+    rate: int | None = None
+    per: float = 1.0
+    concurrency: int | None = None
+
+
 class QueueBackend(Protocol):
     """Storage for one queue.
 
@@ -80,6 +115,28 @@ class QueueBackend(Protocol):
 
         The caller guarantees ``maxsize == 0 or len(items) <= maxsize``. Raises as :meth:`put`.
         """
+
+    def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        """Add ``items`` in one atomic step as :meth:`put_many` does, with ``options``.
+
+        Items due later never wait for room: they are kept aside, counted as unfinished, and
+        enter the queue when due (even beyond ``maxsize``). Returns ``False``, adding nothing,
+        when ``options.dedup_key`` is held. Raises as :meth:`put`.
+        """
+
+    def scheduled(self) -> int:
+        """The number of items put with a delay that are not yet due."""
+
+    def set_limits(self, limits: Limits) -> None:
+        """Replace the queue's limits (for every user of it)."""
+
+    def limits(self) -> Limits:
+        """The queue's limits."""
+
+    def pause(self, seconds: float) -> None:
+        """Let no consumer take an item for ``seconds`` from now (a longer pause stays)."""
 
     def get(self, timeout: float | None) -> Any:
         """Remove and return the next item, waiting for one.

@@ -28,20 +28,23 @@ Rules beyond the standard library, kept the same as on Redis:
 from __future__ import annotations
 
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from ..errors import Empty, Full, ShutDown
-from .base import DeadLetter, Deadline, Kind, Lease
+from .base import DeadLetter, Deadline, Kind, Lease, Limits, PutOptions
 from .heap import PriorityHeap
 from .ledger import GONE, Ledger
+from .timing import Timetable
 
 __all__ = ["MemoryBackend", "SimpleMemoryBackend"]
 
 _registry: weakref.WeakValueDictionary[str, _Store] = weakref.WeakValueDictionary()
 _registry_lock = threading.Lock()
+_monotonic = time.monotonic
 
 
 class _Batch:
@@ -92,6 +95,7 @@ class _Store:
         self.sleepers: list[int] = []
         self.items: Any = PriorityHeap() if kind is Kind.PRIORITY else deque()
         self.ledger = Ledger(priority=kind is Kind.PRIORITY)
+        self.timing = Timetable()
 
 
 def _describe(kind: Kind, simple: bool) -> str:
@@ -128,6 +132,8 @@ class MemoryBackend:
         self.kind = kind
         store = self._store = _store_for(name, kind, self._simple)
         self._ledger = store.ledger
+        self._timing = store.timing
+        self._due = store.timing.due  # truthy while items are scheduled
         self._lock = store.lock
         self._item_added = store.item_added
         self._room_freed = store.room_freed
@@ -170,6 +176,8 @@ class MemoryBackend:
         with self._lock:
             if store.is_shutdown:
                 raise ShutDown
+            if self._due and self._due[0][0] <= _monotonic():
+                self._promote()
             if maxsize > 0 and (len(self._items) >= maxsize or store.batches):
                 self._make_room(1, maxsize, timeout, None)
             self._push(item)  # a push that raises has added nothing
@@ -181,14 +189,77 @@ class MemoryBackend:
         with self._lock:
             if store.is_shutdown:
                 raise ShutDown
+            if self._due:
+                self._promote()
             if maxsize > 0 and (len(self._items) + len(items) > maxsize or store.batches):
                 self._make_room(len(items), maxsize, timeout, _Batch(len(items)))
-            if self.kind is Kind.PRIORITY:
-                self._heap.push_all(items)
-            else:
-                self._items.extend(items)
+            self._push_all(items)
             store.unfinished_tasks += len(items)
             self._item_added.notify(len(items))
+
+    def _push_all(self, items: Sequence[Any]) -> None:
+        if self.kind is Kind.PRIORITY:
+            self._heap.push_all(items)
+        else:
+            self._items.extend(items)
+
+    def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        store = self._store
+        timing = self._timing
+        key = options.dedup_key
+        with self._lock:
+            if store.is_shutdown:
+                raise ShutDown
+            delay = options.delay_from(time.time()) if options.at is not None else options.delay
+            delay = delay or 0.0
+            if key is not None and timing.is_duplicate(key, time.monotonic()):
+                return False
+            n = len(items)
+            if delay > 0:
+                timing.schedule(time.monotonic() + delay, items)
+                self._item_added.notify_all()  # waiters work out again when to wake
+            else:
+                if self._due:
+                    self._promote()
+                if maxsize > 0 and (len(self._items) + n > maxsize or store.batches):
+                    self._make_room(n, maxsize, timeout, _Batch(n) if n > 1 else None)
+                    # the lock was let go while waiting: someone may have taken the key
+                    if key is not None and timing.is_duplicate(key, time.monotonic()):
+                        return False
+                self._push_all(items)
+                self._item_added.notify(n)
+            if key is not None:
+                now = time.monotonic()
+                timing.claim(key, now + max(options.dedup_for, delay), now)
+            store.unfinished_tasks += n
+            return True
+
+    def _promote(self) -> None:
+        """Move the scheduled items that are due into the queue. Lock held."""
+        due = self._timing.pop_due(time.monotonic())
+        if due:
+            self._push_all(due)
+            self._item_added.notify(len(due))
+
+    def scheduled(self) -> int:
+        with self._lock:
+            if self._due:
+                self._promote()
+            return len(self._due)
+
+    def set_limits(self, limits: Limits) -> None:
+        with self._lock:
+            self._timing.set_limits(limits)
+            self._item_added.notify_all()
+
+    def limits(self) -> Limits:
+        return self._timing.limits
+
+    def pause(self, seconds: float) -> None:
+        with self._lock:
+            self._timing.pause(time.monotonic() + seconds)
 
     def _blocked(self, n: int, maxsize: int, batch: _Batch | None) -> bool:
         """Whether a put of ``n`` items must wait: no room, or room held by an earlier batch."""
@@ -263,8 +334,10 @@ class MemoryBackend:
         with self._lock:
             if ledger.leased:
                 self._requeue_lapsed()
-            if not self._items:
-                self._wait_for_item(timeout)
+            if self._due:
+                self._promote()
+            if not self._items or self._timing.limited:
+                self._wait_for_items(1, timeout)
             item = self._unwrap(self._take()) if ledger.waiting else self._pop()
             self._room_freed.notify()
             if self._store.batches:
@@ -275,9 +348,12 @@ class MemoryBackend:
         with self._lock:
             if self._ledger.leased:
                 self._requeue_lapsed()
-            if not self._items:
-                self._wait_for_item(timeout)
-            count = min(n, len(self._items))
+            if self._due:
+                self._promote()
+            if not self._items or self._timing.limited:
+                count = self._wait_for_items(n, timeout)
+            else:
+                count = min(n, len(self._items))
             if self._ledger.waiting:
                 take, unwrap = self._take, self._unwrap
                 items = [unwrap(take()) for _ in range(count)]
@@ -287,29 +363,47 @@ class MemoryBackend:
             self._room_made(len(items))
             return items
 
-    def _wait_for_item(self, timeout: float | None) -> None:
-        # Called with the lock held and the queue empty.
-        if self._store.is_shutdown:
-            raise ShutDown
-        if timeout is not None and timeout <= 0:
-            raise Empty
-        deadline = Deadline(timeout)
-        while not self._items:
+    def _wait_for_items(self, n: int, timeout: float | None) -> int:
+        """Wait until items may be taken (some are waiting, and the limits allow); how many of
+        ``n``, counted as taken by the rate limit. Lock held."""
+        store = self._store
+        timing = self._timing
+        deadline: Deadline | None = None
+        while True:
+            allowed = min(n, len(self._items))
+            clock: float | None = None
+            if allowed and timing.limited:
+                now = time.monotonic()
+                allowed, clock = timing.allowance(allowed, len(self._ledger.leased), False, now)
+                timing.grant(allowed, now)
+            if allowed:
+                return allowed
+            if store.is_shutdown and not self._items and not self._due:
+                raise ShutDown
+            if deadline is None:
+                if timeout is not None and timeout <= 0:
+                    raise Empty
+                deadline = Deadline(timeout)
             remaining = deadline.remaining()
             if remaining is not None and remaining <= 0:
                 raise Empty
-            self._sleep(self._item_added, self._until_lease_ends(remaining))
+            self._sleep(self._item_added, self._wake_time(remaining, clock))
             if self._ledger.leased:
                 self._requeue_lapsed()
-            if self._store.is_shutdown and not self._items:
-                raise ShutDown
+            if self._due:
+                self._promote()
 
-    def _until_lease_ends(self, wait: float | None) -> float | None:
-        """``wait``, cut short to when the earliest lease runs out (its item then comes back)."""
-        first = self._ledger.until_next_lapse()
-        if first is None:
-            return wait
-        return first if wait is None else min(wait, first)
+    def _wake_time(self, wait: float | None, clock: float | None = None) -> float | None:
+        """``wait``, cut short to when the earliest lease runs out (its item then comes back),
+        the earliest scheduled item comes due, or ``clock`` seconds (a limit) pass."""
+        for first in (
+            self._ledger.until_next_lapse(),
+            self._timing.until_due(time.monotonic()),
+            clock,
+        ):
+            if first is not None:
+                wait = first if wait is None else min(wait, first)
+        return wait
 
     # -- elements: items as stored, with a lapsed delivery's token -------------------------
 
@@ -359,9 +453,11 @@ class MemoryBackend:
     # -- tasks, size, shutdown -------------------------------------------------------------
 
     def qsize(self) -> int:
-        if self._ledger.leased:  # a lapsed lease counts as waiting again
+        if self._ledger.leased or self._due:  # a lapsed lease counts as waiting again
             with self._lock:
                 self._requeue_lapsed()
+                if self._due:
+                    self._promote()
         return len(self._items)  # one atomic read; the lock would add nothing
 
     def task_done(self) -> None:
@@ -403,7 +499,7 @@ class MemoryBackend:
                 if self._ledger.waiting:
                     for element in dropped:
                         self._unwrap(element)
-                self._finish(len(dropped))
+                self._finish(len(dropped) + self._timing.drop_scheduled())
                 self._tasks_done.notify_all()
             self._wake_everyone()
 
@@ -422,20 +518,28 @@ class MemoryBackend:
         self, n: int, timeout: float | None, lease_seconds: float, max_deliveries: int
     ) -> list[Lease]:
         store = self._store
+        timing = self._timing
         deadline = Deadline(timeout)
         with self._lock:
             while True:
                 self._requeue_lapsed()
-                leases = self._lease_waiting(n, lease_seconds, max_deliveries)
+                if self._due:
+                    self._promote()
+                want, clock, now = n, None, 0.0
+                if timing.limited:
+                    now = time.monotonic()
+                    want, clock = timing.allowance(n, len(self._ledger.leased), True, now)
+                leases = self._lease_waiting(want, lease_seconds, max_deliveries)
                 if leases:
+                    timing.grant(len(leases), now)
                     self._room_made(len(leases))
                     return leases
-                if store.is_shutdown:
+                if store.is_shutdown and not self._items and not self._due:
                     raise ShutDown
                 remaining = deadline.remaining()
                 if remaining is not None and remaining <= 0:
                     raise Empty
-                self._sleep(self._item_added, self._until_lease_ends(remaining))
+                self._sleep(self._item_added, self._wake_time(remaining, clock))
 
     def _lease_waiting(self, n: int, lease_seconds: float, max_deliveries: int) -> list[Lease]:
         """Lease up to ``n`` waiting items; those past ``max_deliveries`` become dead letters."""
@@ -470,6 +574,8 @@ class MemoryBackend:
                     self._ledger.forget(token, stored)
                     acked += 1
             self._finish(acked)
+            if acked and self._timing.limited:
+                self._item_added.notify(acked)  # a consumer held back by the concurrency limit
         return acked
 
     def _release(self, token: str) -> Any:
@@ -506,6 +612,8 @@ class MemoryBackend:
                     self._ledger.bury(token, stored, error)
                     buried += 1
             self._finish(buried)
+            if buried and self._timing.limited:
+                self._item_added.notify(buried)
             return buried
 
     def extend(self, ids: Sequence[str], lease_seconds: float) -> int:
@@ -541,6 +649,7 @@ class MemoryBackend:
         with self._lock:
             store.items.clear()
             self._ledger.clear()
+            self._timing.clear()
             store.unfinished_tasks = 0
             store.is_shutdown = False
             for batch in store.batches:

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import DistQueueError
-from . import dead, queues, serve, worker
+from . import dead, queues, schedule, serve, worker
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_parser(commands)
     worker.add_parser(commands)
     serve.add_parsers(commands)
+    schedule.add_parser(commands)
     return parser
 
 

@@ -9,6 +9,8 @@
 -- KEYS[4] leases      zset  lease token -> deadline
 -- KEYS[5] payloads    hash  item id -> raw value
 -- KEYS[6] deliveries  hash  item id -> times delivered
+-- KEYS[7] avail       list  token: "there may be an item", for a consumer held back by the
+--                           concurrency limit (meta "limited")
 -- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2..] lease tokens
 --
 -- Returns how many of them were acknowledged now.
@@ -24,4 +26,7 @@ for i = 2, #ARGV do
     end
 end
 finish(KEYS[2], KEYS[3], acked)
+if acked > 0 and redis.call('HEXISTS', KEYS[2], 'limited') == 1 then
+    token(KEYS[7])
+end
 return acked

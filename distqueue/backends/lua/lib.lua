@@ -13,6 +13,11 @@
 -- little); "leased" once an item was leased or requeued from the dead letters (see take.lua);
 -- "kind", the kind the queue was made with; "batch", "batchpassed", "batchseen" (refuse_put);
 -- "puts" and "gets", the items put and handed out so far (for rates; distqueue.inspection).
+-- "scheduled" while items put with a delay wait in "sched" and "schedseq" their last sequence
+-- number (see promote); "limited" while a limit is set or a pause runs, with "rate", "per" (ms),
+-- "conc" and "pausedtill" (server time, ms) and "grants" (see take.lua). The scripts look at
+-- "sched", "rate" and "dedup" only when these flags say so, so a queue that never uses them
+-- pays nothing for them.
 --
 -- Leases. An item gets an id when it is first leased; its raw value is kept in the "payloads"
 -- hash under that id until it is done, and "deliveries" counts its deliveries. Each delivery
@@ -271,11 +276,53 @@ local function unpack_reply(packed)
 end
 
 -- What a put script reads of the meta hash first: "shutdown", "fullwait", "waiting", "kind",
--- the counts "unfinished" and "seq", and the waiting batch's "batch" (its ticket),
--- "batchpassed" (items put since it began to wait) and "batchseen" (when it last looked, ms).
+-- the counts "unfinished" and "seq", the waiting batch's "batch" (its ticket),
+-- "batchpassed" (items put since it began to wait) and "batchseen" (when it last looked, ms),
+-- and "scheduled".
 local function put_flags(meta_key)
     return redis.call('HMGET', meta_key, 'shutdown', 'fullwait', 'waiting', 'kind', 'unfinished',
-        'seq', 'batch', 'batchpassed', 'batchseen')
+        'seq', 'batch', 'batchpassed', 'batchseen', 'scheduled')
+end
+
+-- Scheduled items. A member of "sched" (scored by its due time, server time in ms) is the
+-- schedule's sequence number in 16 hex digits, then the value as the queue stores it; for a
+-- priority queue without its sequence number, which it gets when it enters the queue, so that
+-- equal items go by the time they became visible.
+local function scheduled_member(kind, seq, value)
+    return string.format('%016x', seq) .. value
+end
+
+-- The scheduled items due by `now` enter the queue, earliest first (at most `limit`), as new
+-- items. Returns how many entered. The "scheduled" flag goes once none is left.
+local function promote(kind, items, meta_key, sched, now, limit)
+    local due = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+    if #due == 0 then
+        return 0
+    end
+    for _, member in ipairs(due) do
+        local value = string.sub(member, 17)
+        local length = kind == 'priority' and #value >= 8 and key_length(value)
+        if length and length + 8 <= #value then
+            local seq = redis.call('HINCRBY', meta_key, 'seq', 1)
+            value = string.sub(value, 1, length) .. string.format('%016x', seq)
+                .. string.sub(value, length + 1)
+        end
+        push_new(kind, items, value)
+    end
+    redis.call('ZREM', sched, unpack(due))
+    if redis.call('EXISTS', sched) == 0 then
+        redis.call('HDEL', meta_key, 'scheduled')
+    end
+    return #due
+end
+
+-- Ms until the earliest scheduled item is due (at least 1), or nil when none is scheduled.
+local function until_due(sched, now)
+    local first = redis.call('ZRANGE', sched, 0, 0, 'WITHSCORES')
+    if #first == 0 then
+        return nil
+    end
+    return math.max(1, tonumber(first[2]) - now)
 end
 
 -- A batch that waits longer than this without looking again has given up (or died).

@@ -7,6 +7,7 @@
 -- KEYS[3] notfull  list  token: "there may be room", for blocked producers
 -- KEYS[4] joined   list  token: "no task is unfinished", for join()
 -- KEYS[5] avail    list  token: "there may be an item", for blocked consumers
+-- KEYS[6] sched    zset  items put with a delay, by due time (see promote in lib.lua)
 -- ARGV[1] "priority"; ARGV[2] maxsize (0 = unbounded); ARGV[3] the batch's ticket ("" for a
 -- single put; see refuse_put in lib.lua); then for each item: its sort key, then its payload
 -- followed by the sort key's length in 8 hex digits.
@@ -21,6 +22,9 @@
 local n = (#ARGV - 3) / 2
 local flags = put_flags(KEYS[2])
 local maxsize = tonumber(ARGV[2])
+if flags[10] then
+    promote(ARGV[1], KEYS[1], KEYS[2], KEYS[6], now_ms(), 1000)  -- visible before this put
+end
 local refused = refuse_put(ARGV[1], KEYS[1], KEYS[2], KEYS[3], flags, n, maxsize, ARGV[3])
 if refused then
     return refused

@@ -7,8 +7,10 @@
 -- KEYS[4] shutdown    list  token that wakes every blocked producer, consumer and join()
 -- KEYS[5] payloads    hash  item id -> raw value (of items delivered before, waiting again)
 -- KEYS[6] deliveries  hash  item id -> times delivered
+-- KEYS[7] sched       zset  items put with a delay, by due time (dropped with the others)
 -- ARGV[1] "fifo", "lifo" or "priority"
--- ARGV[2] "1" to drop the waiting items (each counts as done), "0" to keep them for get()
+-- ARGV[2] "1" to drop the waiting and scheduled items (each counts as done), "0" to keep them
+-- for get() (scheduled ones still come due)
 --
 -- Returns the number of items dropped.
 local kind = ARGV[1]
@@ -29,8 +31,9 @@ if ARGV[2] == '1' then
             redis.call('HDEL', KEYS[6], id)
         end
     end
-    dropped = #values
-    redis.call('DEL', KEYS[1])
+    dropped = #values + redis.call('ZCARD', KEYS[7])
+    redis.call('DEL', KEYS[1], KEYS[7])
+    redis.call('HDEL', KEYS[2], 'scheduled')
     finish(KEYS[2], KEYS[3], dropped)
     if unfinished_of(KEYS[2]) == 0 then
         token(KEYS[3])

@@ -27,7 +27,7 @@ import redis.exceptions
 from ...errors import AuthenticationError, BackendError, WrongTypeError
 from ...serializers import Serializer
 from .. import connection as _connection
-from ..base import DeadLetter, Kind, Lease
+from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RedisOptions, Retrier
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import bind
@@ -221,6 +221,23 @@ class RedisBackend:
 
     def put_many(self, items: Sequence[Any], maxsize: int, timeout: float | None) -> None:
         self._drive(self._protocol.put_many(items, maxsize, timeout))
+
+    def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        return self._drive(self._protocol.put_with(items, maxsize, timeout, options))
+
+    def scheduled(self) -> int:
+        return self._drive(self._protocol.scheduled())
+
+    def set_limits(self, limits: Limits) -> None:
+        self._drive(self._protocol.set_limits(limits))
+
+    def limits(self) -> Limits:
+        return self._drive(self._protocol.limits())
+
+    def pause(self, seconds: float) -> None:
+        self._drive(self._protocol.pause(seconds))
 
     def get(self, timeout: float | None) -> Any:
         return self._drive(self._protocol.get_many(1, timeout))[0]

@@ -14,6 +14,9 @@ All keys of one queue share the hash tag ``{name}``, so a Redis Cluster keeps th
     dq:{name}:deliveries  hash: item id -> times delivered
     dq:{name}:dead        list: item ids of dead letters, newest at the left
     dq:{name}:errors      hash: item id -> why it is a dead letter
+    dq:{name}:sched       zset: items put with a delay -> due time, server time in ms
+    dq:{name}:dedup       zset: de-duplication key -> end of its window, server time in ms
+    dq:{name}:rate        zset: one member per item taken -> when, server time in ms
     dq:{name}:r:ID        string: the reply of the call with request id ID, for a retry (60 s)
 """
 
@@ -33,6 +36,9 @@ ROLES = (
     "deliveries",
     "dead",
     "errors",
+    "sched",
+    "dedup",
+    "rate",
 )
 """The role of each key a queue keeps (every key but the per-call replies)."""
 
@@ -64,6 +70,9 @@ class QueueKeys:
         self.deliveries = prefix + "deliveries"
         self.dead = prefix + "dead"
         self.errors = prefix + "errors"
+        self.sched = prefix + "sched"
+        self.dedup = prefix + "dedup"
+        self.rate = prefix + "rate"
         self.reply = prefix + "r:"  # + a request id
         self.types = {
             self.items: "zset" if kind is Kind.PRIORITY else "list",
@@ -77,6 +86,9 @@ class QueueKeys:
             self.deliveries: "hash",
             self.dead: "list",
             self.errors: "hash",
+            self.sched: "zset",
+            self.dedup: "zset",
+            self.rate: "zset",
         }
 
     def of(self, roles: tuple[str, ...]) -> tuple[str, ...]:

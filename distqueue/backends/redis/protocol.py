@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from ...errors import Empty, Full, ShutDown
 from ...serializers import Serializer
-from ..base import Backoff, DeadLetter, Deadline, Kind, Lease
+from ..base import Backoff, DeadLetter, Deadline, Kind, Lease, Limits, PutOptions
 from ..connection import BLOCK_SLICE, MIN_BLOCK
 from ..scripts import RequestIds
 from .codec import ItemCodec
@@ -45,6 +45,7 @@ T = TypeVar("T")
 _SHUT_DOWN = -1
 _NONE_LEASED = -2
 _TOO_LITTLE_ROOM = -3
+_KEY_HELD = -4
 
 _BATCH_BACKOFF_MIN = 0.01
 _BATCH_BACKOFF_MAX = 0.5
@@ -144,7 +145,7 @@ class QueueProtocol:
 
     # -- putting ---------------------------------------------------------------------------
 
-    def put(self, item: Any, maxsize: int, timeout: float | None) -> Operation[None]:
+    def put(self, item: Any, maxsize: int, timeout: float | None) -> Operation[bool]:
         codec = self.codec
         if codec.priority:
             return self._put([self._kind, maxsize, "", *codec.put_args((item,))], timeout)
@@ -161,19 +162,42 @@ class QueueProtocol:
         ticket = self._request_id() if len(items) > 1 else ""
         yield from self._put([self._kind, maxsize, ticket, *self.codec.put_args(items)], timeout)
 
-    def _put(self, args: list[Any], timeout: float | None) -> Operation[None]:
+    def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> Operation[bool]:
+        if options.at is not None:
+            when: tuple[str, int] = ("at", round(options.at * 1000))
+        else:
+            when = ("in", max(0, round((options.delay or 0.0) * 1000)))
+        key = options.dedup_key
+        ticket = self._request_id() if len(items) > 1 else ""
+        args = [
+            self._kind,
+            maxsize,
+            ticket,
+            *when,
+            "" if key is None else key,
+            max(1, round(options.dedup_for * 1000)),
+            *self.codec.put_args(items),
+        ]
+        return (yield from self._put(args, timeout, "put_with"))
+
+    def _put(
+        self, args: list[Any], timeout: float | None, script: str | None = None
+    ) -> Operation[bool]:
         deadline = Deadline(timeout)
         waits = timeout is None or timeout > 0
         # A put rides out an outage only once it is waiting for room, as far as its timeout.
         wait_until: float | None = 0.0
         backoff = Backoff(_BATCH_BACKOFF_MIN, _BATCH_BACKOFF_MAX)
         k = self.keys
+        script = script or self._put_script
         while True:
-            result = yield from self._call(
-                self._put_script, *args, what="a put", wait_until=wait_until
-            )
+            result = yield from self._call(script, *args, what="a put", wait_until=wait_until)
             if result >= 0:
-                return
+                return True
+            if result == _KEY_HELD:
+                return False
             if result == _SHUT_DOWN:
                 raise ShutDown
             if not waits:
@@ -233,10 +257,15 @@ class QueueProtocol:
                 raise ShutDown
             if not waits:
                 raise Empty
-            # Wake for a new item, a shutdown, or the earliest lease running out.
+            # Wake for a new item, a shutdown, or when the server said something may change
+            # (the earliest lease runs out, a scheduled item is due, a limit lets go).
             cap = None if result == _NONE_LEASED else result / 1000
             wait = self._wait_time(deadline, cap)
             if wait is None:
+                if cap is not None:
+                    # Consumers that began waiting before that time was known wait for their
+                    # slice to end; wake one of them to learn it, since this one leaves.
+                    yield from self._call("wake", what="a wake-up")
                 raise Empty
             yield from self._wait((k.avail, k.shutdown), wait)
 
@@ -255,7 +284,29 @@ class QueueProtocol:
     # -- tasks, size, shutdown -------------------------------------------------------------
 
     def qsize(self) -> Operation[int]:
-        return int((yield from self._call("size", self._kind, what="qsize()")))
+        return int((yield from self._call("size", self._kind, what="qsize()"))[0])
+
+    def scheduled(self) -> Operation[int]:
+        return int((yield from self._call("size", self._kind, what="scheduled()"))[1])
+
+    def set_limits(self, limits: Limits) -> Operation[None]:
+        rate = "" if limits.rate is None else limits.rate
+        conc = "" if limits.concurrency is None else limits.concurrency
+        per_ms = max(1, round(limits.per * 1000))
+        yield from self._call("limits", "set", rate, per_ms, conc, what="set_limits()")
+
+    def limits(self) -> Operation[Limits]:
+        rate, per, conc = yield Read(
+            (("HMGET", self.keys.meta, "rate", "per", "conc"),), "limits()"
+        )
+        return Limits(
+            rate=None if rate is None else int(rate),
+            per=1.0 if per is None else int(per) / 1000,
+            concurrency=None if conc is None else int(conc),
+        )
+
+    def pause(self, seconds: float) -> Operation[None]:
+        yield from self._call("limits", "pause", max(0, round(seconds * 1000)), what="pause()")
 
     def task_done(self) -> Operation[None]:
         if (yield from self._call("task_done", what="task_done()")) < 0:

@@ -36,25 +36,36 @@ _TAKE_KEYS = (
     "deliveries",
     "dead",
     "errors",
+    "sched",
+    "rate",
 )
-_PUT_KEYS = ("items", "meta", "notfull", "joined", "avail")
+_PUT_KEYS = ("items", "meta", "notfull", "joined", "avail", "sched")
 
 SCRIPTS: dict[str, ScriptSpec] = {
     "put_list": ScriptSpec("put_list.lua", _PUT_KEYS, "kind maxsize ticket payload...", True),
     "put_priority": ScriptSpec(
         "put_priority.lua", _PUT_KEYS, "kind maxsize ticket (sort-key member)...", True
     ),
+    "put_with": ScriptSpec(
+        "put_with.lua",
+        (*_PUT_KEYS, "dedup"),
+        "kind maxsize ticket in|at ms dedup-key dedup-ms value...",
+        True,
+    ),
+    "limits": ScriptSpec(
+        "limits.lua", ("meta", "rate", "avail"), "set rate per-ms conc | pause ms", True
+    ),
     "take": ScriptSpec("take.lua", _TAKE_KEYS, "kind n lease-ms max-deliveries", True),
     "task_done": ScriptSpec("task_done.lua", ("meta", "joined"), "", True),
     "shutdown": ScriptSpec(
         "shutdown.lua",
-        ("items", "meta", "joined", "shutdown", "payloads", "deliveries"),
+        ("items", "meta", "joined", "shutdown", "payloads", "deliveries", "sched"),
         "kind immediate",
         True,
     ),
     "ack": ScriptSpec(
         "ack.lua",
-        ("items", "meta", "joined", "leases", "payloads", "deliveries"),
+        ("items", "meta", "joined", "leases", "payloads", "deliveries", "avail"),
         "kind token...",
         True,
     ),
@@ -85,8 +96,9 @@ SCRIPTS: dict[str, ScriptSpec] = {
         False,
     ),
     # Harmless to run twice: retried as they are.
-    "size": ScriptSpec("size.lua", ("items", "leases", "payloads"), "kind", False),
+    "size": ScriptSpec("size.lua", ("items", "leases", "payloads", "meta", "sched"), "kind", False),
     "signal": ScriptSpec("signal.lua", ("meta", "shutdown"), "", False),
+    "wake": ScriptSpec("wake.lua", ("avail",), "", False),
     "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
     "delete": ScriptSpec(
         "delete.lua",
