@@ -1,7 +1,7 @@
 """The ``distqueue`` command line (also ``python -m distqueue``).
 
     distqueue worker [--url URL] [--queue NAME] [--results URL] [--concurrency N]
-                     [--allow MODULE[:FUNCTION]]...
+                     [--asyncio [--grace SECONDS]] [--allow MODULE[:FUNCTION]]...
                      [--signing-key-file PATH | --signing-key-env VAR] [MODULE:FUNCTION]
     distqueue dead {list,requeue,purge} [--url URL] [--queue NAME] [--limit N]
     distqueue stats [--url URL] [--queue NAME]
@@ -11,7 +11,8 @@ that :class:`distqueue.Executor` submits, of the modules and functions given wit
 (default: ``$DISTQUEUE_ALLOW``, comma-separated) and those they register with
 ``@distqueue.task``; with it, calls that function on each item. With a signing key (read from a
 file, surrounding whitespace stripped, or from an environment variable), the worker runs only
-task messages signed with it.
+task messages signed with it. With ``--asyncio`` the items run on an event loop, ``async def``
+functions as up to ``--concurrency`` coroutines at once (see :mod:`distqueue.aio.worker`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,25 @@ def build_parser() -> argparse.ArgumentParser:
     _queue_options(worker)
     worker.add_argument("function", nargs="?", help="MODULE:FUNCTION to call with each item")
     worker.add_argument("--results", help="results store URL (default: the queue's URL)")
-    worker.add_argument("--concurrency", type=int, default=1, help="threads (%(default)s)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="threads; with --asyncio, items running at once (1; with --asyncio, 100)",
+    )
+    worker.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="run the items on an event loop: async def tasks as concurrent coroutines",
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --asyncio: after a stop, coroutines still running after this long are "
+        "cancelled and their items given back (default: wait for them)",
+    )
     worker.add_argument(
         "--allow",
         action="append",
@@ -125,6 +144,8 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    if args.grace is not None and not args.asyncio:
+        raise ValueError("--grace is for --asyncio workers (a thread worker lets its items finish)")
     sys.path.insert(0, os.getcwd())  # find the user's modules, as `python -m` would
     function = None
     allow = tasks.Allowlist(())
@@ -148,15 +169,21 @@ def _worker(args: argparse.Namespace) -> int:
     results = (
         None if function else ResultStore(args.results or results_url_for(resolve_url(args.url)))
     )
-    worker = Worker(
-        queue,
-        function,
-        results=results,
-        concurrency=args.concurrency,
-        prefetch=args.prefetch,
-        allow=allow,
-        signing_key=signing_key,
-    )
+    options: dict[str, Any] = {
+        "results": results,
+        "prefetch": args.prefetch,
+        "allow": allow,
+        "signing_key": signing_key,
+    }
+    if args.concurrency is not None:
+        options["concurrency"] = args.concurrency
+    worker: Worker
+    if args.asyncio:
+        from .aio.worker import AsyncWorker
+
+        worker = AsyncWorker(queue, function, grace=args.grace, **options)
+    else:
+        worker = Worker(queue, function, **options)
     try:
         return worker.run()
     finally:
