@@ -39,6 +39,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 RECORDING = ("--max-deliveries", "100", "taskfns:record_start_end")
 """Options of the recording workers: no item of these tests should ever become a dead letter."""
 
+ASYNC_RECORDING = (
+    "--asyncio",
+    "--concurrency",
+    "8",
+    "--max-deliveries",
+    "100",
+    "taskfns:arecord_start_end",
+)
+"""The same on an event loop, eight coroutines at once."""
+
 
 @pytest.fixture
 def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -187,12 +197,14 @@ def test_workers_killed_at_random_lose_no_item_and_repeat_only_what_they_held(
         assert workers.stop(worker) == 0
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_a_redis_restart_loses_no_item_and_workers_reconnect_by_themselves(
-    workers: Workers, records: Records, restartable_redis: RedisServer
+    workers: Workers, records: Records, restartable_redis: RedisServer, mode: str
 ) -> None:
     url = restartable_redis.url
     name = fresh_name("restart")
-    options = ("--visibility-timeout", "2", *RECORDING)
+    recording = RECORDING if mode == "threads" else ASYNC_RECORDING
+    options = ("--visibility-timeout", "2", *recording)
     env = {"RECORD_PAUSE": "0.005"}
     running = [workers.start(url, name, *options, env=env) for _ in range(3)]
     producer = Producer(url, name, batches=100, size=20, pause=0.05)  # 2,000 items
