@@ -22,10 +22,10 @@ import contextlib
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import tasks
 from .backends.base import Kind
@@ -115,7 +115,15 @@ class Executor(_FuturesExecutor):
         self._outbox_ready = threading.Condition(self._lock)
         self._paths: dict[Callable[..., Any], str] = {}  # functions checked once, not per call
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
 
         Raises ``ValueError`` for anything that is not a task (see :mod:`distqueue.tasks`: a
@@ -145,7 +153,7 @@ class Executor(_FuturesExecutor):
             ttl=self._result_ttl,
             key=self._signing_key,
         ).encode()
-        future: Future[R] = Future()
+        future: Future[Any] = Future()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")
