@@ -67,6 +67,12 @@ class Executor(_FuturesExecutor):
 
     ``Future.cancel()`` stops the future from ever completing here; a worker that already took
     the task still runs it.
+
+    In asyncio code, ``await asyncio.wrap_future(future)``: futures are completed from the
+    Executor's own thread, and the wrapper hands each outcome to its event loop thread-safely
+    (callbacks added to the wrapper run on the loop; those added to the future itself, in the
+    Executor's thread). Cancelling the wrapper cancels the future, as above. An ``async def``
+    task's future holds what its coroutine returned.
     """
 
     def __init__(
