@@ -146,15 +146,19 @@ def assert_workers_alive(workers: Workers, processes: list[Any]) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_workers_killed_at_random_lose_no_item_and_repeat_only_what_they_held(
-    workers: Workers, records: Records, redis_url: str
+    workers: Workers, records: Records, redis_url: str, mode: str
 ) -> None:
     seed = random.randrange(2**32)
     print(f"seed of the random kills: {seed}")
     rng = random.Random(seed)
     name = fresh_name("chaos")
-    options = ("--visibility-timeout", "1", *RECORDING)
-    env = {"RECORD_PAUSE": "0.01"}
+    recording = RECORDING if mode == "threads" else ASYNC_RECORDING
+    options = ("--visibility-timeout", "1", *recording)
+    # Coroutines run eight at once: a longer pause keeps the workers busy (their capacity,
+    # 4 x 8 / 0.2 s, below the producer's rate), so that a kill finds items in hand.
+    env = {"RECORD_PAUSE": "0.01" if mode == "threads" else "0.2"}
     running = [workers.start(redis_url, name, *options, env=env) for _ in range(4)]
     killed: set[int] = set()
     producer = Producer(redis_url, name, batches=100, size=25, pause=0.1)  # 2,500 items

@@ -210,12 +210,19 @@ def test_dead_and_stats_commands_list_requeue_and_purge_dead_letters(
     assert (counts["waiting"], counts["dead"]) == (1, 0)
 
 
+@pytest.mark.parametrize(
+    "mode", [(), ("--asyncio", "--concurrency", "1")], ids=["threads", "asyncio"]
+)
 def test_a_failing_item_does_not_stop_the_worker_and_the_log_counts_it(
-    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+    workers: Workers,
+    records: Records,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    mode: tuple[str, ...],
 ) -> None:
     queue.put({"fail": "first"})
     queue.put_many(range(10))
-    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", "taskfns:record")
+    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", *mode, "taskfns:record")
     wait_until(lambda: len(records.items()) == 10, "the ten good items", show=records.items)
     assert records.items() == list(range(10))
     wait_until(
@@ -300,12 +307,17 @@ def test_a_long_async_item_keeps_its_lease_and_runs_once(
     assert workers.stop(first) == 0
 
 
+@MODES
 def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
-    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+    workers: Workers,
+    records: Records,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    mode: tuple[str, ...],
 ) -> None:
     slow = {"sleep": 3, "n": 2}
     queue.put(slow)
-    options = ("--visibility-timeout", "1", "taskfns:record_start_end")
+    options = ("--visibility-timeout", "1", *mode)
     first = workers.start(redis_url, queue.name, *options)
     wait_until(lambda: records.starts() == [(first.pid, slow)], "the slow item to start")
 
