@@ -359,12 +359,14 @@ def test_an_executor_call_completes_when_its_reply_is_lost_in_transit(
     assert workers.stop(worker) == 0
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_workers_outlive_an_outage_longer_than_the_client_retries(
-    workers: Workers, records: Records, restartable_redis: RedisServer
+    workers: Workers, records: Records, restartable_redis: RedisServer, mode: str
 ) -> None:
     url = restartable_redis.url
     name = fresh_name("outage")
-    options = ("--visibility-timeout", "2", *RECORDING)
+    recording = RECORDING if mode == "threads" else (*ASYNC_RECORDING, "--concurrency", "1")
+    options = ("--visibility-timeout", "2", *recording)
     running = [workers.start(url, name, *options) for _ in range(3)]
     for worker in running:
         workers.wait_for_log(worker, name)  # started: it names its queue
