@@ -12,6 +12,11 @@ Two modes:
   an item whose call raises is given back with back-off and, after ``max_deliveries`` attempts,
   becomes a dead letter carrying the last error.
 
+A task or function may be an ``async def`` function: this worker runs its coroutine on an event
+loop of its own, shared by its threads (one coroutine per thread at a time);
+:class:`distqueue.aio.worker.AsyncWorker` runs many at once on one loop, with this module's code
+for everything but the running.
+
 Every item is leased (``visibility_timeout``), so an item in the hands of a worker that dies is
 delivered again. ``stop()`` (SIGTERM or SIGINT from :meth:`Worker.run`) takes no new work and
 lets the items in hand finish; a second signal exits at once.
