@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import multiprocessing
+import threading
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -139,6 +140,45 @@ def test_a_cancelled_caller_leaves_the_computation_to_finish_for_the_others(
             assert await leader == 2
             assert await slow(1) == 2
             assert runs == [1]
+
+    run(main)
+
+
+def test_a_caller_cancelled_while_taking_the_lock_lets_go_of_it() -> None:
+    """The lock's ``add`` is held up in its thread (a fault injected into the store) while the
+    caller is cancelled; the lock it then takes for no one is released, so the next caller
+    computes instead of waiting an hour for the lock to expire (beyond the test's limit)."""
+
+    async def main() -> None:
+        async with distqueue.aio.Cache("memory://", namespace=fresh()) as cache:
+            backend = cache.sync._backend
+            real_add = backend.add
+            entered, proceed, added = threading.Event(), threading.Event(), threading.Event()
+
+            def held_up_add(key: bytes, item: bytes, ttl: float | None) -> bool:
+                if ttl is None:  # the function's generation, made at the first lookup
+                    return real_add(key, item, ttl)
+                entered.set()  # the lock, which lives lock_ttl seconds
+                proceed.wait(GUARD)
+                try:
+                    return real_add(key, item, ttl)
+                finally:
+                    added.set()
+
+            @cache.cached(ttl=60, name="aio.lock-cancel", lock_ttl=3600)
+            async def compute() -> int:
+                return 1
+
+            backend.add = held_up_add  # type: ignore[method-assign]
+            caller = asyncio.ensure_future(compute())
+            await asyncio.get_running_loop().run_in_executor(None, entered.wait, GUARD)
+            caller.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await caller
+            backend.add = real_add  # type: ignore[method-assign]
+            proceed.set()  # the add goes through: the lock is taken, for a caller now gone
+            await asyncio.get_running_loop().run_in_executor(None, added.wait, GUARD)
+            assert await compute() == 1
 
     run(main)
 
