@@ -17,6 +17,7 @@ BENCHMARKS = (
     "pipeline",
     "timeout",
     "workers",
+    "aio_worker",
     "cache",
     "cluster",
     "pack",

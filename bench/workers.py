@@ -104,8 +104,10 @@ class _Pool:
 
 
 @contextmanager
-def _pool(name: str, command: Sequence[str], logs: Path) -> Iterator[_Pool]:
-    env = dict(os.environ)
+def _pool(
+    name: str, command: Sequence[str], logs: Path, env: dict[str, str] | None = None
+) -> Iterator[_Pool]:
+    env = {**os.environ, **(env or {})}
     env["PYTHONPATH"] = os.pathsep.join([str(BENCH_DIR), *filter(None, [env.get("PYTHONPATH")])])
     processes: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:

@@ -32,7 +32,7 @@ Stampede protection
     stored it and let go of the lock just before), runs the function, stores the entry, and
     deletes the lock (if it still holds it). Every other caller waits: it reads the entry, the
     generation and the lock in one request, first after 5 ms, then doubling the pause up to
-    ``POLL_MAX`` (50 ms), and
+    ``POLL_MAX`` (50 ms; the steps are in :mod:`distqueue.stampede`), and
 
     * returns the entry as soon as it appears;
     * takes the lock itself if the lock is gone without an entry (the holder raised, or
@@ -67,6 +67,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from . import stampede
 from .callkeys import CallKeys, call_key, function_name, why_name_is_ambiguous
 from .errors import (
     BackendError,
@@ -114,10 +115,6 @@ R = TypeVar("R")
 
 DEFAULT_LOCK_TTL = 30.0
 """Seconds a stampede lock lives, and the longest a caller waits for another's computation."""
-
-POLL_FIRST = 0.005
-POLL_MAX = 0.05
-"""The longest pause, in seconds, between two looks of a caller waiting for another's result."""
 
 TTL = float | int | None | Default
 """A ``ttl`` argument: seconds, ``None`` for no expiry, or ``DEFAULT`` for ``default_ttl``."""
@@ -746,23 +743,45 @@ class CachedFunction(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         entry_key = self._entry_key(args, kwargs)
-        try:
-            generation, value, _ = self._lookup(entry_key)
-        except BackendError as exc:
-            return self._call_uncached(exc, args, kwargs)
-        if value is not MISSING:
-            self._stats.hit()
-            return value  # type: ignore[no-any-return]
-        self._stats.miss()
         lock_key = self._keys.key("l", entry_key)
         token = secrets.token_hex(16).encode("ascii")
-        try:
-            locked = self._backend.add(lock_key, token, self.lock_ttl)
-        except BackendError as exc:
-            return self._call_uncached(exc, args, kwargs)
-        if locked:
-            return self._compute_locked(entry_key, lock_key, token, args, kwargs)
-        return self._wait(entry_key, generation, lock_key, token, args, kwargs)
+        steps = stampede.plan(self._stats, self.name, self.lock_ttl)
+        reply: Any = None
+        error: BackendError | None = None
+        while True:  # perform the plan's steps (see distqueue.stampede)
+            try:
+                step = steps.send(reply) if error is None else steps.throw(error)
+            except StopIteration as done:
+                decision: stampede.Decision = done.value
+                break
+            reply, error = None, None
+            try:
+                reply = self._perform(step, entry_key, lock_key, token)
+            except BackendError as exc:
+                error = exc
+        if isinstance(decision, stampede.Compute):
+            try:
+                value = self.__wrapped__(*args, **kwargs)
+                self._store_result(entry_key, decision.generation, value)
+                return value
+            finally:
+                if decision.locked:
+                    self._release(lock_key, token)
+        if decision.locked:
+            self._release(lock_key, token)
+        if isinstance(decision, stampede.Hit):
+            return decision.value  # type: ignore[no-any-return]
+        self._count_uncached(decision.error)
+        return self.__wrapped__(*args, **kwargs)
+
+    def _perform(self, step: stampede.Step, entry_key: bytes, lock_key: bytes, token: bytes) -> Any:
+        """Perform one step of :func:`distqueue.stampede.plan` and return its reply."""
+        if isinstance(step, stampede.Lookup):
+            return self._lookup(entry_key, lock_key if step.lock else None)
+        if isinstance(step, stampede.TakeLock):
+            return self._backend.add(lock_key, token, self.lock_ttl)
+        time.sleep(step.seconds)
+        return None
 
     def _lookup(self, entry_key: bytes, lock_key: bytes | None = None) -> tuple[int, Any, bool]:
         """The current generation, the entry's value (``MISSING`` if it has none) and, when
@@ -799,48 +818,14 @@ class CachedFunction(Generic[P, R]):
         current = parse_counter(item) if item is not None else None
         return candidate if current is None else current
 
-    def _compute_locked(
-        self,
-        entry_key: bytes,
-        lock_key: bytes,
-        token: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
-        """With the lock held: look again (the previous holder may have stored the entry and
-        released the lock between our miss and our lock), then compute if still missing."""
+    def _store_result(self, entry_key: bytes, generation: int, value: Any) -> None:
+        """Store ``value`` as the entry of ``generation``; a failed server is counted.
+        Raises ``SerializationError`` or ``ValueTooLargeError`` for a value it cannot store."""
+        body = self._store.encode([generation, value])
         try:
-            generation, value, _ = self._lookup(entry_key)
+            self._store.write(entry_key, body, self.ttl)
         except BackendError as exc:
-            self._release(lock_key, token)
-            return self._call_uncached(exc, args, kwargs)
-        if value is not MISSING:
-            self._release(lock_key, token)
-            self._stats.stampede_wait()
-            return value  # type: ignore[no-any-return]
-        return self._compute(entry_key, generation, lock_key, token, args, kwargs)
-
-    def _compute(
-        self,
-        entry_key: bytes,
-        generation: int,
-        lock_key: bytes | None,
-        token: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
-        """Run the function, store its result in ``generation``, release the lock if held."""
-        try:
-            value = self.__wrapped__(*args, **kwargs)
-            body = self._store.encode([generation, value])
-            try:
-                self._store.write(entry_key, body, self.ttl)
-            except BackendError as exc:
-                self._stats.server_error(exc, f"storing a result of {self.name}")
-            return value
-        finally:
-            if lock_key is not None:
-                self._release(lock_key, token)
+            self._stats.server_error(exc, f"storing a result of {self.name}")
 
     def _release(self, lock_key: bytes, token: bytes) -> None:
         # Only our own lock: if it expired meanwhile, another caller may hold a new one. (The
@@ -851,49 +836,9 @@ class CachedFunction(Generic[P, R]):
         except BackendError as exc:
             self._stats.server_error(exc, f"releasing the lock of {self.name}")
 
-    def _wait(
-        self,
-        entry_key: bytes,
-        generation: int,
-        lock_key: bytes,
-        token: bytes,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-    ) -> R:
-        """Wait for the lock holder's result; see the module docstring ("Stampede protection")."""
-        deadline = time.monotonic() + self.lock_ttl
-        pause = POLL_FIRST
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._stats.stampede_timeout()
-                logger.info(
-                    "waited %g s for another caller of %s; computing without the lock",
-                    self.lock_ttl,
-                    self.name,
-                )
-                return self._compute(entry_key, generation, None, token, args, kwargs)
-            time.sleep(min(pause, remaining))
-            pause = min(pause * 2, POLL_MAX)
-            try:
-                generation, value, locked = self._lookup(entry_key, lock_key)
-                if value is not MISSING:
-                    self._stats.stampede_wait()
-                    return value  # type: ignore[no-any-return]
-                if locked:
-                    continue
-                locked = self._backend.add(lock_key, token, self.lock_ttl)
-            except BackendError as exc:
-                return self._call_uncached(exc, args, kwargs)
-            if locked:
-                return self._compute_locked(entry_key, lock_key, token, args, kwargs)
-
-    def _call_uncached(
-        self, error: BackendError, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> R:
+    def _count_uncached(self, error: BackendError) -> None:
         self._stats.server_error(error, f"cached call of {self.name}")
         self._stats.uncached_call()
-        return self.__wrapped__(*args, **kwargs)
 
     # -- forgetting ----------------------------------------------------------------------------
 

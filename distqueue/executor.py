@@ -23,11 +23,11 @@ import datetime
 import logging
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Executor as _FuturesExecutor
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, overload
 
 from . import tasks
 from .backends.base import Kind
@@ -103,6 +103,12 @@ class Executor(_FuturesExecutor):
 
     ``Future.cancel()`` stops the future from ever completing here; a worker that already took
     the task still runs it.
+
+    In asyncio code, ``await asyncio.wrap_future(future)``: futures are completed from the
+    Executor's own thread, and the wrapper hands each outcome to its event loop thread-safely
+    (callbacks added to the wrapper run on the loop; those added to the future itself, in the
+    Executor's thread). Cancelling the wrapper cancels the future, as above. An ``async def``
+    task's future holds what its coroutine returned.
     """
 
     def __init__(
@@ -175,7 +181,15 @@ class Executor(_FuturesExecutor):
         refused as a duplicate is not queued and its future is cancelled."""
         return self._submit(options, fn, args, kwargs)
 
-    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]:
+    @overload
+    def submit(
+        self, fn: Callable[P, Coroutine[Any, Any, R]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]: ...
+
+    @overload
+    def submit(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> Future[R]: ...
+
+    def submit(self, fn: Callable[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> Future[Any]:
         """Schedule ``fn(*args, **kwargs)`` on a worker; return its ``Future``.
 
         Raises ``ValueError`` for anything that is not a task (see :mod:`distqueue.tasks`: a
@@ -215,7 +229,7 @@ class Executor(_FuturesExecutor):
             ttl=self._result_ttl,
             key=self._signing_key,
         ).encode()
-        future: Future[R] = Future()
+        future: Future[Any] = Future()
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot schedule new futures after shutdown")

@@ -12,13 +12,19 @@ Two modes:
   an item whose call raises is given back with back-off and, after ``max_deliveries`` attempts,
   becomes a dead letter carrying the last error.
 
+A task or function may be an ``async def`` function: this worker runs its coroutine on an event
+loop of its own, shared by its threads (one coroutine per thread at a time);
+:class:`distqueue.aio.worker.AsyncWorker` runs many at once on one loop, with this module's code
+for everything but the running.
+
 Every item is leased (``visibility_timeout``), so an item in the hands of a worker that dies is
 delivered again. ``stop()`` (SIGTERM or SIGINT from :meth:`Worker.run`) takes no new work and
 lets the items in hand finish; a second signal exits at once.
 
 While it runs, a worker beats in the server's registry (:mod:`distqueue.heartbeat`): host,
 process id, queue, concurrency, when it started, how many items it processed and failed, and
-the items in hand; ``distqueue workers`` lists it.
+the items in hand; ``distqueue workers`` lists it. A task that raises
+:class:`distqueue.BackOff` pauses its whole queue and goes back to it.
 
 **A task never stops its worker.** Whatever a task raises, ``SystemExit``, ``KeyboardInterrupt``
 and other ``BaseException``\ s included, fails that task alone; the worker's own stop signals
@@ -28,14 +34,17 @@ are handled by signal handlers, never by exceptions out of a task. An exception 
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import inspect
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, NamedTuple
 
 from . import tasks
 from .errors import (
@@ -114,6 +123,7 @@ class Worker:
         self._replies: dict[str, Queue[Any]] = {}
         self._replies_lock = threading.Lock()
         self._functions: dict[str, Callable[..., Any]] = {}
+        self._loop_thread: _LoopThread | None = None
         self.allow = allow if isinstance(allow, tasks.Allowlist) else tasks.Allowlist(allow)
         self.signing_key = tasks.signing_key(signing_key)
         self._stores: dict[str, ResultStore] = {}
@@ -153,13 +163,20 @@ class Worker:
         logger.info("worker stopped: %d processed, %d failed", self.processed, self.failed)
         if heartbeat is not None:
             heartbeat.stop()
+        self._close()
+        return 1 if self._crashed else 0
+
+    def _close(self) -> None:
         with self._replies_lock:
             for reply in self._replies.values():
                 reply.close()
+            self._replies.clear()
+            loop_thread, self._loop_thread = self._loop_thread, None
         for store in self._stores.values():
             if store is not self.results:
                 store.close()
-        return 1 if self._crashed else 0
+        if loop_thread is not None:
+            loop_thread.close()
 
     def stop(self) -> None:
         """Take no new work; items in hand finish. :meth:`run` then returns 0."""
@@ -289,11 +306,11 @@ class Worker:
             self._settle(finished)
 
     def _settle(self, finished: _Finished) -> None:
+        count = len(finished)
         try:
             finished.flush()
-        except DistQueueError as exc:
-            logger.error("could not report %d finished item(s): %s", len(finished), exc)
-            finished.abandon()
+        except DistQueueError as exc:  # the batch's items are abandoned: delivered again
+            logger.error("could not report %d finished item(s): %s", count, exc)
             self._stopping.wait(1.0)
 
     def _release(self, messages: list[Message[Any]]) -> None:
@@ -306,25 +323,90 @@ class Worker:
     # -- one item --------------------------------------------------------------------------
 
     def _handle(self, message: Message[Any], finished: _Finished) -> None:
-        if self.function is not None:
-            self._run_function(message, finished)
-        else:
-            self._run_task(message, finished)
-
-    def _run_function(self, message: Message[Any], finished: _Finished) -> None:
-        assert self.function is not None
-        try:
-            self.function(message.item)
-        except BackOff as exc:
-            self._back_off(message, exc)
+        call = self._prepare(message)
+        if isinstance(call, _Refusal):
+            self._refuse(message, call, finished)
             return
+        if call.function is None:  # its failure is already in call.error
+            self._conclude(message, call, finished, False, call.error)
+            return
+        try:
+            value = call.function(*call.args, **call.kwargs)
         except BaseException as exc:  # whatever it is, it fails this item, not the worker
-            error = f"{tasks.exception_type_name(exc)}: {tasks.render_exception(exc)}"
+            self._conclude(message, call, finished, False, exc)
+            return
+        if inspect.isawaitable(value):  # an ``async def`` task: run on the worker's loop
+            self._conclude(message, call, finished, *self._coroutines().run(value))
+        else:
+            self._conclude(message, call, finished, True, value)
+
+    def _prepare(self, message: Message[Any]) -> _Call | _Refusal:
+        """What to call for ``message``, or why it is refused; no I/O (a first import at most)."""
+        if self.function is not None:
+            return _Call(self.function, (message.item,), {}, None, None)
+        if self.results is None:
+            raise DistQueueError("this worker runs Executor tasks but has no results store")
+        try:
+            task = tasks.TaskMessage.decode(message.item)
+            task.verify(self.signing_key)
+        except tasks.TaskRefused as exc:  # not from a submitter it can trust: no reply
+            return _Refusal(exc.reason, None, None, None)
+        submitted = tasks.submitted_at(task.task_id)
+        if submitted is not None and self.metrics is not None:
+            self.metrics.queue_waited(max(0.0, time.time() - submitted))
+        store = self._store_for(task.serializer)
+        try:
+            function = self._functions.get(task.path) or self.allow.resolve(task.path)
+            self._functions[task.path] = function
+            args, kwargs = task.arguments()
+        except tasks.TaskRefused as exc:  # tell the submitter, whose message this is
+            outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
+            return _Refusal(exc.reason, task, store, outcome)
+        except tasks.TaskNotFound as exc:
+            logger.error("task %s: %s", task.task_id, exc)
+            return _Call(None, (), {}, task, store, exc)
+        return _Call(function, args, kwargs, task, store)
+
+    def _conclude(
+        self,
+        message: Message[Any],
+        call: _Call,
+        finished: _Finished,
+        succeeded: bool,
+        result: Any,
+    ) -> None:
+        """Report what the call returned (``succeeded``) or raised; in the user's mode, a
+        failed item is given back (I/O), else everything waits in ``finished``. A call that
+        raised :class:`BackOff` pauses the queue and goes back to it."""
+        if not succeeded and isinstance(result, BackOff):
+            self._back_off(message, result)
+            return
+        task = call.task
+        if task is None:
+            if succeeded:
+                finished.add(message)
+                self._count()
+                return
+            error = f"{tasks.exception_type_name(result)}: {tasks.render_exception(result)}"
             self._count(failed=True)
             logger.error("item %s failed (delivery %d): %s", message.id, message.deliveries, error)
             self._give_back(message, error)
             return
-        finished.add(message)
+        assert call.store is not None
+        if succeeded:
+            outcome = Outcome(task.task_id, result)
+        else:
+            self._count(failed=True)
+            outcome = tasks.failure_outcome(task.task_id, result, call.store.serializer)
+            if call.function is not None:
+                logger.info(
+                    "task %s (%s) raised %s: %s",
+                    task.task_id,
+                    task.path,
+                    outcome.exc_type,
+                    outcome.message,
+                )
+        finished.add(message, reply=task.reply, outcome=outcome, store=call.store, ttl=task.ttl)
         self._count()
 
     def _back_off(self, message: Message[Any], request: BackOff) -> None:
@@ -345,55 +427,21 @@ class Worker:
             with self._count_lock:
                 self.retried += 1
 
-    def _run_task(self, message: Message[Any], finished: _Finished) -> None:
-        if self.results is None:
-            raise DistQueueError("this worker runs Executor tasks but has no results store")
-        try:
-            task = tasks.TaskMessage.decode(message.item)
-            task.verify(self.signing_key)
-        except tasks.TaskRefused as exc:  # not from a submitter it can trust: no reply
-            self._refuse(message, exc.reason)
-            return
-        submitted = tasks.submitted_at(task.task_id)
-        if submitted is not None and self.metrics is not None:
-            self.metrics.queue_waited(max(0.0, time.time() - submitted))
-        store = self._store_for(task.serializer)
-        try:
-            function = self._functions.get(task.path) or self.allow.resolve(task.path)
-            self._functions[task.path] = function
-            args, kwargs = task.arguments()
-        except tasks.TaskRefused as exc:  # tell the submitter, whose message this is
-            self._refuse(message, exc.reason)
-            outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
-            finished.add(None, reply=task.reply, outcome=outcome, store=store, ttl=task.ttl)
-            return
-        except tasks.TaskNotFound as exc:
-            self._count(failed=True)
-            logger.error("task %s: %s", task.task_id, exc)
-            outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
-        else:
-            try:
-                outcome = Outcome(task.task_id, function(*args, **kwargs))
-            except BackOff as exc:
-                self._back_off(message, exc)
-                return
-            except BaseException as exc:  # whatever it is, it fails this task, not the worker
-                self._count(failed=True)
-                outcome = tasks.failure_outcome(task.task_id, exc, store.serializer)
-                logger.info(
-                    "task %s (%s) raised %s: %s",
-                    task.task_id,
-                    task.path,
-                    outcome.exc_type,
-                    outcome.message,
-                )
-        finished.add(message, reply=task.reply, outcome=outcome, store=store, ttl=task.ttl)
-        self._count()
+    def _coroutines(self) -> _LoopThread:
+        with self._replies_lock:
+            if self._loop_thread is None:
+                self._loop_thread = _LoopThread()
+            return self._loop_thread
 
-    def _refuse(self, message: Message[Any], reason: str) -> None:
+    def _refuse(self, message: Message[Any], refusal: _Refusal, finished: _Finished) -> None:
         self._count(failed=True)
-        logger.error("refused item %s: %s", message.id, reason)
-        message.reject(f"refused: {reason}")
+        logger.error("refused item %s: %s", message.id, refusal.reason)
+        message.reject(f"refused: {refusal.reason}")
+        if refusal.task is not None and refusal.outcome is not None:
+            task = refusal.task
+            finished.add(
+                None, reply=task.reply, outcome=refusal.outcome, store=refusal.store, ttl=task.ttl
+            )
 
     def _store_for(self, serializer: str) -> ResultStore:
         """The results store that writes with ``serializer`` (the same servers and namespace)."""
@@ -428,27 +476,88 @@ class Worker:
                 self.processed += 1
 
 
+class _Call(NamedTuple):
+    """What to run for one item: ``function(*args, **kwargs)``; for an Executor task also the
+    task and the store of its outcome. ``function`` is ``None`` when the task cannot run, and
+    ``error`` then says why."""
+
+    function: Callable[..., Any] | None
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    task: tasks.TaskMessage | None
+    store: ResultStore | None
+    error: BaseException | None = None
+
+
+class _Refusal(NamedTuple):
+    """An item that must not run: a dead letter saying ``reason``; for a task whose submitter
+    is known (``task``), also a failed ``outcome`` for it."""
+
+    reason: str
+    task: tasks.TaskMessage | None
+    store: ResultStore | None
+    outcome: Outcome | None
+
+
+async def settle(awaitable: Awaitable[Any]) -> tuple[bool, Any]:
+    """``(True, value)`` or ``(False, exception)``, whatever ``awaitable`` raises.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` from a coroutine would otherwise leave the task
+    that runs it and stop the event loop itself; here they are caught like any other
+    exception, and so is a ``CancelledError`` that the task raised of its own accord.
+    """
+    try:
+        return True, await awaitable
+    except BaseException as exc:  # whatever it is, it fails this task, not the worker
+        return False, exc
+
+
+class _LoopThread:
+    """An event loop in a thread of its own, where the threads of a :class:`Worker` run the
+    coroutines of ``async def`` tasks (so each thread runs one at a time, and all of them
+    share one loop, as loop-bound clients need)."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="distqueue-worker-loop", daemon=True
+        )
+        self._thread.start()
+
+    def run(self, awaitable: Awaitable[Any]) -> tuple[bool, Any]:
+        """Run ``awaitable`` on the loop and wait for it: see :func:`settle`."""
+        future = asyncio.run_coroutine_threadsafe(settle(awaitable), self._loop)
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError as exc:  # the loop closed under it
+            return False, exc
+
+    def close(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+
 class _Finished:
-    """Items one worker thread finished and has yet to report: results to store, announcements
-    to put on the submitters' reply queues, then acknowledgements, in one round trip each per
-    batch.
+    """Items a worker finished and has yet to report: results to store, announcements to put
+    on the submitters' reply queues, then acknowledgements, in one round trip each per batch.
 
     The report is sent once a batch is done, or as soon as the oldest finished item has waited
-    ``FLUSH_AFTER`` seconds, so that slow items are reported one by one.
+    ``FLUSH_AFTER`` seconds, so that slow items are reported one by one. Items may be added
+    from any thread, also while a report is being sent: :meth:`flush` sends what was there
+    when it began.
     """
 
     FLUSH_AFTER = 0.005
 
     def __init__(self, worker: Worker) -> None:
         self._worker = worker
-        self._messages: list[Message[Any]] = []
-        self._replies: dict[str, list[str]] = {}
-        self._outcomes: dict[tuple[int, float | None], tuple[ResultStore, list[Outcome]]] = {}
-        self._count = 0
-        self._since = 0.0
+        self._lock = threading.Lock()
+        self._batch = _Batch()
 
     def __len__(self) -> int:
-        return self._count
+        return self._batch.count
 
     def add(
         self,
@@ -461,44 +570,75 @@ class _Finished:
     ) -> None:
         """Report ``outcome`` (kept ``ttl`` seconds in ``store``) on ``reply``, then acknowledge
         ``message``; ``None``: a message already settled otherwise."""
-        if not self._count:
-            self._since = time.monotonic()
-        self._count += 1
-        if message is not None:
-            self._messages.append(message)
-        if reply is not None and outcome is not None and store is not None:
-            self._replies.setdefault(reply, []).append(tasks.announcement(outcome.task_id))
-            self._outcomes.setdefault((id(store), ttl), (store, []))[1].append(outcome)
+        with self._lock:
+            self._batch.add(message, reply, outcome, store, ttl)
 
     def due(self) -> bool:
-        return bool(self._count) and time.monotonic() - self._since >= self.FLUSH_AFTER
+        batch = self._batch
+        return bool(batch.count) and time.monotonic() - batch.since >= self.FLUSH_AFTER
 
     def flush(self) -> None:
-        if not self._count:
+        """Send the report. If it fails, its messages are abandoned (their leases run out and
+        they are delivered again) and the error raised."""
+        with self._lock:
+            batch, self._batch = self._batch, _Batch()
+        if not batch.count:
             return
-        # Store results, announce them, then acknowledge: a worker that dies in between has
-        # its items run again (at least once), and nothing is announced before it is stored.
-        for key, (store, outcomes) in list(self._outcomes.items()):
-            store.set_many(outcomes, ttl=key[1])
-            del self._outcomes[key]
-        for reply_name, task_ids in list(self._replies.items()):
-            try:
-                self._worker._reply_queue(reply_name).put_many(task_ids)
-            except ShutDown:  # the submitter is gone; the results stay until their TTL
-                logger.info("the submitter of %d task(s) no longer listens", len(task_ids))
-            del self._replies[reply_name]
-        if self._messages:
-            self._worker.queue.ack_many(self._messages)
-        self._messages.clear()
-        self._count = 0
+        try:
+            batch.send(self._worker)
+        except BaseException:
+            batch.abandon()
+            raise
 
     def abandon(self) -> None:
-        for message in self._messages:
+        with self._lock:
+            batch, self._batch = self._batch, _Batch()
+        batch.abandon()
+
+
+class _Batch:
+    """One report of :class:`_Finished`."""
+
+    def __init__(self) -> None:
+        self.messages: list[Message[Any]] = []
+        self.replies: dict[str, list[str]] = {}
+        self.outcomes: dict[tuple[int, float | None], tuple[ResultStore, list[Outcome]]] = {}
+        self.count = 0
+        self.since = 0.0
+
+    def add(
+        self,
+        message: Message[Any] | None,
+        reply: str | None,
+        outcome: Outcome | None,
+        store: ResultStore | None,
+        ttl: float | None,
+    ) -> None:
+        if not self.count:
+            self.since = time.monotonic()
+        self.count += 1
+        if message is not None:
+            self.messages.append(message)
+        if reply is not None and outcome is not None and store is not None:
+            self.replies.setdefault(reply, []).append(tasks.announcement(outcome.task_id))
+            self.outcomes.setdefault((id(store), ttl), (store, []))[1].append(outcome)
+
+    def send(self, worker: Worker) -> None:
+        # Store results, announce them, then acknowledge: a worker that dies in between has
+        # its items run again (at least once), and nothing is announced before it is stored.
+        for (_, ttl), (store, outcomes) in self.outcomes.items():
+            store.set_many(outcomes, ttl=ttl)
+        for reply_name, task_ids in self.replies.items():
+            try:
+                worker._reply_queue(reply_name).put_many(task_ids)
+            except ShutDown:  # the submitter is gone; the results stay until their TTL
+                logger.info("the submitter of %d task(s) no longer listens", len(task_ids))
+        if self.messages:
+            worker.queue.ack_many(self.messages)
+
+    def abandon(self) -> None:
+        for message in self.messages:
             message.abandon()
-        self._messages.clear()
-        self._replies.clear()
-        self._outcomes.clear()
-        self._count = 0
 
 
 class _OwningHeartbeat(Heartbeat):

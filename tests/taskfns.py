@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -205,3 +206,92 @@ def back_off_task(key: str, seconds: float) -> str:
     if len(calls) == 1:
         raise distqueue.BackOff(seconds)
     return key
+
+
+# -- async def tasks -----------------------------------------------------------------------------
+
+
+async def aadd(a: Any, b: Any) -> Any:
+    await asyncio.sleep(0)
+    return a + b
+
+
+async def araise_base(kind: str) -> None:
+    """Raise the ``BaseException`` named ``kind`` from a coroutine (``CancelledError`` too)."""
+    await asyncio.sleep(0)
+    if kind == "CancelledError":
+        raise asyncio.CancelledError()
+    raise _BASE_EXCEPTIONS[kind]
+
+
+_gatherings: dict[str, tuple[asyncio.Event, list[int]]] = {}
+
+
+async def meet(name: str, count: int, limit: float = 30.0) -> int:
+    """Return once ``count`` calls of ``meet(name, count)`` are running at the same time on
+    this event loop (so only a worker that runs them concurrently can finish any of them).
+
+    Returns how many had arrived when it woke. Waits at most ``limit`` seconds, then raises
+    ``RuntimeError`` saying how many came, so that a worker running them one at a time fails
+    the test instead of hanging it.
+    """
+    event, arrived = _gatherings.setdefault(name, (asyncio.Event(), []))
+    arrived.append(len(arrived) + 1)
+    if len(arrived) >= count:
+        event.set()
+    try:
+        await asyncio.wait_for(event.wait(), limit)
+    except asyncio.TimeoutError:
+        raise RuntimeError(f"only {len(arrived)} of {count} calls ran at once") from None
+    return len(arrived)
+
+
+async def arecord_start_end(item: Any) -> None:
+    """:func:`record_start_end` as a coroutine: records through ``redis.asyncio``, waits with
+    ``asyncio.sleep``."""
+    client = _async_record_client()
+    key = os.environ["RECORD_KEY"]
+    entry = json.dumps([os.getpid(), item])
+    await client.rpush(f"{key}:start", entry)
+    if isinstance(item, dict) and item.get("sleep"):
+        await asyncio.sleep(item["sleep"])
+    else:
+        await asyncio.sleep(float(os.environ.get("RECORD_PAUSE", "0")))
+    await client.rpush(f"{key}:end", entry)
+
+
+_async_record_clients: dict[int, Any] = {}
+
+
+def _async_record_client() -> Any:
+    """One ``redis.asyncio`` client per event loop, made on first use."""
+    import redis.asyncio
+
+    loop = id(asyncio.get_running_loop())
+    client = _async_record_clients.get(loop)
+    if client is None:
+        client = _async_record_clients[loop] = redis.asyncio.Redis.from_url(
+            os.environ["RECORD_URL"]
+        )
+    return client
+
+
+async def asleep_then(seconds: float, value: Any) -> Any:
+    await asyncio.sleep(seconds)
+    return value
+
+
+_gates: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Event]] = {}
+
+
+async def gate(name: str) -> str:
+    """Wait until the test calls :func:`open_gate` with ``name`` (in this process); return it."""
+    event = asyncio.Event()
+    _gates[name] = (asyncio.get_running_loop(), event)
+    await event.wait()
+    return name
+
+
+def open_gate(name: str) -> None:
+    loop, event = _gates[name]
+    loop.call_soon_threadsafe(event.set)

@@ -39,6 +39,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(240)]
 RECORDING = ("--max-deliveries", "100", "taskfns:record_start_end")
 """Options of the recording workers: no item of these tests should ever become a dead letter."""
 
+ASYNC_RECORDING = (
+    "--asyncio",
+    "--concurrency",
+    "8",
+    "--max-deliveries",
+    "100",
+    "taskfns:arecord_start_end",
+)
+"""The same on an event loop, eight coroutines at once."""
+
 
 @pytest.fixture
 def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
@@ -136,15 +146,19 @@ def assert_workers_alive(workers: Workers, processes: list[Any]) -> None:
     )
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_workers_killed_at_random_lose_no_item_and_repeat_only_what_they_held(
-    workers: Workers, records: Records, redis_url: str
+    workers: Workers, records: Records, redis_url: str, mode: str
 ) -> None:
     seed = random.randrange(2**32)
     print(f"seed of the random kills: {seed}")
     rng = random.Random(seed)
     name = fresh_name("chaos")
-    options = ("--visibility-timeout", "1", *RECORDING)
-    env = {"RECORD_PAUSE": "0.01"}
+    recording = RECORDING if mode == "threads" else ASYNC_RECORDING
+    options = ("--visibility-timeout", "1", *recording)
+    # Coroutines run eight at once: a longer pause keeps the workers busy (their capacity,
+    # 4 x 8 / 0.2 s, below the producer's rate), so that a kill finds items in hand.
+    env = {"RECORD_PAUSE": "0.01" if mode == "threads" else "0.2"}
     running = [workers.start(redis_url, name, *options, env=env) for _ in range(4)]
     killed: set[int] = set()
     producer = Producer(redis_url, name, batches=100, size=25, pause=0.1)  # 2,500 items
@@ -187,12 +201,14 @@ def test_workers_killed_at_random_lose_no_item_and_repeat_only_what_they_held(
         assert workers.stop(worker) == 0
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_a_redis_restart_loses_no_item_and_workers_reconnect_by_themselves(
-    workers: Workers, records: Records, restartable_redis: RedisServer
+    workers: Workers, records: Records, restartable_redis: RedisServer, mode: str
 ) -> None:
     url = restartable_redis.url
     name = fresh_name("restart")
-    options = ("--visibility-timeout", "2", *RECORDING)
+    recording = RECORDING if mode == "threads" else ASYNC_RECORDING
+    options = ("--visibility-timeout", "2", *recording)
     env = {"RECORD_PAUSE": "0.005"}
     running = [workers.start(url, name, *options, env=env) for _ in range(3)]
     producer = Producer(url, name, batches=100, size=20, pause=0.05)  # 2,000 items
@@ -343,12 +359,14 @@ def test_an_executor_call_completes_when_its_reply_is_lost_in_transit(
     assert workers.stop(worker) == 0
 
 
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
 def test_workers_outlive_an_outage_longer_than_the_client_retries(
-    workers: Workers, records: Records, restartable_redis: RedisServer
+    workers: Workers, records: Records, restartable_redis: RedisServer, mode: str
 ) -> None:
     url = restartable_redis.url
     name = fresh_name("outage")
-    options = ("--visibility-timeout", "2", *RECORDING)
+    recording = RECORDING if mode == "threads" else (*ASYNC_RECORDING, "--concurrency", "1")
+    options = ("--visibility-timeout", "2", *recording)
     running = [workers.start(url, name, *options) for _ in range(3)]
     for worker in running:
         workers.wait_for_log(worker, name)  # started: it names its queue

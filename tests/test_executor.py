@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import uuid
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 import taskfns
+from processes import GUARD
 
 import distqueue
 from distqueue.errors import TaskFailed
@@ -141,3 +143,43 @@ def test_a_task_that_cannot_be_queued_fails_its_future() -> None:
     future = executor.submit(taskfns.add, 1, 2)
     assert isinstance(future.exception(timeout=60), distqueue.BackendConnectionError)
     executor.shutdown(wait=True)
+
+
+# -- awaiting futures from asyncio code ----------------------------------------------------------
+
+
+def test_a_future_is_awaitable_through_wrap_future(executor: distqueue.Executor) -> None:
+    async def main() -> None:
+        loop_thread = threading.get_ident()
+        seen: list[int] = []
+        wrapped = asyncio.wrap_future(executor.submit(taskfns.add, 2, 3))
+        wrapped.add_done_callback(lambda _: seen.append(threading.get_ident()))
+        assert await wrapped == 5
+        await asyncio.sleep(0)  # done callbacks are scheduled on the loop
+        assert seen == [loop_thread], "an asyncio callback ran outside the loop's thread"
+        with pytest.raises(ValueError, match="bad input"):
+            await asyncio.wrap_future(executor.submit(taskfns.fail, "bad input"))
+        many = [asyncio.wrap_future(executor.submit(taskfns.add, i, i)) for i in range(20)]
+        assert await asyncio.gather(*many) == [2 * i for i in range(20)]
+
+    asyncio.run(asyncio.wait_for(main(), GUARD))
+
+
+def test_cancelling_the_awaited_wrapper_cancels_the_future(queue_url: str) -> None:
+    """No worker serves this queue: the future stays pending until the wrapper is cancelled."""
+    name = f"tasks-{uuid.uuid4().hex}"
+
+    async def main() -> concurrent.futures.Future[Any]:
+        with distqueue.Executor(url=queue_url, queue=name) as executor:
+            future = executor.submit(taskfns.add, 1, 1)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.wrap_future(future), 0.1)
+            assert future.cancelled()
+            executor.shutdown(cancel_futures=True)
+        return future
+
+    future = asyncio.run(main())
+    with pytest.raises(concurrent.futures.CancelledError):
+        future.result(timeout=0)
+    with distqueue.Queue(url=queue_url, name=name) as q:
+        q.delete()

@@ -218,12 +218,19 @@ def test_dead_and_stats_commands_list_requeue_and_purge_dead_letters(
     assert (counts["waiting"], counts["dead"]) == (1, 0)
 
 
+@pytest.mark.parametrize(
+    "mode", [(), ("--asyncio", "--concurrency", "1")], ids=["threads", "asyncio"]
+)
 def test_a_failing_item_does_not_stop_the_worker_and_the_log_counts_it(
-    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+    workers: Workers,
+    records: Records,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    mode: tuple[str, ...],
 ) -> None:
     queue.put({"fail": "first"})
     queue.put_many(range(10))
-    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", "taskfns:record")
+    worker = workers.start(redis_url, queue.name, "--max-deliveries", "1", *mode, "taskfns:record")
     wait_until(lambda: len(records.items()) == 10, "the ten good items", show=records.items)
     assert records.items() == list(range(10))
     wait_until(
@@ -244,6 +251,15 @@ def test_a_failing_item_does_not_stop_the_worker_and_the_log_counts_it(
 # -- stopping ------------------------------------------------------------------------------------
 
 
+MODES = pytest.mark.parametrize(
+    "mode",
+    [("taskfns:record_start_end",), ("--asyncio", "taskfns:arecord_start_end")],
+    ids=["threads", "asyncio"],
+)
+"""A recording worker on threads, and one on an event loop running the coroutine version."""
+
+
+@MODES
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_lets_the_item_in_hand_finish_then_the_worker_exits_0(
     workers: Workers,
@@ -251,11 +267,12 @@ def test_a_signal_lets_the_item_in_hand_finish_then_the_worker_exits_0(
     queue: distqueue.Queue[Any],
     redis_url: str,
     signum: int,
+    mode: tuple[str, ...],
 ) -> None:
     slow = {"sleep": 2, "n": 1}
     queue.put_many([slow, "next"])
     worker = workers.start(
-        redis_url, queue.name, "--visibility-timeout", "1", "taskfns:record_start_end"
+        redis_url, queue.name, "--visibility-timeout", "1", "--concurrency", "1", *mode
     )
     wait_until(lambda: records.starts() == [(worker.pid, slow)], "the slow item to start")
 
@@ -266,12 +283,49 @@ def test_a_signal_lets_the_item_in_hand_finish_then_the_worker_exits_0(
     assert queue.get(timeout=0) == "next"
 
 
-def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
+def test_after_the_grace_period_an_async_item_is_given_back_and_the_worker_exits_0(
     workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    slow = {"sleep": 3600, "n": 3}
+    queue.put(slow)
+    options = ("--asyncio", "--grace", "0.2", "taskfns:arecord_start_end")
+    worker = workers.start(redis_url, queue.name, *options)
+    wait_until(lambda: records.starts() == [(worker.pid, slow)], "the slow item to start")
+
+    assert workers.stop(worker) == 0
+    assert records.ends() == []
+    assert settled(queue) == (1, 0, 1)  # waiting again, not a dead letter
+    assert queue.dead_letters() == []
+    assert "giving back 1 item(s)" in workers.log(worker)
+
+
+def test_a_long_async_item_keeps_its_lease_and_runs_once(
+    workers: Workers, records: Records, queue: distqueue.Queue[Any], redis_url: str
+) -> None:
+    long = {"sleep": 4, "n": 4}  # four leases of one second each
+    queue.put(long)
+    options = ("--asyncio", "--visibility-timeout", "1", "taskfns:arecord_start_end")
+    first = workers.start(redis_url, queue.name, *options)
+    wait_until(lambda: records.starts() == [(first.pid, long)], "the long item to start")
+    second = workers.start(redis_url, queue.name, *options)  # would take a lapsed lease
+    wait_until(lambda: records.ends() == [(first.pid, long)], "the long item to end")
+    wait_until(lambda: settled(queue) == (0, 0, 0), "the item acknowledged")
+    assert records.starts() == [(first.pid, long)]
+    assert workers.stop(second) == 0
+    assert workers.stop(first) == 0
+
+
+@MODES
+def test_a_second_signal_exits_at_once_and_the_item_is_delivered_again(
+    workers: Workers,
+    records: Records,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    mode: tuple[str, ...],
 ) -> None:
     slow = {"sleep": 3, "n": 2}
     queue.put(slow)
-    options = ("--visibility-timeout", "1", "taskfns:record_start_end")
+    options = ("--visibility-timeout", "1", *mode)
     first = workers.start(redis_url, queue.name, *options)
     wait_until(lambda: records.starts() == [(first.pid, slow)], "the slow item to start")
 
@@ -316,13 +370,18 @@ def lpush(redis_url: str, queue_name: str, message: TaskMessage) -> None:
         client.execute_command("LPUSH", f"dq:{{{queue_name}}}:items", payload)
 
 
+@pytest.mark.parametrize("mode", [(), ("--asyncio",)], ids=["threads", "asyncio"])
 def test_a_hostile_lpush_never_runs_and_becomes_a_dead_letter(
-    workers: Workers, queue: distqueue.Queue[Any], redis_url: str, tmp_path: Path
+    workers: Workers,
+    queue: distqueue.Queue[Any],
+    redis_url: str,
+    tmp_path: Path,
+    mode: tuple[str, ...],
 ) -> None:
     trace = tmp_path / "owned"
     lpush(redis_url, queue.name, raw_task("os:system", f"touch {trace}"))
     lpush(redis_url, queue.name, raw_task("subprocess:run", ["touch", str(trace)]))
-    worker = workers.start(redis_url, queue.name)
+    worker = workers.start(redis_url, queue.name, *mode)
     letters = wait_until(lambda: got if len(got := queue.dead_letters()) == 2 else [], "2")
     for letter, path in zip(letters, ("os:system", "subprocess:run"), strict=True):
         expected = f"refused: task {path!r} is not allowed on this worker (--allow taskfns; "

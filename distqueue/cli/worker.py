@@ -34,7 +34,25 @@ def add_parser(commands: Any) -> None:
     )
     worker.add_argument("function", nargs="?", help="MODULE:FUNCTION to call with each item")
     worker.add_argument("--results", help="results store URL (default: the queue's URL)")
-    worker.add_argument("--concurrency", type=int, default=1, help="threads (%(default)s)")
+    worker.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="threads; with --asyncio, items running at once (1; with --asyncio, 100)",
+    )
+    worker.add_argument(
+        "--asyncio",
+        action="store_true",
+        help="run the items on an event loop: async def tasks as concurrent coroutines",
+    )
+    worker.add_argument(
+        "--grace",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --asyncio: after a stop, coroutines still running after this long are "
+        "cancelled and their items given back (default: wait for them)",
+    )
     worker.add_argument(
         "--allow",
         action="append",
@@ -107,6 +125,8 @@ def _signing_key(args: argparse.Namespace) -> bytes | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.grace is not None and not args.asyncio:
+        raise ValueError("--grace is for --asyncio workers (a thread worker lets its items finish)")
     sys.path.insert(0, os.getcwd())  # find the user's modules, as `python -m` would
     function = None
     allow = tasks.Allowlist(())
@@ -138,17 +158,23 @@ def run(args: argparse.Namespace) -> int:
     results = (
         None if function else ResultStore(args.results or results_url_for(resolve_url(args.url)))
     )
-    worker = Worker(
-        queue,
-        function,
-        results=results,
-        concurrency=args.concurrency,
-        prefetch=args.prefetch,
-        allow=allow,
-        signing_key=signing_key,
-        heartbeat=args.heartbeat if args.heartbeat > 0 else None,
-        metrics=metrics,
-    )
+    options: dict[str, Any] = {
+        "results": results,
+        "prefetch": args.prefetch,
+        "allow": allow,
+        "signing_key": signing_key,
+        "heartbeat": args.heartbeat if args.heartbeat > 0 else None,
+        "metrics": metrics,
+    }
+    if args.concurrency is not None:
+        options["concurrency"] = args.concurrency
+    worker: Worker
+    if args.asyncio:
+        from ..aio.worker import AsyncWorker
+
+        worker = AsyncWorker(queue, function, grace=args.grace, **options)
+    else:
+        worker = Worker(queue, function, **options)
     try:
         return worker.run()
     finally:

@@ -1,0 +1,5 @@
+"""distqueue for asyncio code."""
+
+from .cache import Cache
+
+__all__ = ["Cache"]
