@@ -598,7 +598,8 @@ def _rebuild(kind: type[Exception], message: str, details: dict[str, Any]) -> Ex
         exc = kind(*args) if isinstance(args, tuple) else kind(message)
         if isinstance(exc, OSError):
             for name in _OS_ATTRIBUTES:
-                if name in details:
+                # an unset field stays unset: set to None, it would show in str(exc)
+                if details.get(name) is not None:
                     setattr(exc, name, details[name])
     except Exception:  # an unusual constructor signature: reported as TaskFailed
         return None

@@ -153,6 +153,10 @@ def raise_file_not_found(path: str) -> None:
         pass
 
 
+def raise_timeout(message: str) -> None:
+    raise TimeoutError(message)
+
+
 def raise_unencodable_args() -> None:
     raise ValueError(object(), "and text")
 

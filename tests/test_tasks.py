@@ -370,6 +370,11 @@ def test_exceptions_keep_their_args_and_os_error_fields(serving: Serving, tmp_pa
         expected.args,
     )
 
+    # an OSError with no errno (TimeoutError("...")) keeps its message as it was
+    with pytest.raises(TimeoutError) as timed_out:
+        executor.submit(taskfns.raise_timeout, "the service took too long").result(timeout=GUARD)
+    assert str(timed_out.value) == "the service took too long"
+
     # args the serializer cannot carry: the type and the message still come back
     with pytest.raises(ValueError, match="and text") as unencodable:
         executor.submit(taskfns.raise_unencodable_args).result(timeout=GUARD)
