@@ -36,7 +36,7 @@ from .kv.base import check_ttl
 from .options import put_options
 from .queue import Queue
 from .results import ResultStore
-from .serializers import Serializer, get_serializer
+from .serializers import Serializer, SignedSerializer, get_serializer
 from .url import is_redis_url, make_redis_client, results_url_for
 
 logger = logging.getLogger("distqueue.executor")
@@ -137,8 +137,16 @@ class Executor(_FuturesExecutor):
         queue_url = self._queue.url
         assert queue_url is not None
         self.url = queue_url
+        results_serializer: Serializer = self._serializer
+        if name == "pickle":
+            # workers sign the pickle results they store; a result without that signature is
+            # refused before pickle runs any of it
+            assert self._signing_key is not None
+            results_serializer = SignedSerializer(self._serializer, self._signing_key)
         self._results = ResultStore(
-            results or results_url_for(queue_url), ttl=self._result_ttl, serializer=self._serializer
+            results or results_url_for(queue_url),
+            ttl=self._result_ttl,
+            serializer=results_serializer,
         )
         self._reply_name = f"{queue}:replies:{uuid.uuid4().hex}"
         self._replies: Queue[Any] = ReplyQueue(

@@ -55,6 +55,8 @@ from __future__ import annotations
 import binascii
 import datetime
 import decimal
+import hashlib
+import hmac
 import json
 import math
 import pickle
@@ -68,6 +70,7 @@ __all__ = [
     "JSONSerializer",
     "PickleSerializer",
     "Serializer",
+    "SignedSerializer",
     "get_serializer",
 ]
 
@@ -446,6 +449,51 @@ _BY_NAME: dict[str, Callable[[], Serializer]] = {
     "json": JSONSerializer,
     "pickle": PickleSerializer,
 }
+
+
+class SignedSerializer:
+    """Another serializer's payloads behind an HMAC-SHA256 of them under ``key``: ``loads``
+    checks the signature (in constant time) before the inner serializer sees a byte, and raises
+    :class:`~distqueue.errors.DeserializationError` for a payload not signed with ``key``. The
+    Executor and its workers keep pickle results this way, so that a result forged by whoever
+    can write to the results store is refused before pickle could run any of it.
+
+    ``name`` is the inner serializer's: the format on the wire is the inner one, signed.
+    """
+
+    DIGEST_SIZE = 32
+
+    def __init__(self, inner: Serializer, key: bytes, purpose: bytes = b"distqueue result") -> None:
+        if not key:
+            raise ValueError("a signing key must not be empty")
+        self.inner = inner
+        self.name = inner.name
+        # the purpose keeps a signature made for one use from passing for another
+        self._mac = hmac.new(key, purpose + b"\0", hashlib.sha256)
+
+    def _sign(self, payload: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(payload)
+        return mac.digest()
+
+    def dumps(self, obj: object) -> bytes:
+        payload = self.inner.dumps(obj)
+        return self._sign(payload) + payload
+
+    def loads(self, data: bytes) -> Any:
+        signature, payload = data[: self.DIGEST_SIZE], data[self.DIGEST_SIZE :]
+        if len(signature) < self.DIGEST_SIZE or not hmac.compare_digest(
+            signature, self._sign(payload)
+        ):
+            raise DeserializationError(
+                "the payload's signature does not match the signing key: it was not written "
+                "by a holder of the key, so it is not loaded",
+                payload=bytes(data),
+            )
+        return self.inner.loads(payload)
+
+    def __repr__(self) -> str:
+        return f"SignedSerializer({self.inner!r})"
 
 
 def get_serializer(spec: Serializer | str | None) -> Serializer:

@@ -60,7 +60,7 @@ from .heartbeat import DEFAULT_INTERVAL, Heartbeat
 from .leases import Message, retry_delay_for
 from .queue import Queue
 from .results import ResultStore
-from .serializers import get_serializer
+from .serializers import SignedSerializer, get_serializer
 from .tasks import Outcome
 
 logger = logging.getLogger("distqueue.worker")
@@ -127,7 +127,7 @@ class Worker:
         self.allow = allow if isinstance(allow, tasks.Allowlist) else tasks.Allowlist(allow)
         self.signing_key = tasks.signing_key(signing_key)
         self._stores: dict[str, ResultStore] = {}
-        if results is not None:
+        if results is not None and results.serializer.name != "pickle":
             self._stores[results.serializer.name] = results
 
     # -- running ---------------------------------------------------------------------------
@@ -449,10 +449,14 @@ class Worker:
         with self._replies_lock:
             store = self._stores.get(serializer)
             if store is None:
+                writer = get_serializer(serializer)
+                if serializer == "pickle":
+                    # The submitter loads these with pickle: it takes only results signed with
+                    # the key (a worker runs pickle tasks only when it has it).
+                    assert self.signing_key is not None
+                    writer = SignedSerializer(writer, self.signing_key)
                 store = self._stores[serializer] = ResultStore(
-                    self.results.url,
-                    namespace=self.results.namespace,
-                    serializer=get_serializer(serializer),
+                    self.results.url, namespace=self.results.namespace, serializer=writer
                 )
             return store
 

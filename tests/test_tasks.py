@@ -22,8 +22,9 @@ import taskfns
 from processes import GUARD, wait_until
 
 import distqueue
+from distqueue import tasks
 from distqueue.results import ResultStore
-from distqueue.serializers import get_serializer
+from distqueue.serializers import SignedSerializer, get_serializer
 from distqueue.tasks import TaskMessage
 from distqueue.worker import Worker
 
@@ -415,3 +416,50 @@ def test_task_ids_carry_their_submission_time_in_the_layout_of_a_uuid7() -> None
     assert submitted_at(uuid.uuid4().hex) is None  # an older submitter's random id
     for garbage in ("", "7" * 31, "z" * 12 + "7" + "z" * 3 + "8" + "z" * 15, "\u00e9" * 32):
         assert submitted_at(garbage) is None
+
+
+class _OpensAFile:
+    """Unpickling this creates the file at ``path``: a stand-in for any code a forged pickle
+    could run."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.path, "w"))
+
+
+def _forge_result(serving: Serving, value: Any, serializer: Any) -> str:
+    """What someone who can write to the servers can do: take the task's id and reply queue
+    from its message, store an outcome of their own, announce it. Returns the task id."""
+    message = serving.queue.get(timeout=GUARD)
+    task_id, reply = message["task"], message["reply"]
+    forger = ResultStore(serving.url, serializer=serializer)
+    try:
+        forger.set_many([tasks.Outcome(task_id, value)], ttl=60)
+    finally:
+        forger.close()
+    announcer: distqueue.Queue[Any] = distqueue.Queue(url=serving.url, name=reply)
+    announcer.put(tasks.announcement(task_id))
+    announcer.close()
+    return str(task_id)
+
+
+def test_a_forged_pickle_result_is_refused_before_it_is_loaded(
+    serving: Serving, tmp_path: Path
+) -> None:
+    executor = serving.executor(serializer="pickle", signing_key=KEY)
+    trace = tmp_path / "forged-result-ran"
+    future = executor.submit(taskfns.add, 1, 2)  # no worker: the forger answers
+    _forge_result(serving, _OpensAFile(str(trace)), "pickle")
+    with pytest.raises(distqueue.DeserializationError, match="signature"):
+        future.result(timeout=GUARD)
+    assert not trace.exists(), "the forged pickle ran in the submitter"
+
+
+def test_a_pickle_result_signed_with_the_key_is_taken(serving: Serving) -> None:
+    # the same path as the forgery above, with the key: what tells them apart is the signature
+    executor = serving.executor(serializer="pickle", signing_key=KEY)
+    future = executor.submit(taskfns.add, 1, 2)
+    _forge_result(serving, 3 + 0j, SignedSerializer(get_serializer("pickle"), KEY))
+    assert future.result(timeout=GUARD) == 3 + 0j
