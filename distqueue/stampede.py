@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple, Protocol
 
+from .backends.base import Backoff
 from .errors import BackendError
 from .kv.base import logger
 from .kv.values import MISSING
@@ -105,7 +106,7 @@ def plan(
         return Uncached(exc, locked=False)
     if not locked:
         deadline = clock() + lock_ttl
-        pause = POLL_FIRST
+        backoff = Backoff(POLL_FIRST, POLL_MAX)
         while not locked:
             remaining = deadline - clock()
             if remaining <= 0:
@@ -116,8 +117,7 @@ def plan(
                     name,
                 )
                 return Compute(generation, locked=False)
-            yield Pause(min(pause, remaining))
-            pause = min(pause * 2, POLL_MAX)
+            yield Pause(min(backoff(), remaining))
             try:
                 generation, value, held = yield LOOKUP_WITH_LOCK
                 if value is not MISSING:

@@ -69,7 +69,7 @@ from pymemcache.exceptions import (
     MemcacheUnexpectedCloseError,
 )
 
-from ..backends.base import Deadline
+from ..backends.base import Backoff, Deadline
 from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
 from .base import KEEP_TTL, Failure, KeepTTL, ServerHealth, logger
 
@@ -510,19 +510,18 @@ class MemcachedBackend:
         waiting: Callable[[bytes | None], bool],
     ) -> bytes | None:
         deadline = Deadline(timeout)
-        pause = POLL_FIRST
+        backoff = Backoff(POLL_FIRST, POLL_MAX)
         while True:
             item = self.get(key)
             if not waiting(item):
                 return item
+            pause = backoff()
             remaining = deadline.remaining()
             if remaining is not None:
                 if remaining <= 0:
                     return item
-                time.sleep(min(pause, remaining))
-            else:
-                time.sleep(pause)
-            pause = min(pause * 2, POLL_MAX)
+                pause = min(pause, remaining)
+            time.sleep(pause)
 
     def close(self) -> None:
         for server in self._servers:

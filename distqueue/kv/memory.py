@@ -15,6 +15,7 @@ import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 
+from ..backends.base import Deadline
 from ..errors import BackendError, WrongTypeError
 from .base import KEEP_TTL, Failure, KeepTTL
 from .frames import COUNTER_MAX, parse_counter
@@ -226,7 +227,7 @@ class MemoryBackend:
         timeout: float | None,
         waiting: Callable[[bytes | None], bool],
     ) -> bytes | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout).at
         with self._lock:
             while True:
                 item = self._lookup(key)
