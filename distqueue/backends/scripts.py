@@ -106,12 +106,26 @@ def script_source(name: str, retry_safe: bool) -> str:
     return "\n".join([shebang, *ordered, body])
 
 
+def sha_of(source: str) -> str:
+    """The name EVALSHA knows a script's text by."""
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+
+def source_without_shebang(source: str, exc: BaseException) -> str | None:
+    """The text to send instead of ``source`` when ``exc`` (a reply of the server) says it
+    could not compile the shebang line; ``None`` when that is not what ``exc`` says. For
+    drivers that run scripts through other clients than :class:`Script` (asyncio)."""
+    if not source.startswith("#!") or not _shebang_unknown(exc):
+        return None
+    return _without_shebang(source)
+
+
 def _without_shebang(source: str) -> str:
     # An empty first line keeps Lua's line numbers in error messages the same.
     return "\n" + source.partition("\n")[2]
 
 
-def _shebang_unknown(exc: redis.exceptions.ResponseError) -> bool:
+def _shebang_unknown(exc: BaseException) -> bool:
     """Whether the server failed to compile a script because it does not know shebangs."""
     return "near '#'" in str(exc)
 
@@ -218,7 +232,7 @@ class Script:
 
     def _use(self, source: str) -> None:
         self.source = source
-        sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        sha = sha_of(source)
         self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, self._keycount, *self._keys)
         self._packed = b"".join(_resp(part) for part in self._prefix)
         self._argc = len(self._prefix)
