@@ -115,6 +115,7 @@ class Queue(Generic[T]):
         )
         self._pending: set[asyncio.Future[Any]] = set()  # task_done() and shutdown() calls
         self._now_backend: Any = None
+        self._closed = False
 
     __class_getitem__ = classmethod(types.GenericAlias)  # type: ignore[var-annotated]
 
@@ -432,6 +433,9 @@ class Queue(Generic[T]):
         """Wait for the background calls, stop renewing leases, stop waiting, and release the
         connections. Items stay on the server; items still leased by this object come back
         once their lease runs out."""
+        if self._closed:
+            return
+        self._closed = True
         await self._settle_pending()
         await self._leases.aclose()
         await self._backend.aclose()

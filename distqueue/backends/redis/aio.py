@@ -359,8 +359,10 @@ class _Consumers:
                 if isinstance(result, list):
                     units = _units(result, first.lease_ms)
                     rest = self.offer(first.lease_ms, first.max_deliveries, units)
-                    if rest:
-                        await backend.give_back(first.lease_ms, _flat(rest, first.lease_ms))
+                    if rest:  # the tasks left meanwhile: back, in a task no close cancels
+                        backend.spawn(
+                            backend.give_back(first.lease_ms, _flat(rest, first.lease_ms))
+                        )
                     continue
                 if result == SHUT_DOWN:
                     for waiter in self._line:
@@ -612,7 +614,7 @@ class AsyncRedisBackend:
         front of the queue."""
         rest = self._consumers.offer(lease_ms, max_deliveries, _units(result, lease_ms))
         if rest:
-            self._spawn(self.give_back(lease_ms, _flat(rest, lease_ms)))
+            self.spawn(self.give_back(lease_ms, _flat(rest, lease_ms)))
 
     async def give_back(self, lease_ms: int, result: list[Any]) -> None:
         values = result[0::3] if lease_ms else result
@@ -627,7 +629,8 @@ class AsyncRedisBackend:
                 "; they are delivered again once their lease runs out" if lease_ms else "",
             )
 
-    def _spawn(self, coroutine: Any) -> None:
+    def spawn(self, coroutine: Any) -> None:
+        """Run ``coroutine`` in a task that :meth:`aclose` waits for."""
         task = asyncio.get_running_loop().create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
