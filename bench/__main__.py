@@ -20,6 +20,7 @@ BENCHMARKS = (
     "cache",
     "cluster",
     "pack",
+    "aio",
 )
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 

@@ -1,0 +1,130 @@
+"""distqueue.aio on Redis specifically: hostile data in the queue's keys, a client of the
+caller's own, Sentinel, and the keys and payloads shared with the blocking classes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+import distqueue
+import distqueue.aio as aio
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def fresh_name() -> str:
+    return f"aio-redis-{uuid.uuid4().hex}"
+
+
+def test_the_same_name_writes_the_same_keys_and_payloads(redis_url: str, raw: redis.Redis) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=redis_url, name=name) as q:
+            await q.put({"job": "resize", "size": (640, 480)})
+        assert raw.lrange(f"dq:{{{name}}}:items", 0, -1) == [
+            b'{"job":"resize","size":{"$tuple":[640,480]}}'
+        ]
+        sync_q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name)
+        assert sync_q.get(timeout=5) == {"job": "resize", "size": (640, 480)}
+        sync_q.delete()
+        sync_q.close()
+
+    asyncio.run(body())
+
+
+def test_a_payload_pushed_by_hand_is_dead_lettered_and_the_next_item_comes(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=redis_url, name=fresh_name()) as q:
+            raw.lpush(f"dq:{{{q.name}}}:items", b"\xff{not json")
+            await q.put("next")
+            with pytest.raises(distqueue.DeserializationError) as info:
+                await q.get()
+            assert info.value.queue == q.name
+            assert await q.get() == "next"
+            [letter] = await q.dead_letters()
+            assert letter.payload == b"\xff{not json" and letter.item is None
+            await q.delete()
+
+    asyncio.run(body())
+
+
+def test_a_key_of_the_wrong_type_is_reported_by_name(redis_url: str, raw: redis.Redis) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=redis_url, name=fresh_name()) as q:
+            items_key = f"dq:{{{q.name}}}:items"
+            raw.set(items_key, "not a list")
+            with pytest.raises(distqueue.WrongTypeError) as info:
+                await q.put("x")
+            assert info.value.key == items_key
+            with pytest.raises(distqueue.WrongTypeError):
+                await q.get(timeout=0)
+            assert raw.get(items_key) == b"not a list"
+            raw.delete(items_key)
+
+    asyncio.run(body())
+
+
+def test_a_queue_of_another_kind_is_a_value_error(redis_url: str) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=redis_url, name=name) as q:
+            await q.put(1)
+            async with aio.LifoQueue(url=redis_url, name=name) as lifo:
+                with pytest.raises(ValueError, match="fifo queue"):
+                    await lifo.put(2)
+            await q.delete()
+
+    asyncio.run(body())
+
+
+def test_a_client_of_the_callers_own_works_and_is_not_closed(redis_url: str) -> None:
+    async def body() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        async with aio.Queue(client=client, name=fresh_name()) as q:
+            await q.put("x")
+            assert await q.get(timeout=0) == "x"
+            assert await q.size() == 0
+            with pytest.raises(TypeError, match="need a url"):
+                q.get_nowait()
+        assert await client.ping()  # still open
+        await client.aclose()
+
+    asyncio.run(body())
+
+
+def test_an_unknown_query_parameter_is_a_value_error(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="unknown parameter"):
+        aio.Queue(url=redis_url + "?nope=1")
+
+
+@pytest.mark.slow
+def test_a_sentinel_url_reaches_the_master(sentinel_url: str) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=sentinel_url, name=name) as q:
+            await q.put("via sentinel")
+            sync_q: distqueue.Queue[str] = distqueue.Queue(url=sentinel_url, name=name)
+            assert sync_q.get(timeout=5) == "via sentinel"
+            getter = asyncio.ensure_future(q.get())
+            await asyncio.sleep(0)
+            sync_q.put("back")
+            assert await asyncio.wait_for(getter, 30) == "back"
+            sync_q.close()
+            await q.delete()
+
+    asyncio.run(body())
