@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,3 +129,34 @@ def test_a_sentinel_url_reaches_the_master(sentinel_url: str) -> None:
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_wait_replicas_confirms_each_change_on_the_replica(tmp_path: Path) -> None:
+    from test_replicas import QUICK, Pair
+
+    pair = Pair(tmp_path)
+
+    async def body() -> None:
+        name = fresh_name()
+        url = f"{pair.primary.url}?wait_replicas=1&{QUICK}"
+        items_key = f"dq:{{{name}}}:items"
+        async with aio.Queue(url=url, name=name) as q:
+            await q.put_many(list(range(10)))
+            await q.put("one more")
+            # WAIT confirmed it: the replica holds every item the moment the call returns
+            assert pair.replica_client.llen(items_key) == 11
+            assert await q.get() == 0
+            assert pair.replica_client.llen(items_key) == 10
+            pair.pause_replica()
+            try:
+                with pytest.raises(distqueue.OutcomeUnknownError, match="replica"):
+                    await asyncio.wait_for(q.put("held back"), 30)
+            finally:
+                pair.resume_replica()
+            # it ran on the primary once, however often it was retried while waiting
+            assert pair.primary_client.llen(items_key) == 11
+
+    try:
+        asyncio.run(body())
+    finally:
+        pair.close()

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import types
 import uuid
@@ -491,16 +492,16 @@ class PriorityQueue(Queue[T]):
 
 
 def _open_now(url: str, backend: Any) -> Any:
-    from ..backends.connection import RedisOptions
     from ..backends.redis import RedisBackend
     from ..url import make_redis_clients, redis_options
 
     options = redis_options(url)
-    tight = RedisOptions(
-        socket_timeout=min(options.socket_timeout, _NOW_TIMEOUT),
+    allowance = _NOW_TIMEOUT + (options.wait_timeout if options.wait_replicas else 0.0)
+    tight = dataclasses.replace(
+        options,
+        socket_timeout=min(options.socket_timeout, allowance),
         connect_timeout=min(options.connect_timeout, _NOW_TIMEOUT),
         retry_window=0.01,  # below the first back-off: one attempt
-        outage_limit=options.outage_limit,
     )
     commands, waits = make_redis_clients(url, tight)
     waits.close()
@@ -539,12 +540,13 @@ class _RedisNow:
         return bool(self._drive(self._protocol.is_shutdown()))
 
     def take(self, backend: Any, lease_seconds: float, max_deliveries: int) -> Any:
-        from ..backends.redis.protocol import SHUT_DOWN, lease_length_ms
+        from ..backends.redis.protocol import SHUT_DOWN, Run, lease_length_ms
 
         protocol = self._protocol
         lease_ms = lease_length_ms(lease_seconds) if lease_seconds else 0
         operation = protocol.take_once(1, lease_ms, max_deliveries, 0.0)
         step = next(operation)
+        assert type(step) is Run
         try:
             reply = self._sync._perform(step)
         except OutcomeUnknownError as exc:

@@ -104,7 +104,7 @@ class _AsyncScript:
         self._fast = type(client) is redis.asyncio.Redis and _plain_resp2(client)
         self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
         self._wait_packed = (
-            b"".join([b"*3\r\n", *map(_resp, ("WAIT", *replica_wait))]) if self._wait else b""
+            b"".join([b"*3\r\n", _resp("WAIT"), *map(_resp, replica_wait)]) if self._wait else b""
         )
         if self._wait and not hasattr(client, "pipeline"):
             raise ValueError("wait_replicas needs a client with pipelines")
@@ -583,6 +583,7 @@ class AsyncRedisBackend:
         completed in the background and what it took is handed on or given back."""
         operation = self.protocol.take_once(n, lease_ms, max_deliveries, wait_until)
         step = next(operation)
+        assert type(step) is Run
         try:
             reply = await self._run(step)
         except asyncio.CancelledError:
