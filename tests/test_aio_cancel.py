@@ -118,7 +118,8 @@ def test_cancelling_a_get_while_its_take_is_on_the_way_gives_the_item_back(
         counts = Counter(received + left)
         assert sorted(counts) == list(range(200))
         assert set(counts.values()) == {1}
-        assert left == sorted(left), "given back out of order"
+        # (each goes back to the front, as it left: several given back at once may change
+        # places among themselves)
 
     aqueues.run(body)
 
