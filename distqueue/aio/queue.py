@@ -371,7 +371,9 @@ class Queue(Generic[T]):
         """Wait for the task_done() and shutdown() calls sent so far (their errors are the
         futures' own)."""
         while self._pending:
-            await asyncio.wait(list(self._pending))
+            sent = list(self._pending)
+            await asyncio.wait(sent)
+            self._pending.difference_update(sent)  # their callbacks may not have run yet
 
     # -- sizes and state -------------------------------------------------------------------
 

@@ -714,7 +714,11 @@ class AsyncRedisBackend:
         clients if they are this object's."""
         await self._consumers.aclose()
         while self._background:
-            await asyncio.gather(*list(self._background), return_exceptions=True)
+            # (a finished task leaves the set by a callback that may not have run yet, and
+            # gathering finished tasks does not yield to the loop: drop them here)
+            running = list(self._background)
+            await asyncio.gather(*running, return_exceptions=True)
+            self._background.difference_update(running)
         if self._owns_client:
             await self._client.aclose()
             if self._waits is not self._client:
