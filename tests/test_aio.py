@@ -426,3 +426,69 @@ def test_async_with_closes_the_queue(aqueues: AsyncQueues) -> None:
             await q.delete()
 
     aqueues.run(body)
+
+
+def test_a_lease_block_cancelled_inside_gives_the_item_back(aqueues: AsyncQueues) -> None:
+    async def body() -> None:
+        q = aqueues()
+        await q.put("job")
+        inside = asyncio.Event()
+
+        async def work() -> None:
+            async with q.lease(retry_delay=0):
+                inside.set()
+                await asyncio.Event().wait()  # until cancelled
+
+        task = asyncio.ensure_future(work())
+        await inside.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        message = await q.get_message(timeout=20)
+        assert (message.item, message.deliveries) == ("job", 2)
+        assert await message.ack() is True
+
+    aqueues.run(body)
+
+
+@pytest.mark.parametrize("cls", ["Queue", "LifoQueue", "PriorityQueue"])
+def test_random_calls_answer_as_asyncio_queue_does(aqueues: AsyncQueues, cls: str) -> None:
+    import random
+
+    rng = random.Random(7)
+
+    async def body() -> None:
+        ours = aqueues(getattr(aio, cls), 3)
+        reference: Any = getattr(asyncio, cls)(3)
+
+        async def outcome(q: Any, call: str, arg: int) -> Any:
+            try:
+                if call == "put":
+                    return q.put_nowait(arg)
+                if call == "get":
+                    return q.get_nowait()
+                if call == "await_put":
+                    return await asyncio.wait_for(q.put(arg), 20) if not q.full() else "full"
+                if call == "await_get":
+                    return await asyncio.wait_for(q.get(), 20) if not q.empty() else "empty"
+                if call == "task_done":
+                    result = q.task_done()
+                    if isinstance(result, asyncio.Future):
+                        await result
+                    return None
+                return (q.qsize(), q.empty(), q.full())
+            except Exception as exc:  # compared by kind
+                for kind in (asyncio.QueueEmpty, asyncio.QueueFull, ValueError):
+                    if isinstance(exc, kind):
+                        return kind.__name__
+                raise
+
+        calls = ["put", "get", "await_put", "await_get", "task_done", "sizes"]
+        for step in range(150):
+            call = rng.choice(calls)
+            arg = rng.randrange(10)
+            want = await outcome(reference, call, arg)
+            got = await outcome(ours, call, arg)
+            assert got == want, f"step {step}: {call}({arg}) gave {got!r}, asyncio {want!r}"
+
+    aqueues.run(body)

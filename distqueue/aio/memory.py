@@ -66,6 +66,7 @@ class AsyncMemoryBackend:
             if self._unwatch is not None:
                 self._unwatch()
             self._loop = loop
+            self._pending = False  # news sent to a loop that is gone never arrived
             self._unwatch = self.sync.watch(self._changed)
 
     def _changed(self) -> None:
