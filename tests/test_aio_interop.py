@@ -237,3 +237,23 @@ def test_a_thousand_waiting_gets_share_one_blocked_connection(redis_url: str) ->
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_a_memory_queue_waits_in_a_second_event_loop_after_the_first_closed() -> None:
+    name = f"interop-{uuid.uuid4().hex}"
+    q: aio.Queue[str] = aio.Queue(url="memory://", name=name)
+    sync_q: distqueue.Queue[str] = distqueue.Queue(url="memory://", name=name)
+
+    async def wait_for_one() -> str:
+        getter = asyncio.ensure_future(q.get())
+        await until_waiting(q, 1)
+        thread, _ = run_in_thread(lambda: sync_q.put("from a thread"))
+        item = await asyncio.wait_for(getter, GUARD)
+        thread.join(GUARD)
+        return item
+
+    assert asyncio.run(wait_for_one()) == "from a thread"
+    sync_q.put("while no loop runs")  # told to a closed loop: must not break the put
+    assert asyncio.run(q.get()) == "while no loop runs"
+    assert asyncio.run(wait_for_one()) == "from a thread"
+    asyncio.run(q.aclose())
