@@ -160,3 +160,28 @@ def test_wait_replicas_confirms_each_change_on_the_replica(tmp_path: Path) -> No
         asyncio.run(body())
     finally:
         pair.close()
+
+
+def test_waiting_gets_survive_a_server_restart(tmp_path: Path) -> None:
+    from aio_support import server_blocked, until, until_waiting
+    from servers import RedisServer, require_binary
+
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=server.url, name=name) as q:
+            getters = [asyncio.ensure_future(q.get(timeout=60)) for _ in range(10)]
+            await until_waiting(q, 10)
+            server.kill()
+            server.start()  # an empty server: no scripts, no keys
+            await until(lambda: server_blocked(q) >= 1, "the shared wait blocked again")
+            producer: distqueue.Queue[int] = distqueue.Queue(url=server.url, name=name)
+            producer.put_many(range(10))
+            assert await asyncio.wait_for(asyncio.gather(*getters), 60) == list(range(10))
+            producer.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.close()
