@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import math
 import types
 import uuid
@@ -51,12 +50,13 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ..backends.base import DeadLetter, Kind, Lease
-from ..errors import BackendConnectionError, Empty, Full, LeaseLost, OutcomeUnknownError, ShutDown
+from ..errors import Empty, Full, LeaseLost, ShutDown
 from ..leases import DEFAULT_VISIBILITY_TIMEOUT, check_lease_settings, retry_delay_for
 from ..queue import _capacity, _check_count, _wait_for
 from ..serializers import Serializer, get_serializer
 from ..url import open_async_backend, resolve_url
 from .errors import QueueEmpty, QueueFull, QueueShutDown
+from .immediate import open_immediate
 from .leases import AsyncLeaseKeeper, Message
 
 T = TypeVar("T")
@@ -64,7 +64,6 @@ T = TypeVar("T")
 __all__ = ["LifoQueue", "PriorityQueue", "Queue"]
 
 _ALL = 2**31 - 1
-_NOW_TIMEOUT = 1.0  # the most a call that cannot await may stall the loop, per attempt
 
 
 class Queue(Generic[T]):
@@ -466,7 +465,7 @@ class Queue(Generic[T]):
                     "await put(timeout=0), get(timeout=0) or size() instead"
                 )
             else:
-                self._now_backend = _open_now(self.url, self._backend)
+                self._now_backend = open_immediate(self.url, self._backend)
         return self._now_backend
 
     def _take_now(self, backend: Any, lease_seconds: float, max_deliveries: int) -> Any:
@@ -488,86 +487,3 @@ class PriorityQueue(Queue[T]):
     ordered as :class:`distqueue.PriorityQueue` orders them, on every backend."""
 
     _kind = Kind.PRIORITY
-
-
-# -- Redis, without awaiting --------------------------------------------------------------
-
-
-def _open_now(url: str, backend: Any) -> Any:
-    from ..backends.redis import RedisBackend
-    from ..url import make_redis_clients, redis_options
-
-    options = redis_options(url)
-    allowance = _NOW_TIMEOUT + (options.wait_timeout if options.wait_replicas else 0.0)
-    tight = dataclasses.replace(
-        options,
-        socket_timeout=min(options.socket_timeout, allowance),
-        connect_timeout=min(options.connect_timeout, _NOW_TIMEOUT),
-        retry_window=0.01,  # below the first back-off: one attempt
-    )
-    commands, waits = make_redis_clients(url, tight)
-    waits.close()
-    sync = RedisBackend(
-        commands, backend.name, backend.kind, backend.protocol.codec.serializer, options=tight
-    )
-    return _RedisNow(sync, backend)
-
-
-class _RedisNow:
-    """The blocking calls of one async Redis queue (see :func:`_open_now`)."""
-
-    def __init__(self, sync: Any, backend: Any) -> None:
-        self._sync = sync
-        self._protocol = backend.protocol
-
-    def _drive(self, operation: Any) -> Any:
-        perform = self._sync._perform
-        try:
-            step = next(operation)
-            while True:
-                step = operation.send(perform(step))
-        except StopIteration as done:
-            return done.value
-
-    def put(self, item: Any, maxsize: int, timeout: float | None) -> None:
-        self._drive(self._protocol.put(item, maxsize, timeout))
-
-    def qsize(self) -> int:
-        return int(self._drive(self._protocol.qsize()))
-
-    def unfinished_tasks(self) -> int:
-        return int(self._drive(self._protocol.unfinished_tasks()))
-
-    def is_shutdown(self) -> bool:
-        return bool(self._drive(self._protocol.is_shutdown()))
-
-    def take(self, backend: Any, lease_seconds: float, max_deliveries: int) -> Any:
-        from ..backends.redis.protocol import SHUT_DOWN, Run, lease_length_ms
-
-        protocol = self._protocol
-        lease_ms = lease_length_ms(lease_seconds) if lease_seconds else 0
-        operation = protocol.take_once(1, lease_ms, max_deliveries, 0.0)
-        step = next(operation)
-        assert type(step) is Run
-        try:
-            reply = self._sync._perform(step)
-        except OutcomeUnknownError as exc:
-            # The take may have run: learn what it took and give it back, from the loop.
-            with contextlib.suppress(RuntimeError):  # no loop running: nobody to do it
-                backend.spawn(backend.settle(operation, step, lease_ms, max_deliveries))
-            raise BackendConnectionError(
-                f"queue {backend.name!r}: get_nowait() got no answer from the server; "
-                "whatever it took goes back to the queue"
-            ) from exc
-        try:
-            operation.send(reply)
-        except StopIteration as done:
-            result = done.value
-        if not isinstance(result, list):
-            raise ShutDown if result == SHUT_DOWN else Empty
-        if lease_ms:
-            return self._drive(protocol.decode_leases(result))
-        return self._drive(protocol.decode_items(result))
-
-    def close(self) -> None:
-        self._sync.close()

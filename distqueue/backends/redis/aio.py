@@ -11,7 +11,7 @@ what asyncio needs:
   whole under the same request id, following :class:`~..connection.RetryBudget` (which
   decides; this module only sleeps), and errors are translated by
   :func:`~.backend.translate`.
-* **Shared waiting** (:class:`_Consumers`): however many tasks of one process wait in
+* **Shared waiting** (:class:`.consumers.Consumers`): however many tasks of one process wait in
   ``get()`` on one queue object, one task waits on the server for them, on one connection. The
   waiting tasks stand in line; each take asks for as many items as the tasks at the head of the
   line want, in one round trip, and hands them out in line order, as ``asyncio.Queue`` wakes
@@ -30,31 +30,21 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import redis
-import redis.asyncio
 import redis.exceptions
 
-from ...errors import BackendError, Empty, ShutDown, WrongTypeError
+from ...errors import WrongTypeError
 from ...serializers import Serializer
 from .. import connection as _connection
-from ..base import DeadLetter, Deadline, Kind, Lease
+from ..base import DeadLetter, Kind, Lease
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
-from ..scripts import (
-    NotSent,
-    ReplicasBehind,
-    _pack_command,
-    _resp,
-    script_source,
-    sha_of,
-    source_without_shebang,
-)
+from .aioscripts import AsyncScript
 from .backend import _REDIS_ERRORS, _block_slice, translate
+from .consumers import Consumers, flatten, units_of
 from .keys import QueueKeys
-from .protocol import SHUT_DOWN, Block, Operation, QueueProtocol, Read, Run
+from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import SCRIPTS
 
 logger = logging.getLogger("distqueue.redis")
@@ -62,350 +52,6 @@ logger = logging.getLogger("distqueue.redis")
 T = TypeVar("T")
 
 _BLOCK_ERROR_PAUSE = 0.05
-_MOST = 2**31 - 1
-
-
-class _AsyncScript:
-    """One Lua script of one queue, run by EVALSHA (EVAL when the server does not know it),
-    followed on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to
-    confirm each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few
-    did, which the caller retries).
-
-    With a plain ``redis.asyncio.Redis`` speaking RESP2 the command is packed here and written
-    straight to a pooled connection, which also tells a failure before sending
-    (:class:`NotSent`: surely not run) from one after. Other clients (a Cluster, which routes
-    EVALSHA by its keys) go through ``execute_command``.
-    """
-
-    __slots__ = (
-        "_client",
-        "_fast",
-        "_keycount",
-        "_keys",
-        "_packed",
-        "_prefix",
-        "_wait",
-        "_wait_packed",
-        "source",
-    )
-
-    def __init__(
-        self,
-        client: Any,
-        file: str,
-        keys: Sequence[str],
-        retry_safe: bool,
-        replica_wait: tuple[int, int] = (0, 0),
-    ) -> None:
-        self._client = client
-        self._keys = tuple(keys)
-        # a retry-safe call gives two more keys: a reply received (to delete), and its own
-        self._keycount = len(self._keys) + (2 if retry_safe else 0)
-        self._fast = type(client) is redis.asyncio.Redis and _plain_resp2(client)
-        self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
-        self._wait_packed = (
-            b"".join([b"*3\r\n", _resp("WAIT"), *map(_resp, replica_wait)]) if self._wait else b""
-        )
-        if self._wait and not hasattr(client, "pipeline"):
-            raise ValueError("wait_replicas needs a client with pipelines")
-        self._use(script_source(file, retry_safe))
-
-    def _use(self, source: str) -> None:
-        self.source = source
-        self._prefix: tuple[Any, ...] = ("EVALSHA", sha_of(source), self._keycount, *self._keys)
-        self._packed = b"".join(_resp(part) for part in self._prefix)
-
-    async def __call__(self, args: tuple[Any, ...]) -> Any:
-        try:
-            return await self._send(self._prefix, args)
-        except redis.exceptions.NoScriptError:
-            pass
-        except redis.exceptions.ResponseError as exc:
-            if not self._drop_shebang(exc):
-                raise
-        # NOSCRIPT: nothing ran; EVAL runs it and leaves it known to that server.
-        try:
-            return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
-        except redis.exceptions.ResponseError as exc:
-            if not self._drop_shebang(exc):
-                raise
-        return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
-
-    def _drop_shebang(self, exc: BaseException) -> bool:
-        source = source_without_shebang(self.source, exc)
-        if source is None:
-            return False
-        self._use(source)
-        return True
-
-    def _check_replicas(self, acked: Any) -> None:
-        assert self._wait is not None
-        wanted, ms = self._wait
-        if int(acked) < wanted:
-            raise ReplicasBehind(
-                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
-            )
-
-    async def _send(self, head: tuple[Any, ...], args: tuple[Any, ...]) -> Any:
-        if not self._fast:
-            return await self._generic(*head, *args)
-        if _pack_command is not None:
-            command = _pack_command((*head, *args))
-        else:
-            packed = self._packed if head is self._prefix else b"".join(map(_resp, head))
-            command = b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
-        pool = self._client.connection_pool
-        try:
-            conn = await pool.get_connection()
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-            raise NotSent(exc) from exc
-        try:
-            try:
-                if self._wait is None:
-                    await conn.send_packed_command(command)
-                else:
-                    await conn.send_packed_command([command, self._wait_packed])
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                # A command cut short is never run: the server drops it with the connection.
-                await conn.disconnect()
-                raise NotSent(exc) from exc
-            # read_response disconnects by itself on any failure (cancellation included)
-            if self._wait is None:
-                return await conn.read_response()
-            try:
-                reply = await conn.read_response()
-            except redis.exceptions.ResponseError:
-                await conn.read_response()  # the WAIT's reply: keep the connection in step
-                raise
-            self._check_replicas(await conn.read_response())
-            return reply
-        finally:
-            await pool.release(conn)
-
-    async def _generic(self, *command: Any) -> Any:
-        """``command`` through the client's own routing (and the replicas' WAIT)."""
-        if self._wait is None:
-            return await self._client.execute_command(*command)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.execute_command(*command)
-        pipe.execute_command("WAIT", *self._wait)
-        reply, acked = await pipe.execute(raise_on_error=False)
-        if isinstance(reply, Exception):
-            raise reply
-        if isinstance(acked, Exception):
-            raise acked
-        self._check_replicas(acked)
-        return reply
-
-
-def _plain_resp2(client: Any) -> bool:
-    """Whether the client's connections are redis-py's own asyncio ones, in plain RESP2."""
-    import redis.asyncio.connection
-    import redis.asyncio.sentinel
-
-    pool = client.connection_pool
-    return (
-        pool.connection_class
-        in (
-            redis.asyncio.connection.Connection,
-            redis.asyncio.connection.SSLConnection,
-            redis.asyncio.connection.UnixDomainSocketConnection,
-            redis.asyncio.sentinel.SentinelManagedConnection,
-            redis.asyncio.sentinel.SentinelManagedSSLConnection,
-        )
-        and pool.connection_kwargs.get("protocol") in (None, 2, "2")
-        and not pool.connection_kwargs.get("cache")
-        and getattr(client, "single_connection_client", False) is False
-    )
-
-
-class _Waiter:
-    """A task in line for items: how many it wants, on what terms, and where to hand them."""
-
-    __slots__ = ("at", "future", "lease_ms", "max_deliveries", "n")
-
-    def __init__(
-        self, n: int, lease_ms: int, max_deliveries: int, at: float | None, future: Any
-    ) -> None:
-        self.n = n
-        self.lease_ms = lease_ms
-        self.max_deliveries = max_deliveries
-        self.at = at
-        self.future: asyncio.Future[list[Any]] = future
-
-
-class _Consumers:
-    """The tasks of this process waiting for items of one queue, and the one task that waits
-    on the server for them (see the module's text)."""
-
-    def __init__(self, backend: AsyncRedisBackend) -> None:
-        self._backend = backend
-        self._line: deque[_Waiter] = deque()
-        self._server: asyncio.Task[None] | None = None
-        self._closed = False
-        self._trying = 0  # takes sent straight from a calling task, not yet answered
-
-    @property
-    def waiting(self) -> int:
-        """Tasks in line right now."""
-        return sum(1 for waiter in self._line if not waiter.future.done())
-
-    async def take(
-        self, n: int, timeout: float | None, lease_ms: int, max_deliveries: int
-    ) -> list[Any]:
-        """Up to ``n`` items' raw reply (see :meth:`QueueProtocol.take_step`), waiting for the
-        first; ``Empty`` when ``timeout`` runs out, ``ShutDown``."""
-        backend = self._backend
-        deadline = Deadline(timeout)
-        first = not self._line and not self._trying
-        if first:
-            # Nobody of this process is in line or trying: one round trip, from this task.
-            self._trying += 1
-            try:
-                result = await backend.take_once(n, lease_ms, max_deliveries, deadline.at)
-            finally:
-                self._trying -= 1
-            if isinstance(result, list):
-                return result
-            if result == SHUT_DOWN:
-                raise ShutDown
-            if timeout is not None and timeout < _connection.MIN_BLOCK:
-                raise Empty
-        loop = asyncio.get_running_loop()
-        waiter = _Waiter(n, lease_ms, max_deliveries, deadline.at, loop.create_future())
-        if first:
-            self._line.appendleft(waiter)  # those in line came while this one tried
-        else:
-            self._line.append(waiter)
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(max(0.0, timeout), _expire, waiter.future)
-        if self._server is None:
-            self._server = loop.create_task(self._serve())
-        try:
-            return await waiter.future
-        except asyncio.CancelledError:
-            future = waiter.future
-            if future.done() and not future.cancelled() and future.exception() is None:
-                # Handed over just as this task was cancelled: to the next in line, or back.
-                backend.hand_back(lease_ms, max_deliveries, future.result())
-            raise
-        finally:
-            if timer is not None:
-                timer.cancel()
-            with contextlib.suppress(ValueError):
-                self._line.remove(waiter)
-
-    def offer(self, lease_ms: int, max_deliveries: int, units: list[Any]) -> list[Any]:
-        """Hand ``units`` (raw values, or (token, raw, deliveries) triples) to the tasks in
-        line that take them on these terms, in line order; what is left over."""
-        for waiter in self._line:
-            if not units:
-                break
-            if (
-                waiter.future.done()
-                or waiter.lease_ms != lease_ms
-                or waiter.max_deliveries != max_deliveries
-            ):
-                continue
-            share, units = units[: waiter.n], units[waiter.n :]
-            waiter.future.set_result(_flat(share, lease_ms))
-        return units
-
-    def _head(self) -> list[_Waiter]:
-        """The live tasks at the head of the line that one take serves: same terms."""
-        line = self._line
-        while line and line[0].future.done():
-            line.popleft()
-        if not line:
-            return []
-        first = line[0]
-        group = []
-        total = 0
-        for waiter in line:
-            if waiter.future.done():
-                continue
-            if waiter.lease_ms != first.lease_ms or waiter.max_deliveries != first.max_deliveries:
-                break
-            group.append(waiter)
-            total += waiter.n
-            if total >= _MOST:
-                break
-        return group
-
-    async def _serve(self) -> None:
-        backend = self._backend
-        protocol = backend.protocol
-        try:
-            while True:
-                group = self._head()
-                if not group:
-                    return
-                first = group[0]
-                want = min(_MOST, sum(waiter.n for waiter in group))
-                ends = [waiter.at for waiter in group]
-                wait_until = None if None in ends else max(at for at in ends if at is not None)
-                try:
-                    result = await backend.take_once(
-                        want, first.lease_ms, first.max_deliveries, wait_until
-                    )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    for waiter in group:
-                        if not waiter.future.done():
-                            waiter.future.set_exception(exc)
-                    continue
-                if isinstance(result, list):
-                    units = _units(result, first.lease_ms)
-                    rest = self.offer(first.lease_ms, first.max_deliveries, units)
-                    if rest:  # the tasks left meanwhile: back, in a task no close cancels
-                        backend.spawn(
-                            backend.give_back(first.lease_ms, _flat(rest, first.lease_ms))
-                        )
-                    continue
-                if result == SHUT_DOWN:
-                    for waiter in self._line:
-                        if not waiter.future.done():
-                            waiter.future.set_exception(ShutDown())
-                    continue
-                wait = min(protocol.block_slice, protocol.until_lapse(result) or _MOST)
-                woke = await backend.block(protocol.wait_keys, max(_connection.MIN_BLOCK, wait))
-                if woke is None:
-                    continue
-                if protocol.shutdown_woke(woke):
-                    await backend.drive(protocol.hand_on())
-                elif not self._head():
-                    # The token was for the tasks that left meanwhile: pass it on, so that
-                    # another consumer of the queue is not left asleep.
-                    await backend.drive(protocol.give_back(False, ()))
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a give-back or hand-on that failed: logged by the backend
-            logger.exception("queue %r: the task waiting for items failed", backend.name)
-            for waiter in self._line:
-                if not waiter.future.done():
-                    waiter.future.set_exception(
-                        BackendError(f"queue {backend.name!r}: waiting for items failed")
-                    )
-        finally:
-            self._server = None
-            if not self._closed and self._head():
-                # Tasks joined the line as this one ended: serve them.
-                self._server = asyncio.get_running_loop().create_task(self._serve())
-
-    async def aclose(self) -> None:
-        self._closed = True
-        server = self._server
-        if server is not None:
-            server.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await server
-        for waiter in self._line:
-            if not waiter.future.done():
-                waiter.future.set_exception(
-                    BackendError(f"queue {self._backend.name!r} was closed")
-                )
 
 
 def _finish(operation: Operation[T], reply: Any) -> T:
@@ -416,23 +62,6 @@ def _finish(operation: Operation[T], reply: Any) -> T:
         result: T = done.value
         return result
     raise AssertionError("a take is one step")
-
-
-def _expire(future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        future.set_exception(Empty())
-
-
-def _units(result: list[Any], lease_ms: int) -> list[Any]:
-    if not lease_ms:
-        return result
-    return [tuple(result[i : i + 3]) for i in range(0, len(result), 3)]
-
-
-def _flat(units: list[Any], lease_ms: int) -> list[Any]:
-    if not lease_ms:
-        return units
-    return [part for unit in units for part in unit]
 
 
 class AsyncRedisBackend:
@@ -474,13 +103,13 @@ class AsyncRedisBackend:
                 "server or Sentinel"
             )
         self._scripts = {
-            script: _AsyncScript(
+            script: AsyncScript(
                 client, spec.file, self.keys.of(spec.keys), spec.retry_safe, options.replica_wait
             )
             for script, spec in SCRIPTS.items()
         }
         self.retrier = Retrier(options, f"queue {name!r}")
-        self._consumers = _Consumers(self)
+        self._consumers = Consumers(self)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- performing steps ------------------------------------------------------------------
@@ -613,9 +242,9 @@ class AsyncRedisBackend:
     def hand_back(self, lease_ms: int, max_deliveries: int, result: list[Any]) -> None:
         """Items taken for a task that is gone: to the next task in line, else back to the
         front of the queue."""
-        rest = self._consumers.offer(lease_ms, max_deliveries, _units(result, lease_ms))
+        rest = self._consumers.offer(lease_ms, max_deliveries, units_of(result, lease_ms))
         if rest:
-            self.spawn(self.give_back(lease_ms, _flat(rest, lease_ms)))
+            self.spawn(self.give_back(lease_ms, flatten(rest, lease_ms)))
 
     async def give_back(self, lease_ms: int, result: list[Any]) -> None:
         values = result[0::3] if lease_ms else result
