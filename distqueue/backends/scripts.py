@@ -163,6 +163,16 @@ class ReplicasBehind(Exception):
     retry changes nothing and waits for them again)."""
 
 
+def check_replicas(acked: Any, wait: tuple[int, int]) -> None:
+    """Raise :class:`ReplicasBehind` unless ``acked`` (WAIT's reply) reaches the replicas that
+    ``wait`` (replicas, milliseconds) asked for."""
+    wanted, ms = wait
+    if int(acked) < wanted:
+        raise ReplicasBehind(
+            f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
+        )
+
+
 class NotSent(Exception):
     """A connection failed before the command reached the server: it surely did not run."""
 
@@ -282,11 +292,7 @@ class Script:
 
     def _check_replicas(self, acked: Any) -> None:
         assert self._wait is not None
-        wanted, ms = self._wait
-        if int(acked) < wanted:
-            raise ReplicasBehind(
-                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
-            )
+        check_replicas(acked, self._wait)
 
     def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
         """Use the text without its shebang if ``exc`` says the server cannot compile one."""

@@ -41,7 +41,7 @@ from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
 from .aioscripts import AsyncScript
-from .backend import _REDIS_ERRORS, _block_slice, translate
+from .backend import _REDIS_ERRORS, _block_slice, translate, wrong_type
 from .consumers import Consumers, flatten, units_of
 from .keys import QueueKeys
 from .protocol import Block, Operation, QueueProtocol, Read, Run
@@ -192,15 +192,10 @@ class AsyncRedisBackend:
         error = translate(exc, self.name, self.kind)
         if isinstance(error, WrongTypeError):
             with contextlib.suppress(*_REDIS_ERRORS):
-                for key, expected in self.keys.types.items():
-                    actual = await self._client.type(key)
-                    found = actual.decode() if isinstance(actual, bytes) else str(actual)
-                    if found not in ("none", expected):
-                        return WrongTypeError(
-                            f"key {key!r} of queue {self.name!r} holds a {found}, "
-                            f"where distqueue keeps a {expected}",
-                            key=key,
-                        )
+                for key in self.keys.types:
+                    found = wrong_type(self.keys, self.name, key, await self._client.type(key))
+                    if found is not None:
+                        return found
         return error
 
     # -- taking, and giving back what nobody got -------------------------------------------

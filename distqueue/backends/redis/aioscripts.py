@@ -12,9 +12,9 @@ import redis.exceptions
 
 from ..scripts import (
     NotSent,
-    ReplicasBehind,
     _pack_command,
     _resp,
+    check_replicas,
     script_source,
     sha_of,
     source_without_shebang,
@@ -96,11 +96,7 @@ class AsyncScript:
 
     def _check_replicas(self, acked: Any) -> None:
         assert self._wait is not None
-        wanted, ms = self._wait
-        if int(acked) < wanted:
-            raise ReplicasBehind(
-                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
-            )
+        check_replicas(acked, self._wait)
 
     async def _send(self, head: tuple[Any, ...], args: tuple[Any, ...]) -> Any:
         if not self._fast:
