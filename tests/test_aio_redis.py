@@ -108,6 +108,13 @@ def test_a_client_of_the_callers_own_works_and_is_not_closed(redis_url: str) -> 
     asyncio.run(body())
 
 
+def test_a_blocking_client_is_refused_with_a_type_error(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with pytest.raises(TypeError, match="asyncio client"):
+        aio.Queue(client=client)
+    client.close()
+
+
 def test_an_unknown_query_parameter_is_a_value_error(redis_url: str) -> None:
     with pytest.raises(ValueError, match="unknown parameter"):
         aio.Queue(url=redis_url + "?nope=1")

@@ -77,8 +77,9 @@ class Queue(Generic[T]):
     caller keeps owning (the calls that cannot await then raise ``TypeError``: they need a
     URL to open their blocking client).
 
-    Raises ``TypeError`` for a ``maxsize`` that is no number, ``ValueError`` for a malformed
-    URL, a bad name, serializer or lease setting, as :class:`distqueue.Queue` does.
+    Raises ``TypeError`` for a ``maxsize`` that is no number or a ``client`` that is not an
+    asyncio one, ``ValueError`` for a malformed URL, a bad name, serializer or lease setting,
+    as :class:`distqueue.Queue` does.
     """
 
     _kind: ClassVar[Kind] = Kind.FIFO

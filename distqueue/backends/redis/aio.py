@@ -87,6 +87,11 @@ class AsyncRedisBackend:
         waits: Any = None,
         options: RedisOptions | None = None,
     ) -> None:
+        if not asyncio.iscoroutinefunction(getattr(client, "execute_command", None)):
+            raise TypeError(
+                f"an asyncio queue needs an asyncio client (redis.asyncio.Redis or "
+                f"RedisCluster), not {type(client).__name__}"
+            )
         self.name = name
         self.kind = kind
         self._client = client
