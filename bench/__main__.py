@@ -22,6 +22,7 @@ BENCHMARKS = (
     "cluster",
     "pack",
     "schedule",
+    "aio",
 )
 """One module of this package per benchmark, each with a ``run()`` that prints its table."""
 

@@ -256,6 +256,23 @@ def make_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:
     return connection.make_clients(redis_connection_kwargs(url), options)
 
 
+def make_async_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:
+    """As :func:`make_redis_clients`, with redis-py's asyncio clients: the same URLs and the
+    same query parameters."""
+    from .backends import connection
+
+    if options is None:
+        options = redis_options(url)
+    scheme = scheme_of(url)
+    if scheme in CLUSTER_SCHEMES:
+        nodes, kwargs = cluster_connection(url)
+        return connection.make_async_cluster_clients(nodes, kwargs, options)
+    if scheme in SENTINEL_SCHEMES:
+        sentinels, service, master, sentinel = sentinel_connection(url)
+        return connection.make_async_sentinel_clients(sentinels, service, master, sentinel, options)
+    return connection.make_async_clients(redis_connection_kwargs(url), options)
+
+
 def make_redis_client(url: str) -> Any:
     """A client for ``url`` (a ``redis.Redis``, or a ``RedisCluster`` for a cluster URL), with
     its time limits, retrying nothing by itself."""
@@ -325,3 +342,30 @@ def open_deque_store(
     options = redis_options(url)
     connections = Connections(*make_redis_clients(url, options), options)
     return RedisDequeStore(connections, name, maxlen, serializer), name
+
+
+def open_async_backend(
+    url: str | None, name: str, kind: Kind, serializer: Serializer, client: Any = None
+) -> Any:
+    """As :func:`open_backend`, for :mod:`distqueue.aio`: the same URLs (and the same queue
+    for the same URL and name); ``client`` is a ready ``redis.asyncio.Redis`` (or
+    ``RedisCluster``) that the caller keeps owning."""
+    if client is not None:
+        if url is not None:
+            raise ValueError("give either url or client, not both")
+        from .backends.redis.aio import AsyncRedisBackend
+
+        return AsyncRedisBackend(client, name, kind, serializer, owns_client=False)
+    url = resolve_url(url)
+    scheme = scheme_of(url)
+    if scheme == "memory":
+        if url.lower() != "memory://":
+            raise ValueError(f"malformed memory URL {url!r}: use 'memory://'")
+        from .aio.memory import AsyncMemoryBackend
+
+        return AsyncMemoryBackend(name, kind)
+    from .backends.redis.aio import AsyncRedisBackend
+
+    options = redis_options(url)
+    commands, waits = make_async_redis_clients(url, options)
+    return AsyncRedisBackend(commands, name, kind, serializer, waits=waits, options=options)

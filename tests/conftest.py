@@ -196,3 +196,59 @@ def records(workers: Workers) -> Iterator[Records]:
     found = Records(workers.record_url, workers.record_key)
     yield found
     found.close()
+
+
+# -- asyncio queues --------------------------------------------------------------------------
+
+AIO_BACKENDS = ["memory", "redis", "cluster"]
+
+
+class AsyncQueues:
+    """Builds :mod:`distqueue.aio` queues on one backend for a test that runs its body with
+    :meth:`run` (one event loop), and closes them in that loop afterwards."""
+
+    def __init__(self, backend: str, url: str) -> None:
+        self.backend = backend
+        self.url = url
+        self.made: list[Any] = []
+
+    def __call__(self, cls: Any = None, *args: Any, name: str | None = None, **kwargs: Any) -> Any:
+        import distqueue.aio
+
+        cls = cls or distqueue.aio.Queue
+        q = cls(*args, url=self.url, name=name or f"test-{uuid.uuid4().hex}", **kwargs)
+        self.made.append(q)
+        return q
+
+    def sync(self, cls: Any = None, *args: Any, name: str, **kwargs: Any) -> Any:
+        """A blocking queue on the same backend and name."""
+        cls = cls or distqueue.Queue
+        q = cls(*args, url=self.url, name=name, **kwargs)
+        self.made.append(q)
+        return q
+
+    def run(self, body: Callable[[], Any]) -> Any:
+        import asyncio
+
+        async def main() -> Any:
+            try:
+                return await body()
+            finally:
+                for q in self.made:
+                    if hasattr(q, "aclose"):
+                        await q.aclose()
+                    else:
+                        q.close()
+                self.made.clear()
+
+        return asyncio.run(main())
+
+
+@pytest.fixture(params=AIO_BACKENDS)
+def aqueues(request: pytest.FixtureRequest) -> AsyncQueues:
+    """:class:`AsyncQueues` on each backend: memory, a real redis-server, a Redis Cluster."""
+    if request.param == "redis":
+        return AsyncQueues("redis", request.getfixturevalue("redis_url"))
+    if request.param == "cluster":
+        return AsyncQueues("cluster", request.getfixturevalue("cluster_url"))
+    return AsyncQueues("memory", "memory://")

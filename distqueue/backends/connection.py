@@ -11,7 +11,9 @@ continuous failure when it has none.
 The longest a call takes against a server that accepts connections and never answers is its own
 timeout (if it waits) plus ``retry_window + connect_timeout + socket_timeout`` seconds.
 
-Three ways to reach Redis, each as two clients (commands, and blocking waits):
+Three ways to reach Redis, each as two clients (commands, and blocking waits), with redis-py's
+blocking clients or, for :mod:`distqueue.aio`, its asyncio ones (the ``make_async_*`` twins of
+each function, with the same settings):
 
 * one server (:func:`make_clients`);
 * a Redis Cluster (:func:`make_cluster_clients`): redis-py's ``RedisCluster``, retrying nothing
@@ -241,6 +243,91 @@ def make_sentinel_clients(
     waits = sentinel.master_for(
         service,
         redis_class=redis.Redis,
+        socket_timeout=options.socket_timeout + BLOCK_SLICE,
+        **common,
+    )
+    return commands, waits
+
+
+def _async_no_retries() -> Any:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Retry(NoBackoff(), 0)
+
+
+def make_async_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[Any, Any]:
+    """As :func:`make_clients`, two ``redis.asyncio.Redis`` clients: commands, blocking waits."""
+    import redis.asyncio
+
+    common = {
+        **connection,
+        "socket_connect_timeout": options.connect_timeout,
+        "socket_keepalive": True,
+        "retry": _async_no_retries(),
+        "health_check_interval": 0,
+    }
+    commands = redis.asyncio.Redis(**common, socket_timeout=options.socket_timeout)
+    waits = redis.asyncio.Redis(**common, socket_timeout=options.socket_timeout + BLOCK_SLICE)
+    return commands, waits
+
+
+def make_async_cluster_clients(
+    nodes: Sequence[tuple[str, int]], connection: Mapping[str, Any], options: RedisOptions
+) -> tuple[Any, Any]:
+    """As :func:`make_cluster_clients`, two ``redis.asyncio.cluster.RedisCluster`` clients;
+    each reads the cluster's layout at its first command (retried by the caller's driver)."""
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+    def build(socket_timeout: float) -> Any:
+        return RedisCluster(
+            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+            retry=_async_no_retries(),
+            require_full_coverage=False,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=0,
+            **connection,
+        )
+
+    return build(options.socket_timeout), build(options.socket_timeout + BLOCK_SLICE)
+
+
+def make_async_sentinel_clients(
+    sentinels: Sequence[tuple[str, int]],
+    service: str,
+    connection: Mapping[str, Any],
+    sentinel_connection: Mapping[str, Any],
+    options: RedisOptions,
+) -> tuple[Any, Any]:
+    """As :func:`make_sentinel_clients`, two ``redis.asyncio.Redis`` clients for the master."""
+    import redis.asyncio
+    import redis.asyncio.sentinel
+
+    sentinel_class: Any = redis.asyncio.sentinel.Sentinel  # untyped in redis-py
+    sentinel = sentinel_class(
+        list(sentinels),
+        sentinel_kwargs={
+            **sentinel_connection,
+            "socket_connect_timeout": options.connect_timeout,
+            "socket_timeout": options.connect_timeout,
+            "retry": _async_no_retries(),
+        },
+    )
+    common = {
+        **connection,
+        "socket_connect_timeout": options.connect_timeout,
+        "socket_keepalive": True,
+        "retry": _async_no_retries(),
+        "health_check_interval": 0,
+    }
+    commands = sentinel.master_for(
+        service, redis_class=redis.asyncio.Redis, socket_timeout=options.socket_timeout, **common
+    )
+    waits = sentinel.master_for(
+        service,
+        redis_class=redis.asyncio.Redis,
         socket_timeout=options.socket_timeout + BLOCK_SLICE,
         **common,
     )

@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..errors import Empty, Full, ShutDown
@@ -96,6 +96,41 @@ class _Store:
         self.items: Any = PriorityHeap() if kind is Kind.PRIORITY else deque()
         self.ledger = Ledger(priority=kind is Kind.PRIORITY)
         self.timing = Timetable()
+        # Callbacks of MemoryBackend.watch, called after every notify while there are any.
+        self.watchers: list[Callable[[], None]] = []
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """See :meth:`MemoryBackend.watch`; lock not held."""
+        with self.lock:
+            if not self.watchers:
+                # Each condition's notify calls the watchers too. Set on the instances, so a
+                # store nobody watches pays nothing: notify is the class's own.
+                for condition in (
+                    self.item_added,
+                    self.room_freed,
+                    self.batch_room,
+                    self.tasks_done,
+                ):
+                    condition.notify = self._watched(condition.notify)  # type: ignore[method-assign]
+                    condition.notify_all = self._watched(condition.notify_all)  # type: ignore[method-assign]
+            self.watchers.append(callback)
+
+        def unwatch() -> None:
+            with self.lock:
+                if callback in self.watchers:
+                    self.watchers.remove(callback)
+
+        return unwatch
+
+    def _watched(self, notify: Callable[..., None]) -> Callable[..., None]:
+        watchers = self.watchers
+
+        def notify_and_tell(*args: Any) -> None:
+            notify(*args)
+            for callback in list(watchers):
+                callback()
+
+        return notify_and_tell
 
 
 def _describe(kind: Kind, simple: bool) -> str:
@@ -152,6 +187,25 @@ class MemoryBackend:
             self._items = items
             self._push = items.append
             self._pop = self._take = items.popleft if kind is Kind.FIFO else items.pop
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback()`` after every change to this queue that may let a waiting call go
+        on: an item added or back, room made, a task finished, a shutdown, a delete. Returns a
+        function that stops the calls.
+
+        It is called in the thread that made the change, with the queue's lock held, so it
+        must return at once and must not use the queue: hand the news on, as
+        ``loop.call_soon_threadsafe`` does. This is how :mod:`distqueue.aio` waits on a
+        memory queue without blocking its event loop while threads use the queue too. (A
+        lease that runs out is no change: see :meth:`next_lapse`.)
+        """
+        return self._store.watch(callback)
+
+    def next_lapse(self) -> float | None:
+        """Seconds until the earliest lease runs out (its item then waits again), ``None``
+        when no item is leased."""
+        with self._lock:
+            return self._ledger.until_next_lapse()
 
     @property
     def waiting_threads(self) -> int:

@@ -106,12 +106,26 @@ def script_source(name: str, retry_safe: bool) -> str:
     return "\n".join([shebang, *ordered, body])
 
 
+def sha_of(source: str) -> str:
+    """The name EVALSHA knows a script's text by."""
+    return hashlib.sha1(source.encode("utf-8")).hexdigest()
+
+
+def source_without_shebang(source: str, exc: BaseException) -> str | None:
+    """The text to send instead of ``source`` when ``exc`` (a reply of the server) says it
+    could not compile the shebang line; ``None`` when that is not what ``exc`` says. For
+    drivers that run scripts through other clients than :class:`Script` (asyncio)."""
+    if not source.startswith("#!") or not _shebang_unknown(exc):
+        return None
+    return _without_shebang(source)
+
+
 def _without_shebang(source: str) -> str:
     # An empty first line keeps Lua's line numbers in error messages the same.
     return "\n" + source.partition("\n")[2]
 
 
-def _shebang_unknown(exc: redis.exceptions.ResponseError) -> bool:
+def _shebang_unknown(exc: BaseException) -> bool:
     """Whether the server failed to compile a script because it does not know shebangs."""
     return "near '#'" in str(exc)
 
@@ -147,6 +161,16 @@ def _resp(arg: bytes | str | int | float) -> bytes:
 class ReplicasBehind(Exception):
     """A change ran, but fewer replicas than asked confirmed it in time (retry the call: the
     retry changes nothing and waits for them again)."""
+
+
+def check_replicas(acked: Any, wait: tuple[int, int]) -> None:
+    """Raise :class:`ReplicasBehind` unless ``acked`` (WAIT's reply) reaches the replicas that
+    ``wait`` (replicas, milliseconds) asked for."""
+    wanted, ms = wait
+    if int(acked) < wanted:
+        raise ReplicasBehind(
+            f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
+        )
 
 
 class NotSent(Exception):
@@ -218,7 +242,7 @@ class Script:
 
     def _use(self, source: str) -> None:
         self.source = source
-        sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
+        sha = sha_of(source)
         self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, self._keycount, *self._keys)
         self._packed = b"".join(_resp(part) for part in self._prefix)
         self._argc = len(self._prefix)
@@ -268,11 +292,7 @@ class Script:
 
     def _check_replicas(self, acked: Any) -> None:
         assert self._wait is not None
-        wanted, ms = self._wait
-        if int(acked) < wanted:
-            raise ReplicasBehind(
-                f"{acked} of the {wanted} replica(s) asked for confirmed a change within {ms} ms"
-            )
+        check_replicas(acked, self._wait)
 
     def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
         """Use the text without its shebang if ``exc`` says the server cannot compile one."""

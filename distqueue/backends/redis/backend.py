@@ -29,6 +29,7 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RedisOptions, Retrier
+from .keys import QueueKeys
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import bind
 
@@ -78,6 +79,19 @@ def translate(exc: BaseException, name: str, kind: Kind) -> Exception:
             f"Redis server for queue {name!r} refused the credentials: {exc}"
         )
     return BackendError(f"Redis failed a command for queue {name!r}: {exc}")
+
+
+def wrong_type(keys: QueueKeys, name: str, key: str, actual: Any) -> WrongTypeError | None:
+    """The error for ``key`` of queue ``name`` if ``actual`` (its TYPE reply) is not the type
+    distqueue keeps there, else ``None``."""
+    expected = keys.types[key]
+    actual_name = actual.decode() if isinstance(actual, bytes) else str(actual)
+    if actual_name in ("none", expected):
+        return None
+    return WrongTypeError(
+        f"key {key!r} of queue {name!r} holds a {actual_name}, where distqueue keeps a {expected}",
+        key=key,
+    )
 
 
 class _Translate:
@@ -201,15 +215,10 @@ class RedisBackend:
     def _which_key(self, error: WrongTypeError) -> WrongTypeError:
         """``error`` made precise: the key that holds the wrong type, as the server says now."""
         try:
-            for key, expected in self.keys.types.items():
-                actual = self._client.type(key)
-                actual_name = actual.decode() if isinstance(actual, bytes) else str(actual)
-                if actual_name not in ("none", expected):
-                    return WrongTypeError(
-                        f"key {key!r} of queue {self.name!r} holds a {actual_name}, "
-                        f"where distqueue keeps a {expected}",
-                        key=key,
-                    )
+            for key in self.keys.types:
+                found = wrong_type(self.keys, self.name, key, self._client.type(key))
+                if found is not None:
+                    return found
         except _REDIS_ERRORS:
             pass  # the original error is still the one worth reporting
         return error

@@ -42,7 +42,7 @@ logger = logging.getLogger("distqueue.redis")
 T = TypeVar("T")
 
 # What the scripts answer instead of a result (see their headers).
-_SHUT_DOWN = -1
+SHUT_DOWN = _SHUT_DOWN = -1
 _NONE_LEASED = -2
 _TOO_LITTLE_ROOM = -3
 _KEY_HELD = -4
@@ -50,6 +50,11 @@ _KEY_HELD = -4
 _BATCH_BACKOFF_MIN = 0.01
 _BATCH_BACKOFF_MAX = 0.5
 _BATCH_LOOK_AGAIN = 1.0  # well within BATCH_STALE_MS of lua/lib.lua
+
+
+def lease_length_ms(seconds: float) -> int:
+    """A lease length as the scripts take it: whole milliseconds, at least one."""
+    return max(1, round(seconds * 1000))
 
 
 class Run(NamedTuple):
@@ -221,6 +226,11 @@ class QueueProtocol:
 
     def get_many(self, n: int, timeout: float | None) -> Operation[list[Any]]:
         raws = yield from self._take(n, timeout, 0, 0)
+        return (yield from self.decode_items(raws))
+
+    def decode_items(self, raws: list[Any]) -> Operation[list[Any]]:
+        """The items of raw values taken without a lease; those that cannot be decoded become
+        dead letters (``DeserializationError`` when none can)."""
         items, bad, error = self.codec.decode_all(raws)
         if bad:
             assert error is not None
@@ -232,24 +242,66 @@ class QueueProtocol:
                 raise self.codec.undecodable(bad[0], error) from error
         return items
 
-    def _take(
-        self, n: int, timeout: float | None, lease_ms: int, max_deliveries: int
-    ) -> Operation[list[Any]]:
-        """Take up to ``n`` items (leased when ``lease_ms``), waiting for the first; their raw
-        values (with leases: token, raw value, deliveries, ...)."""
-        k = self.keys
-        deadline = Deadline(timeout)
-        waits = timeout is None or timeout > 0
-        what = "a get" if lease_ms == 0 else "a lease"
-        while True:
-            result = yield from self._call(
+    @property
+    def wait_keys(self) -> tuple[str, str]:
+        """The token lists a consumer waits on: an item, or a shutdown."""
+        return (self.keys.avail, self.keys.shutdown)
+
+    def take_once(
+        self, n: int, lease_ms: int, max_deliveries: int, wait_until: float | None
+    ) -> Operation[Any]:
+        """One attempt to take up to ``n`` items (leased when ``lease_ms``), with no wait: one
+        step, a :class:`Run` that may be sent again as it is. Its result: a list (see
+        :meth:`decode_leases` and :meth:`decode_items`), :data:`SHUT_DOWN`, or (see
+        :meth:`until_lapse`) when the next lease runs out."""
+        return (
+            yield from self._call(
                 "take",
                 self._kind,
                 n,
                 lease_ms,
                 max_deliveries,
-                what=what,
-                wait_until=deadline.at if waits else 0.0,
+                what="a get" if lease_ms == 0 else "a lease",
+                wait_until=wait_until,
+            )
+        )
+
+    @staticmethod
+    def until_lapse(result: int) -> float | None:
+        """Seconds until the earliest lease runs out, from a take that found nothing (and the
+        queue not shut down); ``None`` when no item is leased."""
+        return None if result == _NONE_LEASED else result / 1000
+
+    def shutdown_woke(self, key: bytes | None) -> bool:
+        """Whether a wait's reply is the shutdown token, which must then be handed on (run
+        :meth:`hand_on`)."""
+        return key == self._shutdown_key
+
+    def hand_on(self) -> Operation[None]:
+        """Hand the shutdown token on to the next blocked client."""
+        yield from self._call("signal", what="a shutdown wake-up")
+
+    def give_back(self, leased: bool, values: Sequence[Any]) -> Operation[int]:
+        """Put items taken for a consumer that is gone before it got them back where the next
+        get takes from, in order: raw values as a take returned them, or lease tokens (no
+        delivery counts). Returns how many went back."""
+        if not values:
+            return 0
+        mode = "lease" if leased else "raw"
+        return int(
+            (yield from self._call("giveback", self._kind, mode, *values, what="a give-back"))
+        )
+
+    def _take(
+        self, n: int, timeout: float | None, lease_ms: int, max_deliveries: int
+    ) -> Operation[list[Any]]:
+        """Take up to ``n`` items (leased when ``lease_ms``), waiting for the first; their raw
+        values (with leases: token, raw value, deliveries, ...)."""
+        deadline = Deadline(timeout)
+        waits = timeout is None or timeout > 0
+        while True:
+            result = yield from self.take_once(
+                n, lease_ms, max_deliveries, deadline.at if waits else 0.0
             )
             if isinstance(result, list):
                 return result
@@ -267,7 +319,7 @@ class QueueProtocol:
                     # slice to end; wake one of them to learn it, since this one leaves.
                     yield from self._call("wake", what="a wake-up")
                 raise Empty
-            yield from self._wait((k.avail, k.shutdown), wait)
+            yield from self._wait(self.wait_keys, wait)
 
     def _bury(self, mode: str, values: list[Any], error: Exception) -> Operation[None]:
         """Keep values this queue cannot decode as dead letters (uncounted: they were never
@@ -340,9 +392,12 @@ class QueueProtocol:
     def lease(
         self, n: int, timeout: float | None, lease_seconds: float, max_deliveries: int
     ) -> Operation[list[Lease]]:
-        result = yield from self._take(
-            n, timeout, max(1, round(lease_seconds * 1000)), max_deliveries
-        )
+        result = yield from self._take(n, timeout, lease_length_ms(lease_seconds), max_deliveries)
+        return (yield from self.decode_leases(result))
+
+    def decode_leases(self, result: list[Any]) -> Operation[list[Lease]]:
+        """The leases of a take's reply (token, raw value, deliveries, ...); those whose value
+        cannot be decoded become dead letters (``DeserializationError`` when none can)."""
         leases: list[Lease] = []
         bad: list[tuple[str, bytes, Exception]] = []
         for i in range(0, len(result), 3):

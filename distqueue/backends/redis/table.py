@@ -72,6 +72,12 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "nack": ScriptSpec(
         "nack.lua", ("items", "avail", "leases", "payloads"), "kind delay-ms token...", True
     ),
+    "giveback": ScriptSpec(
+        "giveback.lua",
+        ("items", "avail", "leases", "deliveries", "payloads"),
+        "kind raw|lease (value or token)...",
+        True,
+    ),
     "extend": ScriptSpec("extend.lua", ("leases",), "lease-ms token...", True),
     "dead": ScriptSpec(
         "dead.lua",

@@ -1,0 +1,170 @@
+"""aio: distqueue.aio on Redis against redis-py's asyncio client doing the same by hand.
+
+* ``await q.put(x)`` against ``await LPUSH``; ``await q.get()`` (items waiting) against
+  ``await RPOP``: one task, one item per call.
+* 1,000 tasks waiting in ``await q.get()`` on one queue while a producer task puts the items
+  in batches of 100 (``put_many``), against the same 1,000 tasks waiting on an
+  ``asyncio.Queue`` that one feeder task fills from Redis by hand (``BRPOP`` in a loop, the
+  producer doing ``LPUSH`` of 100): the time until every item is in a consumer's hands.
+
+All of it runs on one event loop, made once; the server is emptied before every repetition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio
+
+import distqueue.aio
+
+from .harness import RedisEndpoint, Trial, compare, print_comparisons, print_title, redis_server
+
+COUNT = 3_000
+WAITERS = 1_000
+WAITED_ITEMS = 10_000
+BATCH = 100
+TARGET = 0.8
+KEY = "bench:aio:raw"
+
+
+def _items(count: int) -> list[str]:
+    return [f"item-{n}" for n in range(count)]
+
+
+def _trial(loop: asyncio.AbstractEventLoop, timed: Callable[[int], Awaitable[float]]) -> Trial:
+    return lambda count: loop.run_until_complete(timed(count))
+
+
+def put_trials(
+    loop: asyncio.AbstractEventLoop, q: distqueue.aio.Queue[str], raw: Any
+) -> tuple[Trial, Trial]:
+    async def ours(count: int) -> float:
+        await raw.flushdb()
+        put = q.put
+        items = _items(count)
+        start = time.perf_counter()
+        for item in items:
+            await put(item)
+        return time.perf_counter() - start
+
+    async def baseline(count: int) -> float:
+        await raw.flushdb()
+        lpush = raw.lpush
+        items = _items(count)
+        start = time.perf_counter()
+        for item in items:
+            await lpush(KEY, item)
+        return time.perf_counter() - start
+
+    return _trial(loop, ours), _trial(loop, baseline)
+
+
+def get_trials(
+    loop: asyncio.AbstractEventLoop, q: distqueue.aio.Queue[str], raw: Any
+) -> tuple[Trial, Trial]:
+    async def ours(count: int) -> float:
+        await raw.flushdb()
+        items = _items(count)
+        for first in range(0, count, 1000):
+            await q.put_many(items[first : first + 1000])
+        get = q.get
+        start = time.perf_counter()
+        for _ in range(count):
+            await get()
+        return time.perf_counter() - start
+
+    async def baseline(count: int) -> float:
+        await raw.flushdb()
+        items = _items(count)
+        for first in range(0, count, 1000):
+            await raw.lpush(KEY, *items[first : first + 1000])
+        rpop = raw.rpop
+        start = time.perf_counter()
+        for _ in range(count):
+            await rpop(KEY)
+        return time.perf_counter() - start
+
+    return _trial(loop, ours), _trial(loop, baseline)
+
+
+async def _consumers(get: Callable[[], Awaitable[Any]], count: int) -> list[asyncio.Task[None]]:
+    """``WAITERS`` tasks taking ``count`` items in all with ``get``."""
+    left = [count]
+
+    async def consume() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            await get()
+
+    tasks = [asyncio.ensure_future(consume()) for _ in range(WAITERS)]
+    await asyncio.sleep(0)  # every task waits in its first get
+    return tasks
+
+
+def waiters_trials(
+    loop: asyncio.AbstractEventLoop, q: distqueue.aio.Queue[str], raw: Any, waits: Any
+) -> tuple[Trial, Trial]:
+    async def ours(count: int) -> float:
+        await raw.flushdb()
+        items = _items(count)
+        tasks = await _consumers(q.get, count)
+        start = time.perf_counter()
+        for first in range(0, count, BATCH):
+            await q.put_many(items[first : first + BATCH])
+        await asyncio.gather(*tasks)
+        return time.perf_counter() - start
+
+    async def baseline(count: int) -> float:
+        await raw.flushdb()
+        items = _items(count)
+        local: asyncio.Queue[bytes] = asyncio.Queue()
+
+        async def feed() -> None:
+            for _ in range(count):
+                _, item = await waits.brpop([KEY], 0)
+                local.put_nowait(item)
+
+        tasks = await _consumers(local.get, count)
+        feeder = asyncio.ensure_future(feed())
+        start = time.perf_counter()
+        for first in range(0, count, BATCH):
+            await raw.lpush(KEY, *items[first : first + BATCH])
+        await asyncio.gather(*tasks, feeder)
+        return time.perf_counter() - start
+
+    return _trial(loop, ours), _trial(loop, baseline)
+
+
+def run() -> None:
+    print_title("aio: distqueue.aio on Redis vs redis-py's asyncio client by hand")
+    with redis_server() as endpoint:
+        _run(endpoint)
+
+
+def _run(endpoint: RedisEndpoint) -> None:
+    loop = asyncio.new_event_loop()
+    raw = redis.asyncio.Redis(host=endpoint.host, port=endpoint.port)
+    waits = redis.asyncio.Redis(host=endpoint.host, port=endpoint.port)
+    q: distqueue.aio.Queue[str] = distqueue.aio.Queue(url=endpoint.url, name="bench-aio")
+    try:
+        results = [
+            compare("await q.put(x) / LPUSH", COUNT, *put_trials(loop, q, raw), target=TARGET),
+            compare("await q.get() / RPOP", COUNT, *get_trials(loop, q, raw), target=TARGET),
+            compare(
+                f"{WAITERS:,} waiting gets / BRPOP feeding asyncio.Queue",
+                WAITED_ITEMS,
+                *waiters_trials(loop, q, raw, waits),
+                target=TARGET,
+                unit="items/s",
+            ),
+        ]
+    finally:
+        loop.run_until_complete(q.aclose())
+        loop.run_until_complete(raw.aclose())
+        loop.run_until_complete(waits.aclose())
+        loop.close()
+    print_comparisons(results, "redis.asyncio")

@@ -1,0 +1,171 @@
+"""Lua scripts run through redis-py's asyncio clients: :class:`AsyncScript`, the asyncio twin
+of :class:`~..scripts.Script`, with the same text, hash, keys and replica waits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.exceptions
+
+from ..scripts import (
+    NotSent,
+    _pack_command,
+    _resp,
+    check_replicas,
+    script_source,
+    sha_of,
+    source_without_shebang,
+)
+
+
+class AsyncScript:
+    """One Lua script of one queue, run by EVALSHA (EVAL when the server does not know it),
+    followed on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to
+    confirm each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few
+    did, which the caller retries).
+
+    With a plain ``redis.asyncio.Redis`` speaking RESP2 the command is packed here and written
+    straight to a pooled connection, which also tells a failure before sending
+    (:class:`NotSent`: surely not run) from one after. Other clients (a Cluster, which routes
+    EVALSHA by its keys) go through ``execute_command``.
+    """
+
+    __slots__ = (
+        "_client",
+        "_fast",
+        "_keycount",
+        "_keys",
+        "_packed",
+        "_prefix",
+        "_wait",
+        "_wait_packed",
+        "source",
+    )
+
+    def __init__(
+        self,
+        client: Any,
+        file: str,
+        keys: Sequence[str],
+        retry_safe: bool,
+        replica_wait: tuple[int, int] = (0, 0),
+    ) -> None:
+        self._client = client
+        self._keys = tuple(keys)
+        # a retry-safe call gives two more keys: a reply received (to delete), and its own
+        self._keycount = len(self._keys) + (2 if retry_safe else 0)
+        self._fast = type(client) is redis.asyncio.Redis and _plain_resp2(client)
+        self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
+        self._wait_packed = (
+            b"".join([b"*3\r\n", _resp("WAIT"), *map(_resp, replica_wait)]) if self._wait else b""
+        )
+        if self._wait and not hasattr(client, "pipeline"):
+            raise ValueError("wait_replicas needs a client with pipelines")
+        self._use(script_source(file, retry_safe))
+
+    def _use(self, source: str) -> None:
+        self.source = source
+        self._prefix: tuple[Any, ...] = ("EVALSHA", sha_of(source), self._keycount, *self._keys)
+        self._packed = b"".join(_resp(part) for part in self._prefix)
+
+    async def __call__(self, args: tuple[Any, ...]) -> Any:
+        try:
+            return await self._send(self._prefix, args)
+        except redis.exceptions.NoScriptError:
+            pass
+        except redis.exceptions.ResponseError as exc:
+            if not self._drop_shebang(exc):
+                raise
+        # NOSCRIPT: nothing ran; EVAL runs it and leaves it known to that server.
+        try:
+            return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
+        except redis.exceptions.ResponseError as exc:
+            if not self._drop_shebang(exc):
+                raise
+        return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
+
+    def _drop_shebang(self, exc: BaseException) -> bool:
+        source = source_without_shebang(self.source, exc)
+        if source is None:
+            return False
+        self._use(source)
+        return True
+
+    def _check_replicas(self, acked: Any) -> None:
+        assert self._wait is not None
+        check_replicas(acked, self._wait)
+
+    async def _send(self, head: tuple[Any, ...], args: tuple[Any, ...]) -> Any:
+        if not self._fast:
+            return await self._generic(*head, *args)
+        if _pack_command is not None:
+            command = _pack_command((*head, *args))
+        else:
+            packed = self._packed if head is self._prefix else b"".join(map(_resp, head))
+            command = b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
+        pool = self._client.connection_pool
+        try:
+            conn = await pool.get_connection()
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            raise NotSent(exc) from exc
+        try:
+            try:
+                if self._wait is None:
+                    await conn.send_packed_command(command)
+                else:
+                    await conn.send_packed_command([command, self._wait_packed])
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # A command cut short is never run: the server drops it with the connection.
+                await conn.disconnect()
+                raise NotSent(exc) from exc
+            # read_response disconnects by itself on any failure (cancellation included)
+            if self._wait is None:
+                return await conn.read_response()
+            try:
+                reply = await conn.read_response()
+            except redis.exceptions.ResponseError:
+                await conn.read_response()  # the WAIT's reply: keep the connection in step
+                raise
+            self._check_replicas(await conn.read_response())
+            return reply
+        finally:
+            await pool.release(conn)
+
+    async def _generic(self, *command: Any) -> Any:
+        """``command`` through the client's own routing (and the replicas' WAIT)."""
+        if self._wait is None:
+            return await self._client.execute_command(*command)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command(*command)
+        pipe.execute_command("WAIT", *self._wait)
+        reply, acked = await pipe.execute(raise_on_error=False)
+        if isinstance(reply, Exception):
+            raise reply
+        if isinstance(acked, Exception):
+            raise acked
+        self._check_replicas(acked)
+        return reply
+
+
+def _plain_resp2(client: Any) -> bool:
+    """Whether the client's connections are redis-py's own asyncio ones, in plain RESP2."""
+    import redis.asyncio.connection
+    import redis.asyncio.sentinel
+
+    pool = client.connection_pool
+    return (
+        pool.connection_class
+        in (
+            redis.asyncio.connection.Connection,
+            redis.asyncio.connection.SSLConnection,
+            redis.asyncio.connection.UnixDomainSocketConnection,
+            redis.asyncio.sentinel.SentinelManagedConnection,
+            redis.asyncio.sentinel.SentinelManagedSSLConnection,
+        )
+        and pool.connection_kwargs.get("protocol") in (None, 2, "2")
+        and not pool.connection_kwargs.get("cache")
+        and getattr(client, "single_connection_client", False) is False
+    )

@@ -1,0 +1,194 @@
+"""distqueue.aio on Redis specifically: hostile data in the queue's keys, a client of the
+caller's own, Sentinel, and the keys and payloads shared with the blocking classes."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+import distqueue
+import distqueue.aio as aio
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+def fresh_name() -> str:
+    return f"aio-redis-{uuid.uuid4().hex}"
+
+
+def test_the_same_name_writes_the_same_keys_and_payloads(redis_url: str, raw: redis.Redis) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=redis_url, name=name) as q:
+            await q.put({"job": "resize", "size": (640, 480)})
+        assert raw.lrange(f"dq:{{{name}}}:items", 0, -1) == [
+            b'{"job":"resize","size":{"$tuple":[640,480]}}'
+        ]
+        sync_q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=name)
+        assert sync_q.get(timeout=5) == {"job": "resize", "size": (640, 480)}
+        sync_q.delete()
+        sync_q.close()
+
+    asyncio.run(body())
+
+
+def test_a_payload_pushed_by_hand_is_dead_lettered_and_the_next_item_comes(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=redis_url, name=fresh_name()) as q:
+            raw.lpush(f"dq:{{{q.name}}}:items", b"\xff{not json")
+            await q.put("next")
+            with pytest.raises(distqueue.DeserializationError) as info:
+                await q.get()
+            assert info.value.queue == q.name
+            assert await q.get() == "next"
+            [letter] = await q.dead_letters()
+            assert letter.payload == b"\xff{not json" and letter.item is None
+            await q.delete()
+
+    asyncio.run(body())
+
+
+def test_a_key_of_the_wrong_type_is_reported_by_name(redis_url: str, raw: redis.Redis) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=redis_url, name=fresh_name()) as q:
+            items_key = f"dq:{{{q.name}}}:items"
+            raw.set(items_key, "not a list")
+            with pytest.raises(distqueue.WrongTypeError) as info:
+                await q.put("x")
+            assert info.value.key == items_key
+            with pytest.raises(distqueue.WrongTypeError):
+                await q.get(timeout=0)
+            assert raw.get(items_key) == b"not a list"
+            raw.delete(items_key)
+
+    asyncio.run(body())
+
+
+def test_a_queue_of_another_kind_is_a_value_error(redis_url: str) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=redis_url, name=name) as q:
+            await q.put(1)
+            async with aio.LifoQueue(url=redis_url, name=name) as lifo:
+                with pytest.raises(ValueError, match="fifo queue"):
+                    await lifo.put(2)
+            await q.delete()
+
+    asyncio.run(body())
+
+
+def test_a_client_of_the_callers_own_works_and_is_not_closed(redis_url: str) -> None:
+    async def body() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        async with aio.Queue(client=client, name=fresh_name()) as q:
+            await q.put("x")
+            assert await q.get(timeout=0) == "x"
+            assert await q.size() == 0
+            with pytest.raises(TypeError, match="need a url"):
+                q.get_nowait()
+        assert await client.ping()  # still open
+        await client.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_blocking_client_is_refused_with_a_type_error(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    with pytest.raises(TypeError, match="asyncio client"):
+        aio.Queue(client=client)
+    client.close()
+
+
+def test_an_unknown_query_parameter_is_a_value_error(redis_url: str) -> None:
+    with pytest.raises(ValueError, match="unknown parameter"):
+        aio.Queue(url=redis_url + "?nope=1")
+
+
+@pytest.mark.slow
+def test_a_sentinel_url_reaches_the_master(sentinel_url: str) -> None:
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=sentinel_url, name=name) as q:
+            await q.put("via sentinel")
+            sync_q: distqueue.Queue[str] = distqueue.Queue(url=sentinel_url, name=name)
+            assert sync_q.get(timeout=5) == "via sentinel"
+            getter = asyncio.ensure_future(q.get())
+            await asyncio.sleep(0)
+            sync_q.put("back")
+            assert await asyncio.wait_for(getter, 30) == "back"
+            sync_q.close()
+            await q.delete()
+
+    asyncio.run(body())
+
+
+def test_wait_replicas_confirms_each_change_on_the_replica(tmp_path: Path) -> None:
+    from test_replicas import QUICK, Pair
+
+    pair = Pair(tmp_path)
+
+    async def body() -> None:
+        name = fresh_name()
+        url = f"{pair.primary.url}?wait_replicas=1&{QUICK}"
+        items_key = f"dq:{{{name}}}:items"
+        async with aio.Queue(url=url, name=name) as q:
+            await q.put_many(list(range(10)))
+            await q.put("one more")
+            # WAIT confirmed it: the replica holds every item the moment the call returns
+            assert pair.replica_client.llen(items_key) == 11
+            assert await q.get() == 0
+            assert pair.replica_client.llen(items_key) == 10
+            pair.pause_replica()
+            try:
+                with pytest.raises(distqueue.OutcomeUnknownError, match="replica"):
+                    await asyncio.wait_for(q.put("held back"), 30)
+            finally:
+                pair.resume_replica()
+            # it ran on the primary once, however often it was retried while waiting
+            assert pair.primary_client.llen(items_key) == 11
+
+    try:
+        asyncio.run(body())
+    finally:
+        pair.close()
+
+
+def test_waiting_gets_survive_a_server_restart(tmp_path: Path) -> None:
+    from aio_support import server_blocked, until, until_waiting
+    from servers import RedisServer, require_binary
+
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+
+    async def body() -> None:
+        name = fresh_name()
+        async with aio.Queue(url=server.url, name=name) as q:
+            getters = [asyncio.ensure_future(q.get(timeout=60)) for _ in range(10)]
+            await until_waiting(q, 10)
+            server.kill()
+            server.start()  # an empty server: no scripts, no keys
+            await until(lambda: server_blocked(q) >= 1, "the shared wait blocked again")
+            producer: distqueue.Queue[int] = distqueue.Queue(url=server.url, name=name)
+            producer.put_many(range(10))
+            assert await asyncio.wait_for(asyncio.gather(*getters), 60) == list(range(10))
+            producer.close()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.close()
