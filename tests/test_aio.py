@@ -32,6 +32,7 @@ def test_the_exceptions_are_asyncios_and_the_standard_librarys() -> None:
 def test_the_public_names() -> None:
     assert sorted(aio.__all__) == sorted(
         [
+            "Cache",
             "LifoQueue",
             "Message",
             "PriorityQueue",

@@ -257,3 +257,22 @@ def test_a_memory_queue_waits_in_a_second_event_loop_after_the_first_closed() ->
     assert asyncio.run(q.get()) == "while no loop runs"
     assert asyncio.run(wait_for_one()) == "from a thread"
     asyncio.run(q.aclose())
+
+
+def test_async_getters_take_items_a_blocking_producer_scheduled_when_they_come_due(
+    aqueues: AsyncQueues,
+) -> None:
+    # Nobody puts anything when a scheduled item comes due: the waiting coroutines must wake
+    # by the clock (in memory, no notify happens; on Redis, the take script says when).
+    async def body() -> None:
+        name = f"interop-due-{uuid.uuid4().hex}"
+        q = aqueues(aio.Queue, name=name)
+        sync_q = aqueues.sync(distqueue.Queue, name=name)
+        getters = [asyncio.ensure_future(q.get()) for _ in range(2)]
+        await until_waiting(q, 2)
+        sync_q.put("first", delay=0.2)
+        sync_q.put_many(["second"], delay=0.3)
+        got = await asyncio.wait_for(asyncio.gather(*getters), GUARD)
+        assert sorted(got) == ["first", "second"]
+
+    aqueues.run(body)

@@ -97,7 +97,7 @@ class AsyncMemoryBackend:
                 slot.future.set_result(None)
                 budget -= 1
             if self._getters and self._loop is not None:
-                lapse = self.sync.next_lapse()
+                lapse = self.sync.next_change()
                 if lapse is not None:
                     self._lapse = self._loop.call_later(lapse, self._poke)
         for line in (self._putters, self._joiners):

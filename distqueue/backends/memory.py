@@ -197,15 +197,20 @@ class MemoryBackend:
         must return at once and must not use the queue: hand the news on, as
         ``loop.call_soon_threadsafe`` does. This is how :mod:`distqueue.aio` waits on a
         memory queue without blocking its event loop while threads use the queue too. (A
-        lease that runs out is no change: see :meth:`next_lapse`.)
+        lease that runs out is no change: see :meth:`next_change`.)
         """
         return self._store.watch(callback)
 
-    def next_lapse(self) -> float | None:
-        """Seconds until the earliest lease runs out (its item then waits again), ``None``
-        when no item is leased."""
+    def next_change(self) -> float | None:
+        """Seconds until a waiting consumer may find an item though nobody puts one: the
+        earliest lease runs out (its item waits again), the earliest scheduled item comes due,
+        or a limit lets go; ``None`` when none of these is pending."""
         with self._lock:
-            return self._ledger.until_next_lapse()
+            clock = None
+            if self._timing.limited:
+                leased = len(self._ledger.leased)
+                _, clock = self._timing.allowance(1, leased, True, time.monotonic())
+            return self._wake_time(None, clock)
 
     @property
     def waiting_threads(self) -> int:
