@@ -32,7 +32,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 import redis.cluster
@@ -149,26 +149,127 @@ class RedisOptions:
         return cls(**values)
 
 
-def _no_retries() -> Any:
-    from redis.backoff import NoBackoff
+class _Flavour(NamedTuple):
+    """redis-py's classes of one kind of client: blocking, or asyncio."""
+
+    redis: Any
+    sentinel: Any
+    cluster: Any
+    cluster_node: Any
+    retry: Any
+
+
+def _blocking() -> _Flavour:
     from redis.retry import Retry
 
-    return Retry(NoBackoff(), 0)
+    return _Flavour(
+        redis.Redis,
+        redis.sentinel.Sentinel,
+        redis.cluster.RedisCluster,
+        redis.cluster.ClusterNode,
+        Retry,
+    )
+
+
+def _asyncio() -> _Flavour:
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.asyncio.retry
+    import redis.asyncio.sentinel
+
+    return _Flavour(
+        redis.asyncio.Redis,
+        redis.asyncio.sentinel.Sentinel,
+        redis.asyncio.cluster.RedisCluster,
+        redis.asyncio.cluster.ClusterNode,
+        redis.asyncio.retry.Retry,
+    )
+
+
+def _no_retries(flavour: _Flavour) -> Any:
+    from redis.backoff import NoBackoff
+
+    return flavour.retry(NoBackoff(), 0)
+
+
+def _common(connection: Mapping[str, Any], options: RedisOptions, flavour: _Flavour) -> Any:
+    """What every client to a server is given: its connection, time limits, no retries of
+    redis-py's own, no health checks (a dead connection shows on the next command)."""
+    return {
+        **connection,
+        "socket_connect_timeout": options.connect_timeout,
+        "socket_keepalive": True,
+        "retry": _no_retries(flavour),
+        "health_check_interval": 0,
+    }
+
+
+def _server_pair(
+    connection: Mapping[str, Any], options: RedisOptions, flavour: _Flavour
+) -> tuple[Any, Any]:
+    common = _common(connection, options, flavour)
+    commands = flavour.redis(**common, socket_timeout=options.socket_timeout)
+    waits = flavour.redis(**common, socket_timeout=options.socket_timeout + BLOCK_SLICE)
+    return commands, waits
+
+
+def _cluster_builder(
+    nodes: Sequence[tuple[str, int]],
+    connection: Mapping[str, Any],
+    options: RedisOptions,
+    flavour: _Flavour,
+) -> Callable[[float], Any]:
+    def build(socket_timeout: float) -> Any:
+        return flavour.cluster(
+            startup_nodes=[flavour.cluster_node(host, port) for host, port in nodes],
+            retry=_no_retries(flavour),
+            # Serve the slots that are covered while others are not (a shard between the
+            # death of its master and the promotion of its replica).
+            require_full_coverage=False,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=options.connect_timeout,
+            socket_keepalive=True,
+            health_check_interval=0,
+            **connection,
+        )
+
+    return build
+
+
+def _sentinel_pair(
+    sentinels: Sequence[tuple[str, int]],
+    service: str,
+    connection: Mapping[str, Any],
+    sentinel_connection: Mapping[str, Any],
+    options: RedisOptions,
+    flavour: _Flavour,
+) -> tuple[Any, Any]:
+    sentinel = flavour.sentinel(
+        list(sentinels),
+        sentinel_kwargs={
+            **sentinel_connection,
+            "socket_connect_timeout": options.connect_timeout,
+            "socket_timeout": options.connect_timeout,
+            "retry": _no_retries(flavour),
+        },
+    )
+    common = _common(connection, options, flavour)
+    commands = sentinel.master_for(
+        service, redis_class=flavour.redis, socket_timeout=options.socket_timeout, **common
+    )
+    waits = sentinel.master_for(
+        service,
+        redis_class=flavour.redis,
+        socket_timeout=options.socket_timeout + BLOCK_SLICE,
+        **common,
+    )
+    return commands, waits
 
 
 def make_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[Any, Any]:
     """Two ``redis.Redis`` clients for one server: one for commands, one for blocking waits
     (whose replies may take a whole slice longer). redis-py retries nothing by itself."""
-    common = {
-        **connection,
-        "socket_connect_timeout": options.connect_timeout,
-        "socket_keepalive": True,
-        "retry": _no_retries(),
-        "health_check_interval": 0,
-    }
-    commands = redis.Redis(**common, socket_timeout=options.socket_timeout)
-    waits = redis.Redis(**common, socket_timeout=options.socket_timeout + BLOCK_SLICE)
-    return commands, waits
+    return _server_pair(connection, options, _blocking())
 
 
 def make_cluster_clients(
@@ -180,24 +281,7 @@ def make_cluster_clients(
     A client reads the cluster's layout when it is made: that is retried within
     ``retry_window``, then ``BackendConnectionError``.
     """
-    from redis.cluster import RedisCluster
-
-    ClusterNode: Any = redis.cluster.ClusterNode  # untyped in redis-py
-
-    def build(socket_timeout: float) -> Any:
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            retry=_no_retries(),
-            # Serve the slots that are covered while others are not (a shard between the
-            # death of its master and the promotion of its replica).
-            require_full_coverage=False,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=options.connect_timeout,
-            socket_keepalive=True,
-            health_check_interval=0,
-            **connection,
-        )
-
+    build = _cluster_builder(nodes, connection, options, _blocking())
     where = "Redis Cluster " + ",".join(f"{host}:{port}" for host, port in nodes)
     retrier = Retrier(options, where)
     commands = retrier.run(lambda: build(options.socket_timeout), what="its layout", changes=False)
@@ -220,56 +304,12 @@ def make_sentinel_clients(
 
     A sentinel answers at once or not at all: each is given ``connect_timeout`` to do so.
     """
-    sentinel_class: Any = redis.sentinel.Sentinel  # untyped in redis-py
-    sentinel = sentinel_class(
-        list(sentinels),
-        sentinel_kwargs={
-            **sentinel_connection,
-            "socket_connect_timeout": options.connect_timeout,
-            "socket_timeout": options.connect_timeout,
-            "retry": _no_retries(),
-        },
-    )
-    common = {
-        **connection,
-        "socket_connect_timeout": options.connect_timeout,
-        "socket_keepalive": True,
-        "retry": _no_retries(),
-        "health_check_interval": 0,
-    }
-    commands = sentinel.master_for(
-        service, redis_class=redis.Redis, socket_timeout=options.socket_timeout, **common
-    )
-    waits = sentinel.master_for(
-        service,
-        redis_class=redis.Redis,
-        socket_timeout=options.socket_timeout + BLOCK_SLICE,
-        **common,
-    )
-    return commands, waits
-
-
-def _async_no_retries() -> Any:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-
-    return Retry(NoBackoff(), 0)
+    return _sentinel_pair(sentinels, service, connection, sentinel_connection, options, _blocking())
 
 
 def make_async_clients(connection: Mapping[str, Any], options: RedisOptions) -> tuple[Any, Any]:
     """As :func:`make_clients`, two ``redis.asyncio.Redis`` clients: commands, blocking waits."""
-    import redis.asyncio
-
-    common = {
-        **connection,
-        "socket_connect_timeout": options.connect_timeout,
-        "socket_keepalive": True,
-        "retry": _async_no_retries(),
-        "health_check_interval": 0,
-    }
-    commands = redis.asyncio.Redis(**common, socket_timeout=options.socket_timeout)
-    waits = redis.asyncio.Redis(**common, socket_timeout=options.socket_timeout + BLOCK_SLICE)
-    return commands, waits
+    return _server_pair(connection, options, _asyncio())
 
 
 def make_async_cluster_clients(
@@ -277,20 +317,7 @@ def make_async_cluster_clients(
 ) -> tuple[Any, Any]:
     """As :func:`make_cluster_clients`, two ``redis.asyncio.cluster.RedisCluster`` clients;
     each reads the cluster's layout at its first command (retried by the caller's driver)."""
-    from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-    def build(socket_timeout: float) -> Any:
-        return RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],
-            retry=_async_no_retries(),
-            require_full_coverage=False,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=options.connect_timeout,
-            socket_keepalive=True,
-            health_check_interval=0,
-            **connection,
-        )
-
+    build = _cluster_builder(nodes, connection, options, _asyncio())
     return build(options.socket_timeout), build(options.socket_timeout + BLOCK_SLICE)
 
 
@@ -302,36 +329,7 @@ def make_async_sentinel_clients(
     options: RedisOptions,
 ) -> tuple[Any, Any]:
     """As :func:`make_sentinel_clients`, two ``redis.asyncio.Redis`` clients for the master."""
-    import redis.asyncio
-    import redis.asyncio.sentinel
-
-    sentinel_class: Any = redis.asyncio.sentinel.Sentinel  # untyped in redis-py
-    sentinel = sentinel_class(
-        list(sentinels),
-        sentinel_kwargs={
-            **sentinel_connection,
-            "socket_connect_timeout": options.connect_timeout,
-            "socket_timeout": options.connect_timeout,
-            "retry": _async_no_retries(),
-        },
-    )
-    common = {
-        **connection,
-        "socket_connect_timeout": options.connect_timeout,
-        "socket_keepalive": True,
-        "retry": _async_no_retries(),
-        "health_check_interval": 0,
-    }
-    commands = sentinel.master_for(
-        service, redis_class=redis.asyncio.Redis, socket_timeout=options.socket_timeout, **common
-    )
-    waits = sentinel.master_for(
-        service,
-        redis_class=redis.asyncio.Redis,
-        socket_timeout=options.socket_timeout + BLOCK_SLICE,
-        **common,
-    )
-    return commands, waits
+    return _sentinel_pair(sentinels, service, connection, sentinel_connection, options, _asyncio())
 
 
 RETRYABLE: tuple[type[BaseException], ...] = (

@@ -50,11 +50,10 @@ import redis.exceptions
 from ..backends import connection as _connection
 from ..backends.base import Deadline
 from ..backends.connection import RedisOptions, Retrier
+from ..backends.redis.backend import translate_server_error, wrong_type
 from ..backends.redis.keys import key_prefix
 from ..backends.scripts import RequestIds, Script
 from ..errors import (
-    AuthenticationError,
-    BackendError,
     DeserializationError,
     SerializationError,
     WrongTypeError,
@@ -217,43 +216,22 @@ class RedisDequeStore:
                     f"maxlen={None if stored < 0 else stored!r}, not maxlen={self.maxlen!r}: "
                     "open it with the maxlen it was made with"
                 )
-            if isinstance(exc, redis.exceptions.OutOfMemoryError):
-                return BackendError(
-                    f"the Redis server of deque {self.name!r} is out of memory (OOM: used "
-                    "memory above its maxmemory) and refuses to store more: take items "
-                    "out, delete deques, or raise maxmemory"
-                )
             if "DEQUETOOLONG" in text:
                 return MemoryError(f"deque {self.name!r} would grow beyond a Redis list's limit")
             if "WRONGTYPE" in text:
                 return self._wrong_type_error(exc)
-        if isinstance(
-            exc,
-            (
-                redis.exceptions.AuthenticationError,
-                redis.exceptions.AuthorizationError,
-                redis.exceptions.NoPermissionError,
-            ),
-        ):
-            return AuthenticationError(
-                f"Redis server for deque {self.name!r} refused the credentials: {exc}"
-            )
-        return BackendError(f"Redis failed a command for deque {self.name!r}: {exc}")
+        return translate_server_error(exc, f"deque {self.name!r}")
 
     def _wrong_type_error(self, exc: Exception) -> WrongTypeError:
+        subject = f"deque {self.name!r}"
         try:
-            for key, expected in self.keys.types.items():
-                actual = self._client.type(key)
-                actual_name = actual.decode() if isinstance(actual, bytes) else str(actual)
-                if actual_name not in ("none", expected):
-                    return WrongTypeError(
-                        f"key {key!r} of deque {self.name!r} holds a {actual_name}, "
-                        f"where distqueue keeps a {expected}",
-                        key=key,
-                    )
+            for key in self.keys.types:
+                found = wrong_type(self.keys.types, subject, key, self._client.type(key))
+                if found is not None:
+                    return found
         except redis.exceptions.RedisError:
             pass  # the original error below is still the one worth reporting
-        return WrongTypeError(f"a key of deque {self.name!r} has the wrong type: {exc}")
+        return WrongTypeError(f"a key of {subject} has the wrong type: {exc}")
 
     def _block(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the token of an item.

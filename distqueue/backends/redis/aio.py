@@ -198,7 +198,8 @@ class AsyncRedisBackend:
         if isinstance(error, WrongTypeError):
             with contextlib.suppress(*_REDIS_ERRORS):
                 for key in self.keys.types:
-                    found = wrong_type(self.keys, self.name, key, await self._client.type(key))
+                    actual = await self._client.type(key)
+                    found = wrong_type(self.keys.types, f"queue {self.name!r}", key, actual)
                     if found is not None:
                         return found
         return error

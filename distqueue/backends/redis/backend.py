@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -29,7 +29,6 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RedisOptions, Retrier
-from .keys import QueueKeys
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import bind
 
@@ -60,13 +59,21 @@ def translate(exc: BaseException, name: str, kind: Kind) -> Exception:
             f"{found.group(1) if found else 'different'} queue, not a {kind.value} "
             "queue: open it with the class of its kind"
         )
-    if isinstance(exc, redis.exceptions.OutOfMemoryError):
-        return BackendError(
-            f"the Redis server of queue {name!r} is out of memory (OOM: used memory above its "
-            "maxmemory) and refuses to store more: drain or delete queues, or raise maxmemory"
-        )
     if isinstance(exc, redis.exceptions.ResponseError) and "WRONGTYPE" in text:
         return WrongTypeError(f"a key of queue {name!r} has the wrong type: {exc}")
+    return translate_server_error(exc, f"queue {name!r}")
+
+
+def translate_server_error(exc: BaseException, subject: str) -> Exception:
+    """distqueue's exception for an error of redis-py that any of distqueue's objects on
+    Redis may meet (``subject``: ``"queue 'jobs'"``): a server out of memory, refused
+    credentials, anything else the server refused."""
+    if isinstance(exc, redis.exceptions.OutOfMemoryError):
+        return BackendError(
+            f"the Redis server of {subject} is out of memory (OOM: used memory above its "
+            "maxmemory) and refuses to store more: take items out, delete what is no longer "
+            "needed, or raise maxmemory"
+        )
     if isinstance(
         exc,
         (
@@ -75,21 +82,21 @@ def translate(exc: BaseException, name: str, kind: Kind) -> Exception:
             redis.exceptions.NoPermissionError,
         ),
     ):
-        return AuthenticationError(
-            f"Redis server for queue {name!r} refused the credentials: {exc}"
-        )
-    return BackendError(f"Redis failed a command for queue {name!r}: {exc}")
+        return AuthenticationError(f"Redis server for {subject} refused the credentials: {exc}")
+    return BackendError(f"Redis failed a command for {subject}: {exc}")
 
 
-def wrong_type(keys: QueueKeys, name: str, key: str, actual: Any) -> WrongTypeError | None:
-    """The error for ``key`` of queue ``name`` if ``actual`` (its TYPE reply) is not the type
-    distqueue keeps there, else ``None``."""
-    expected = keys.types[key]
+def wrong_type(
+    types: Mapping[str, str], subject: str, key: str, actual: Any
+) -> WrongTypeError | None:
+    """The error for ``key`` of ``subject`` (``"queue 'jobs'"``) if ``actual`` (its TYPE reply)
+    is not the type distqueue keeps there (``types[key]``), else ``None``."""
+    expected = types[key]
     actual_name = actual.decode() if isinstance(actual, bytes) else str(actual)
     if actual_name in ("none", expected):
         return None
     return WrongTypeError(
-        f"key {key!r} of queue {name!r} holds a {actual_name}, where distqueue keeps a {expected}",
+        f"key {key!r} of {subject} holds a {actual_name}, where distqueue keeps a {expected}",
         key=key,
     )
 
@@ -216,7 +223,9 @@ class RedisBackend:
         """``error`` made precise: the key that holds the wrong type, as the server says now."""
         try:
             for key in self.keys.types:
-                found = wrong_type(self.keys, self.name, key, self._client.type(key))
+                found = wrong_type(
+                    self.keys.types, f"queue {self.name!r}", key, self._client.type(key)
+                )
                 if found is not None:
                     return found
         except _REDIS_ERRORS:
