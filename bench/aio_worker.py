@@ -23,22 +23,25 @@ of each counts (:func:`bench.workers._best_interleaved`).
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
-
-import distqueue
 
 from .harness import RedisEndpoint, Trial, print_table, print_title, redis_server
-from .workers import BENCH_DIR, REPETITIONS, _benchfns, _best_interleaved, _check, _Pool, _pool
+from .workers import (
+    BENCH_DIR,
+    REPETITIONS,
+    _benchfns,
+    _best_interleaved,
+    _check,
+    _distqueue_trial,
+    _Pool,
+    _pool,
+)
 
 ITEMS = 2_000
 """Jobs per timed trial."""
@@ -61,34 +64,6 @@ def _arq_python() -> str | None:
         return None
     found = subprocess.run([python, "-c", "import arq"], capture_output=True, check=False)
     return python if found.returncode == 0 else None
-
-
-def _distqueue_trial(endpoint: RedisEndpoint, asquare: Callable[..., Any], pool: _Pool) -> Trial:
-    def collect(futures: list[concurrent.futures.Future[int]]) -> float:
-        _, not_done = concurrent.futures.wait(futures, timeout=WAIT)
-        finished = time.perf_counter()
-        if not_done:
-            pool.check()
-            raise RuntimeError(f"distqueue: {len(not_done)} futures not done after {WAIT} s")
-        return finished
-
-    def trial(count: int) -> float:
-        executor = distqueue.Executor(url=endpoint.url, queue=DQ_QUEUE, results=endpoint.url)
-        try:
-            warm = [executor.submit(asquare, n) for n in range(WARM_JOBS)]
-            collect(warm)
-            _check([f.result() for f in warm], 0, WARM_JOBS, "distqueue")
-            started = time.perf_counter()
-            futures = [executor.submit(asquare, n) for n in range(count)]
-            finished = collect(futures)
-        except BaseException:
-            executor.shutdown(wait=False, cancel_futures=True)
-            raise
-        executor.shutdown()
-        _check([f.result() for f in futures], 0, count, "distqueue")
-        return finished - started
-
-    return trial
 
 
 def _arq_trial(endpoint: RedisEndpoint, python: str, pool: _Pool) -> Trial:

@@ -141,7 +141,7 @@ def _check(values: Sequence[Any], first: int, count: int, side: str) -> None:
         raise RuntimeError(f"{side}: the results are not the squares of the jobs")
 
 
-def _distqueue_trial(endpoint: RedisEndpoint, square: Callable[[int], int], pool: _Pool) -> Trial:
+def _distqueue_trial(endpoint: RedisEndpoint, square: Callable[..., Any], pool: _Pool) -> Trial:
     def collect(futures: list[concurrent.futures.Future[int]]) -> float:
         _, not_done = concurrent.futures.wait(futures, timeout=WAIT)
         finished = time.perf_counter()

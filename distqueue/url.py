@@ -242,35 +242,31 @@ def results_url_for(queue_url: str) -> str:
 def make_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:
     """The two clients (commands, blocking waits) for a Redis URL of any form, with its time
     limits (``options``, or those of the URL's query), retrying nothing by themselves."""
-    from .backends import connection
-
-    if options is None:
-        options = redis_options(url)
-    scheme = scheme_of(url)
-    if scheme in CLUSTER_SCHEMES:
-        nodes, kwargs = cluster_connection(url)
-        return connection.make_cluster_clients(nodes, kwargs, options)
-    if scheme in SENTINEL_SCHEMES:
-        sentinels, service, master, sentinel = sentinel_connection(url)
-        return connection.make_sentinel_clients(sentinels, service, master, sentinel, options)
-    return connection.make_clients(redis_connection_kwargs(url), options)
+    return _redis_clients(url, options, asyncio=False)
 
 
 def make_async_redis_clients(url: str, options: Any = None) -> tuple[Any, Any]:
     """As :func:`make_redis_clients`, with redis-py's asyncio clients: the same URLs and the
     same query parameters."""
-    from .backends import connection
+    return _redis_clients(url, options, asyncio=True)
+
+
+def _redis_clients(url: str, options: Any, *, asyncio: bool) -> tuple[Any, Any]:
+    from .backends import connection as c
 
     if options is None:
         options = redis_options(url)
     scheme = scheme_of(url)
     if scheme in CLUSTER_SCHEMES:
         nodes, kwargs = cluster_connection(url)
-        return connection.make_async_cluster_clients(nodes, kwargs, options)
+        make_cluster = c.make_async_cluster_clients if asyncio else c.make_cluster_clients
+        return make_cluster(nodes, kwargs, options)
     if scheme in SENTINEL_SCHEMES:
         sentinels, service, master, sentinel = sentinel_connection(url)
-        return connection.make_async_sentinel_clients(sentinels, service, master, sentinel, options)
-    return connection.make_async_clients(redis_connection_kwargs(url), options)
+        make_sentinel = c.make_async_sentinel_clients if asyncio else c.make_sentinel_clients
+        return make_sentinel(sentinels, service, master, sentinel, options)
+    make = c.make_async_clients if asyncio else c.make_clients
+    return make(redis_connection_kwargs(url), options)
 
 
 def make_redis_client(url: str) -> Any:
