@@ -32,9 +32,11 @@ class Pair:
         (directory / "replica").mkdir()
         self.primary = RedisServer(binary, directory / "primary")
         self.replica = RedisServer(binary, directory / "replica")
+        self.primary_client = redis.Redis(port=self.primary.port)
+        # sync the replica at once, not after the default 5 s of waiting for more replicas
+        self.primary_client.config_set("repl-diskless-sync-delay", 0)
         self.replica_client = redis.Redis(port=self.replica.port)
         self.replica_client.replicaof("127.0.0.1", self.primary.port)
-        self.primary_client = redis.Redis(port=self.primary.port)
         deadline = time.monotonic() + 30
         while self._synced_replicas() < 1:
             assert time.monotonic() < deadline, "the replica never came in sync"
