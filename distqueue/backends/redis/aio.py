@@ -38,7 +38,7 @@ import redis.exceptions
 from ...errors import WrongTypeError
 from ...serializers import Serializer
 from .. import connection as _connection
-from ..base import DeadLetter, Kind, Lease
+from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
 from .aioscripts import AsyncScript
 from .backend import _REDIS_ERRORS, _block_slice, translate, wrong_type
@@ -278,6 +278,23 @@ class AsyncRedisBackend:
 
     async def put_many(self, items: Sequence[Any], maxsize: int, timeout: float | None) -> None:
         await self.drive(self.protocol.put_many(items, maxsize, timeout))
+
+    async def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        return await self.drive(self.protocol.put_with(items, maxsize, timeout, options))
+
+    async def scheduled(self) -> int:
+        return await self.drive(self.protocol.scheduled())
+
+    async def set_limits(self, limits: Limits) -> None:
+        await self.drive(self.protocol.set_limits(limits))
+
+    async def limits(self) -> Limits:
+        return await self.drive(self.protocol.limits())
+
+    async def pause(self, seconds: float) -> None:
+        await self.drive(self.protocol.pause(seconds))
 
     async def get_many(self, n: int, timeout: float | None) -> list[Any]:
         raws = await self._consumers.take(n, timeout, 0, 0)
