@@ -243,3 +243,20 @@ def test_a_server_that_is_down_gives_a_connection_error_not_a_hang() -> None:
                 await asyncio.wait_for(q.get(timeout=0), GUARD)
 
     asyncio.run(body())
+
+
+def test_a_get_cancelled_at_any_point_of_its_round_trip_ends_cancelled(
+    aqueues: AsyncQueues,
+) -> None:
+    async def body() -> None:
+        q = aqueues(aio.Queue)
+        for turn in range(60):
+            task = asyncio.ensure_future(q.get())
+            for _ in range(turn % 5):  # cancel at different points of the round trip
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=GUARD)
+            assert done, f"a get cancelled after {turn % 5} turn(s) of the loop went on waiting"
+            assert task.cancelled()
+
+    aqueues.run(body)

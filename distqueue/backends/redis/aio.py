@@ -64,6 +64,14 @@ def _finish(operation: Operation[T], reply: Any) -> T:
     raise AssertionError("a take is one step")
 
 
+def _cancel_swallowed() -> bool:
+    """Whether this task was asked to cancel and is still running (``Task.cancelling``; not
+    known before Python 3.11)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
+
+
 class AsyncRedisBackend:
     """Redis storage for one queue, for asyncio code: the async twin of
     :class:`~.backend.RedisBackend`'s methods, over the same protocol.
@@ -218,7 +226,15 @@ class AsyncRedisBackend:
         except asyncio.CancelledError:
             self.spawn(self.settle(operation, step, lease_ms, max_deliveries))
             raise
-        return _finish(operation, reply)
+        result = _finish(operation, reply)
+        if _cancel_swallowed():
+            # This task was cancelled as the reply came, and the cancellation got lost on the
+            # way (asyncio.wait_for of Python 3.11, which redis-py uses to send, returns a
+            # result that is ready rather than raise): raise it, handing on what was taken.
+            if isinstance(result, list) and result:
+                self.hand_back(lease_ms, max_deliveries, result)
+            raise asyncio.CancelledError
+        return result
 
     async def settle(
         self, operation: Operation[Any], step: Run, lease_ms: int, max_deliveries: int
