@@ -7,9 +7,9 @@ Everything else is the thread worker's own code: how a task message is checked (
 allow list) and refused, how outcomes are reported and items acknowledged in batches, how a
 failing item is given back, how a task that raises :class:`distqueue.BackOff` pauses the
 queue. Each item is listed in the heartbeat while it runs and told to ``metrics`` when it
-ends, with its own outcome (:class:`~distqueue.worker.ItemOutcome`). The blocking queue calls (leasing, reporting, giving back) run in
-two threads of their own, so the loop never waits for the server; leases are renewed by the
-queue's heartbeat while their items run.
+ends, with its own outcome (:class:`~distqueue.worker.ItemOutcome`). The blocking queue
+calls (leasing, reporting, giving back) run in two threads of their own, so the loop never
+waits for the server; leases are renewed by the queue's heartbeat while their items run.
 
 Stopping: :meth:`AsyncWorker.stop` (SIGTERM or SIGINT from :meth:`AsyncWorker.run`) takes no
 new work and lets the running items finish, as the thread worker does. With ``grace`` set,
