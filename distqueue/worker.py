@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import logging
 import os
@@ -64,6 +65,31 @@ from .serializers import SignedSerializer, get_serializer
 from .tasks import Outcome
 
 logger = logging.getLogger("distqueue.worker")
+
+
+class ItemOutcome:
+    """What became of the item being handled, for the metrics: ``"processed"``, ``"failed"``
+    or ``"retried"``. Each thread (or asyncio task) handling an item calls :meth:`begin` and
+    sees its own record; work it hands to another thread sees the same record when run in a
+    copy of its context (``contextvars.copy_context().run``)."""
+
+    def __init__(self) -> None:
+        self._record: contextvars.ContextVar[list[str]] = contextvars.ContextVar("outcome")
+
+    def begin(self) -> None:
+        """A new item: ``"processed"`` until said otherwise."""
+        self._record.set(["processed"])
+
+    @property
+    def value(self) -> str:
+        record = self._record.get(None)
+        return "processed" if record is None else record[0]
+
+    @value.setter
+    def value(self, outcome: str) -> None:
+        record = self._record.get(None)
+        if record is not None:
+            record[0] = outcome
 
 
 class Worker:
@@ -116,7 +142,7 @@ class Worker:
         self.heartbeat_interval = heartbeat
         self.metrics = metrics
         self._in_hand: dict[int, dict[str, Any]] = {}
-        self._outcome = threading.local()
+        self._outcome = ItemOutcome()
         self._count_lock = threading.Lock()
         self._stopping = threading.Event()
         self._crashed = False
@@ -271,7 +297,7 @@ class Worker:
                 "since": round(time.time(), 3),
                 "deliveries": message.deliveries,
             }
-        self._outcome.value = "processed"
+        self._outcome.begin()
         began = time.perf_counter()
         try:
             self._handle_counted(message, finished)

@@ -299,3 +299,9 @@ async def gate(name: str) -> str:
 def open_gate(name: str) -> None:
     loop, event = _gates[name]
     loop.call_soon_threadsafe(event.set)
+
+
+async def aback_off_first(item: Any) -> None:
+    """:func:`back_off_first` as a coroutine."""
+    await asyncio.sleep(0)
+    back_off_first(item)

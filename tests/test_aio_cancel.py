@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -243,3 +244,23 @@ def test_a_server_that_is_down_gives_a_connection_error_not_a_hang() -> None:
                 await asyncio.wait_for(q.get(timeout=0), GUARD)
 
     asyncio.run(body())
+
+
+def test_a_get_cancelled_at_any_point_of_its_round_trip_ends_cancelled(
+    aqueues: AsyncQueues,
+) -> None:
+    if aqueues.backend != "memory" and sys.version_info < (3, 11):
+        pytest.skip("a cancellation lost inside redis-py's send is seen from Python 3.11 on")
+
+    async def body() -> None:
+        q = aqueues(aio.Queue)
+        for turn in range(60):
+            task = asyncio.ensure_future(q.get())
+            for _ in range(turn % 5):  # cancel at different points of the round trip
+                await asyncio.sleep(0)
+            task.cancel()
+            done, _ = await asyncio.wait([task], timeout=GUARD)
+            assert done, f"a get cancelled after {turn % 5} turn(s) of the loop went on waiting"
+            assert task.cancelled()
+
+    aqueues.run(body)

@@ -9,8 +9,11 @@ would fail them (each gives up after 30 s with an error naming how many came).
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future
 from typing import Any
@@ -21,6 +24,7 @@ from processes import GUARD, wait_until
 
 import distqueue
 from distqueue.aio.worker import AsyncWorker
+from distqueue.registry import open_registry
 from distqueue.results import ResultStore
 from distqueue.serializers import get_serializer
 from distqueue.tasks import TaskMessage
@@ -269,3 +273,129 @@ def test_a_worker_function_may_be_a_coroutine_function(serving: Serving) -> None
     message = serving.queue.get_message(timeout=GUARD)
     assert (message.item, message.deliveries) == ("bad", 2)  # given back, with back-off
     message.ack()
+
+
+# -- per-item bookkeeping: back-off, heartbeat, metrics -----------------------------------------
+
+
+def test_a_coroutine_that_backs_off_pauses_the_whole_queue(queue_url: str) -> None:
+    name = f"aio-backoff-{uuid.uuid4().hex}"
+    q: distqueue.Queue[Any] = distqueue.Queue(url=queue_url, name=name, visibility_timeout=10)
+    first, other = f"first-{name}", f"other-{name}"
+    q.put(first)
+    worker = AsyncWorker(q, function=taskfns.aback_off_first, concurrency=4, poll=0.1)
+    thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(taskfns.backed_off.get(first, [])) >= 1, "the first call")
+        q.put(other)  # put during the pause: waits for it to end
+        wait_until(lambda: len(taskfns.backed_off.get(first, [])) >= 2, "the item again")
+        wait_until(lambda: len(taskfns.backed_off.get(other, [])) >= 1, "the other item")
+        paused_at = taskfns.backed_off[first][0]
+        assert taskfns.backed_off[first][1] - paused_at >= 0.3 - 0.01
+        assert taskfns.backed_off[other][0] - paused_at >= 0.3 - 0.01
+        wait_until(lambda: q.unfinished_tasks == 0, "both items done")
+        assert q.dead_letters() == []  # given back, not failed
+        assert worker.failed == 0
+    finally:
+        worker.stop()
+        thread.join(GUARD)
+        q.delete()
+        q.close()
+
+
+def test_an_executor_task_that_backs_off_pauses_the_queue_from_the_event_loop_worker(
+    serving: Serving,
+) -> None:
+    serving.start(AsyncWorker, concurrency=4)
+    key = f"task-{uuid.uuid4().hex}"
+    started = time.monotonic()
+    assert serving.executor().submit(taskfns.back_off_task, key, 0.3).result(GUARD) == key
+    calls = taskfns.backed_off[key]
+    assert len(calls) == 2
+    assert calls[1] - calls[0] >= 0.3 - 0.01
+    assert calls[0] >= started
+    assert serving.worker is not None and serving.worker.failed == 0
+
+
+class Recorder:
+    """Metrics that remember what they were told."""
+
+    def __init__(self) -> None:
+        self.finished: list[tuple[float, str]] = []
+        self.waited: list[float] = []
+        self.lock = threading.Lock()
+
+    def item_finished(self, seconds: float, outcome: str) -> None:
+        with self.lock:
+            self.finished.append((seconds, outcome))
+
+    def queue_waited(self, seconds: float) -> None:
+        with self.lock:
+            self.waited.append(seconds)
+
+
+def test_metrics_hear_of_every_item_with_its_own_outcome(serving: Serving) -> None:
+    metrics = Recorder()
+    serving.start(AsyncWorker, concurrency=40, metrics=metrics)
+    executor = serving.executor()
+    good = [executor.submit(taskfns.aadd, i, 1) for i in range(15)]
+    bad = [executor.submit(taskfns.fail, f"no {i}") for i in range(10)]
+    plain = [executor.submit(taskfns.add, i, 2) for i in range(5)]
+    assert [f.result(timeout=GUARD) for f in good] == [i + 1 for i in range(15)]
+    assert [f.result(timeout=GUARD) for f in plain] == [i + 2 for i in range(5)]
+    for future in bad:
+        with pytest.raises(ValueError):
+            future.result(timeout=GUARD)
+    wait_until(lambda: len(metrics.finished) == 30, "every item told to the metrics")
+    assert Counter(outcome for _, outcome in metrics.finished) == Counter(
+        {"processed": 20, "failed": 10}
+    )
+    assert all(seconds >= 0 for seconds, _ in metrics.finished)
+    assert len(metrics.waited) == 30
+    assert all(seconds >= 0 for seconds in metrics.waited)
+
+
+def test_a_failing_item_given_back_is_told_as_retried(serving: Serving) -> None:
+    metrics = Recorder()
+    name = f"retry-{uuid.uuid4().hex}"
+    q: distqueue.Queue[Any] = distqueue.Queue(url=serving.url, name=name, visibility_timeout=10)
+    worker = AsyncWorker(q, function=taskfns.fail, concurrency=2, poll=0.1, metrics=metrics)
+    thread = threading.Thread(target=worker.run, kwargs={"handle_signals": False}, daemon=True)
+    thread.start()
+    try:
+        q.put("always")
+        wait_until(lambda: len(metrics.finished) >= 1, "the first failure")
+        assert metrics.finished[0][1] == "retried"  # given back to run again later
+    finally:
+        worker.stop()
+        thread.join(GUARD)
+        q.delete()
+        q.close()
+
+
+def test_the_heartbeat_lists_the_items_in_hand(serving: Serving) -> None:
+    worker = serving.start(AsyncWorker, concurrency=5, heartbeat=0.05)
+    registry = open_registry(serving.url)
+    try:
+
+        def mine() -> Any:
+            found = [w for w in registry.workers() if w.queue == serving.name]
+            return found[0] if found else None
+
+        executor = serving.executor()
+        names = [f"gate-{uuid.uuid4().hex}" for _ in range(3)]
+        futures = [executor.submit(taskfns.gate, name) for name in names]
+        wait_until(lambda: mine() is not None and len(mine().current) == 3, "three items in hand")
+        entry = mine()
+        assert entry.pid == os.getpid()
+        assert [item["deliveries"] for item in entry.current] == [1, 1, 1]
+        assert len({item["id"] for item in entry.current}) == 3
+        assert all(item["since"] >= worker.started - 1 for item in entry.current)
+        assert len(worker.describe()["current"]) == 3
+        for name in names:
+            taskfns.open_gate(name)
+        assert [f.result(timeout=GUARD) for f in futures] == names
+        wait_until(lambda: mine() is not None and mine().current == [], "no item in hand")
+    finally:
+        registry.close()

@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..backends.base import DeadLetter, Deadline, Kind, Lease
+from ..backends.base import DeadLetter, Deadline, Kind, Lease, Limits, PutOptions
 from ..backends.memory import MemoryBackend
 from ..errors import Empty, Full
 
@@ -171,6 +171,32 @@ class AsyncMemoryBackend:
             return None
 
         await self._wait(self._putters, attempt, timeout, Full)
+
+    async def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        sync = self.sync
+
+        def attempt() -> Any:
+            try:
+                return sync.put_with(items, maxsize, 0, options)
+            except Full:
+                return _AGAIN
+
+        put: bool = await self._wait(self._putters, attempt, timeout, Full)
+        return put
+
+    async def scheduled(self) -> int:
+        return self.sync.scheduled()
+
+    async def set_limits(self, limits: Limits) -> None:
+        self.sync.set_limits(limits)
+
+    async def limits(self) -> Limits:
+        return self.sync.limits()
+
+    async def pause(self, seconds: float) -> None:
+        self.sync.pause(seconds)
 
     async def get_many(self, n: int, timeout: float | None) -> list[Any]:
         sync = self.sync

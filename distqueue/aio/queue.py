@@ -43,15 +43,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import math
 import types
 import uuid
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from ..backends.base import DeadLetter, Kind, Lease
+from ..backends.base import DeadLetter, Kind, Lease, Limits
 from ..errors import Empty, Full, LeaseLost, ShutDown
 from ..leases import DEFAULT_VISIBILITY_TIMEOUT, check_lease_settings, retry_delay_for
+from ..options import check_limits, check_seconds, put_options
 from ..queue import _capacity, _check_count, _wait_for
 from ..serializers import Serializer, get_serializer
 from ..url import open_async_backend, resolve_url
@@ -137,7 +139,40 @@ class Queue(Generic[T]):
             return None
         return _wait_for(timeout)
 
-    async def put(self, item: T, *, timeout: float | None = None) -> None:
+    @overload
+    async def put(
+        self,
+        item: T,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: None = None,
+        dedup_for: None = None,
+    ) -> None: ...
+
+    @overload
+    async def put(
+        self,
+        item: T,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str,
+        dedup_for: float,
+    ) -> bool: ...
+
+    async def put(
+        self,
+        item: T,
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str | None = None,
+        dedup_for: float | None = None,
+    ) -> bool | None:
         """Put ``item`` into the queue, waiting while it is full.
 
         ``timeout`` (seconds; ``0``: do not wait) bounds the wait: ``QueueFull`` when it runs
@@ -146,20 +181,45 @@ class Queue(Generic[T]):
         ``TypeError``) if a shared backend cannot encode the item, ``BackendConnectionError``
         if the server cannot be reached. A put that raises ``QueueFull`` or ``QueueShutDown``
         added nothing.
+
+        ``delay``, ``at``, ``dedup_key`` and ``dedup_for`` are :meth:`distqueue.Queue.put`'s
+        (see "Time and rate" in the README), with the same state on the server: the item is
+        kept out of sight until ``delay`` seconds from now or ``at`` (by the server's clock),
+        and with a ``dedup_key`` nothing is put when a put with that key happened within
+        ``dedup_for`` seconds; the call then returns whether it put the item (``None``
+        without a key). Raises ``TypeError`` or ``ValueError`` for bad values of these,
+        before anything is sent.
         """
+        options = put_options(delay, at, dedup_key, dedup_for)
         wait = self._put_timeout(timeout)
         try:
-            await self._backend.put(item, self._capacity, wait)
+            if options is None:
+                await self._backend.put(item, self._capacity, wait)
+                return None
+            put = bool(await self._backend.put_with([item], self._capacity, wait, options))
         except Full:
             raise QueueFull from None
         except ShutDown:
             raise QueueShutDown from None
+        return put if dedup_key is not None else None
 
-    async def put_many(self, items: Iterable[T], *, timeout: float | None = None) -> None:
+    async def put_many(
+        self,
+        items: Iterable[T],
+        *,
+        timeout: float | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
+        dedup_key: str | None = None,
+        dedup_for: float | None = None,
+    ) -> bool | None:
         """Put all ``items`` in one atomic step (one round trip on a server), waiting until
         all fit; while it waits, smaller puts may go ahead of it, as with
         :meth:`distqueue.Queue.put_many`. Raises ``ValueError`` if they could never fit (more
-        than ``maxsize``), else as :meth:`put`; on any error none of them was put."""
+        than ``maxsize``), else as :meth:`put`; on any error none of them was put.
+        ``delay``, ``at``, ``dedup_key`` and ``dedup_for`` are as for :meth:`put`, for the
+        whole batch (one key for all of it); with a key, returns whether the batch was put."""
+        options = put_options(delay, at, dedup_key, dedup_for)
         batch = list(items)
         if self._capacity and len(batch) > self._capacity:
             raise ValueError(
@@ -167,11 +227,53 @@ class Queue(Generic[T]):
             )
         wait = self._put_timeout(timeout)
         try:
-            await self._backend.put_many(batch, self._capacity, wait)
+            if options is None or not batch:
+                await self._backend.put_many(batch, self._capacity, wait)
+                return None if dedup_key is None else bool(batch)
+            put = bool(await self._backend.put_with(batch, self._capacity, wait, options))
         except Full:
             raise QueueFull from None
         except ShutDown:
             raise QueueShutDown from None
+        return put if dedup_key is not None else None
+
+    async def scheduled(self) -> int:
+        """How many items put with a ``delay`` or ``at`` are not yet due: a snapshot
+        (:meth:`size` counts only the items that are visible). Raises
+        ``BackendConnectionError`` when the server cannot be reached."""
+        return int(await self._backend.scheduled())
+
+    # -- limits ----------------------------------------------------------------------------
+
+    async def set_limits(
+        self, *, rate: int | None = None, per: float = 1.0, concurrency: int | None = None
+    ) -> None:
+        """Limit how fast (``rate`` items per ``per`` seconds) and how much (``concurrency``
+        items leased at once) consumers take, for every user of the queue, blocking or
+        asyncio, on every machine: :meth:`distqueue.Queue.set_limits`, the same limits on the
+        server. A get held back by a limit waits as on an empty queue; one cancelled while
+        it waits takes nothing and uses up none of the rate.
+
+        Raises ``TypeError`` or ``ValueError`` for bad values, ``BackendConnectionError`` if
+        the server cannot be reached.
+        """
+        await self._backend.set_limits(check_limits(rate, per, concurrency))
+
+    async def limits(self) -> Limits:
+        """The limits set with :meth:`set_limits` (here or through a blocking handle).
+        Raises ``BackendConnectionError`` if the server cannot be reached."""
+        limits: Limits = await self._backend.limits()
+        return limits
+
+    async def pause(self, seconds: float) -> None:
+        """Let no consumer anywhere take an item for ``seconds`` from now (the server's
+        clock); a pause already running that ends later stays (see
+        :meth:`distqueue.Queue.pause`). Items may still be put meanwhile.
+
+        Raises ``TypeError`` or ``ValueError`` unless ``seconds`` is a finite number ``>= 0``,
+        ``BackendConnectionError`` if the server cannot be reached.
+        """
+        await self._backend.pause(check_seconds(seconds, "seconds"))
 
     def put_nowait(self, item: T) -> None:
         """Put ``item`` if there is room at once, else raise ``QueueFull``; otherwise raises as

@@ -5,9 +5,11 @@ instead of in threads: up to ``concurrency`` at once, each an ``async def`` func
 coroutine (a plain function runs in a pool of threads meanwhile, so it never blocks the loop).
 Everything else is the thread worker's own code: how a task message is checked (signature,
 allow list) and refused, how outcomes are reported and items acknowledged in batches, how a
-failing item is given back. The blocking queue calls (leasing, reporting, giving back) run in
-two threads of their own, so the loop never waits for the server; leases are renewed by the
-queue's heartbeat while their items run.
+failing item is given back, how a task that raises :class:`distqueue.BackOff` pauses the
+queue. Each item is listed in the heartbeat while it runs and told to ``metrics`` when it
+ends, with its own outcome (:class:`~distqueue.worker.ItemOutcome`). The blocking queue
+calls (leasing, reporting, giving back) run in two threads of their own, so the loop never
+waits for the server; leases are renewed by the queue's heartbeat while their items run.
 
 Stopping: :meth:`AsyncWorker.stop` (SIGTERM or SIGINT from :meth:`AsyncWorker.run`) takes no
 new work and lets the running items finish, as the thread worker does. With ``grace`` set,
@@ -25,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import inspect
 import os
@@ -34,7 +37,14 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .. import tasks
-from ..errors import BackendConnectionError, DeserializationError, DistQueueError, Empty, ShutDown
+from ..errors import (
+    BackendConnectionError,
+    BackOff,
+    DeserializationError,
+    DistQueueError,
+    Empty,
+    ShutDown,
+)
 from ..heartbeat import DEFAULT_INTERVAL
 from ..leases import Message
 from ..queue import Queue
@@ -244,20 +254,48 @@ class AsyncWorker(Worker):
         reporter: concurrent.futures.Executor,
         threads: concurrent.futures.Executor,
     ) -> None:
-        loop = asyncio.get_running_loop()
+        """Handle one item, listed among the items in hand (the heartbeat's ``current``) while
+        it runs, and told to the metrics when it ends, as on the thread worker."""
+        key = id(asyncio.current_task())
+        with self._count_lock:
+            self._in_hand[key] = {
+                "id": message.id,
+                "since": round(time.time(), 3),
+                "deliveries": message.deliveries,
+            }
+        self._outcome.begin()  # this task's own record (each task runs in a copied context)
+        began = time.perf_counter()
+        try:
+            await self._handle_one(message, finished, reporter, threads)
+        finally:
+            with self._count_lock:
+                self._in_hand.pop(key, None)
+            if self.metrics is not None:
+                self.metrics.item_finished(time.perf_counter() - began, self._outcome.value)
+            self._wake.set()
+
+    async def _handle_one(
+        self,
+        message: Message[Any],
+        finished: _Finished,
+        reporter: concurrent.futures.Executor,
+        threads: concurrent.futures.Executor,
+    ) -> None:
         try:
             call = self._prepare(message)
             if isinstance(call, _Refusal):
-                await loop.run_in_executor(reporter, self._refuse, message, call, finished)
+                await _off_loop(reporter, self._refuse, message, call, finished)
             elif call.function is None:
                 self._conclude(message, call, finished, False, call.error)
             else:
                 succeeded, result = await self._call(call, threads)
                 if not succeeded and self._is_cancelled_by_us():
-                    await loop.run_in_executor(reporter, self._release, [message])
+                    self._outcome.value = "retried"
+                    await _off_loop(reporter, self._release, [message])
                     return
-                if call.task is None and not succeeded:  # given back: I/O
-                    await loop.run_in_executor(
+                if not succeeded and (call.task is None or isinstance(result, BackOff)):
+                    # given back, or the queue paused: I/O, off the loop
+                    await _off_loop(
                         reporter, self._conclude, message, call, finished, succeeded, result
                     )
                 else:
@@ -265,7 +303,8 @@ class AsyncWorker(Worker):
         except asyncio.CancelledError:
             if not self._is_cancelled_by_us():
                 raise
-            await loop.run_in_executor(reporter, self._release, [message])
+            self._outcome.value = "retried"
+            await _off_loop(reporter, self._release, [message])
         except BackendConnectionError as exc:
             # As on the thread worker: the item's lease runs out and it is delivered again.
             self._count(failed=True)
@@ -276,13 +315,12 @@ class AsyncWorker(Worker):
             self._count(failed=True)
             logger.exception("failed to handle item %s", message.id)
             try:
-                await loop.run_in_executor(
+                await _off_loop(
                     reporter, self._give_back, message, "the worker failed to handle it"
                 )
             except DistQueueError as exc:
                 logger.error("could not give item %s back: %s", message.id, exc)
                 message.abandon()
-        self._wake.set()
 
     async def _call(self, call: _Call, threads: concurrent.futures.Executor) -> tuple[bool, Any]:
         """Run the call: a coroutine on this loop, a plain function in a thread."""
@@ -328,6 +366,15 @@ class AsyncWorker(Worker):
             rate = (self.processed - last_count) / (now - last_time)
             logger.info("processed %d items (%.1f/s), %d failed", self.processed, rate, self.failed)
             last_time, last_count = now, self.processed
+
+
+def _off_loop(executor: concurrent.futures.Executor, function: Any, *args: Any) -> Any:
+    """``function(*args)`` in ``executor``, in a copy of this task's context (so that it
+    tells this item's outcome, see :class:`~distqueue.worker.ItemOutcome`)."""
+    context = contextvars.copy_context()
+    return asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(context.run, function, *args)
+    )
 
 
 def _set_result(future: asyncio.Future[None]) -> None:

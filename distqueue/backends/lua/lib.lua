@@ -43,6 +43,25 @@ local function now_ms()
     return clock_ms
 end
 
+-- Rate grants (take.lua, giveback.lua): one member of "rate" per item taken, "<n>:<name>",
+-- n from meta "grants" (so that members differ) and name the SHA-1 of the item's raw value
+-- (so that an item given back can hand back its grant; the value itself where the server's
+-- Lua lacks redis.sha1hex).
+local function value_name(raw)
+    if redis.sha1hex then
+        return redis.sha1hex(raw)
+    end
+    return raw
+end
+
+local function grant_member(n, raw)
+    return n .. ':' .. value_name(raw)
+end
+
+local function grant_name(member)
+    return string.sub(member, (string.find(member, ':', 1, true) or 0) + 1)
+end
+
 local function key_length(member)
     return tonumber(string.sub(member, -8), 16)
 end

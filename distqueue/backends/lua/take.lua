@@ -14,7 +14,8 @@
 -- KEYS[9]  dead        list  item ids of dead letters, newest at the left
 -- KEYS[10] errors      hash  item id -> why it is a dead letter
 -- KEYS[11] sched       zset  items put with a delay, by due time (see promote in lib.lua)
--- KEYS[12] rate        zset  one member per item taken, scored by when (server time, ms)
+-- KEYS[12] rate        zset  one member per item taken (grant_member in lib.lua), scored by when
+--                            (server time, ms)
 -- ARGV[1] "fifo", "lifo" or "priority"; ARGV[2] how many items at most;
 -- ARGV[3] lease length in ms, 0 for none; ARGV[4] max deliveries
 --
@@ -168,11 +169,14 @@ end
 
 local taken_n = lease_ms == 0 and #out or #out / 3
 if counted and taken_n > 0 then
+    -- a grant names its item's value (see giveback.lua, which hands grants back)
     local grants = {}
     local last = redis.call('HINCRBY', KEYS[2], 'grants', taken_n)
-    for i = last - taken_n + 1, last do
+    local step = lease_ms == 0 and 1 or 3
+    local offset = lease_ms == 0 and 0 or 1
+    for i = 1, taken_n do
         grants[#grants + 1] = now_ms()
-        grants[#grants + 1] = i
+        grants[#grants + 1] = grant_member(last - taken_n + i, out[(i - 1) * step + 1 + offset])
     end
     redis.call('ZADD', KEYS[12], unpack(grants))
 end

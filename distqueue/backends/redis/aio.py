@@ -38,7 +38,7 @@ import redis.exceptions
 from ...errors import WrongTypeError
 from ...serializers import Serializer
 from .. import connection as _connection
-from ..base import DeadLetter, Kind, Lease
+from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
 from .aioscripts import AsyncScript
 from .backend import _REDIS_ERRORS, _block_slice, translate, wrong_type
@@ -62,6 +62,14 @@ def _finish(operation: Operation[T], reply: Any) -> T:
         result: T = done.value
         return result
     raise AssertionError("a take is one step")
+
+
+def _cancel_swallowed() -> bool:
+    """Whether this task was asked to cancel and is still running (``Task.cancelling``; not
+    known before Python 3.11)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling is not None and cancelling())
 
 
 class AsyncRedisBackend:
@@ -219,7 +227,15 @@ class AsyncRedisBackend:
         except asyncio.CancelledError:
             self.spawn(self.settle(operation, step, lease_ms, max_deliveries))
             raise
-        return _finish(operation, reply)
+        result = _finish(operation, reply)
+        if _cancel_swallowed():
+            # This task was cancelled as the reply came, and the cancellation got lost on the
+            # way (asyncio.wait_for of Python 3.11, which redis-py uses to send, returns a
+            # result that is ready rather than raise): raise it, handing on what was taken.
+            if isinstance(result, list) and result:
+                self.hand_back(lease_ms, max_deliveries, result)
+            raise asyncio.CancelledError
+        return result
 
     async def settle(
         self, operation: Operation[Any], step: Run, lease_ms: int, max_deliveries: int
@@ -279,6 +295,23 @@ class AsyncRedisBackend:
 
     async def put_many(self, items: Sequence[Any], maxsize: int, timeout: float | None) -> None:
         await self.drive(self.protocol.put_many(items, maxsize, timeout))
+
+    async def put_with(
+        self, items: Sequence[Any], maxsize: int, timeout: float | None, options: PutOptions
+    ) -> bool:
+        return await self.drive(self.protocol.put_with(items, maxsize, timeout, options))
+
+    async def scheduled(self) -> int:
+        return await self.drive(self.protocol.scheduled())
+
+    async def set_limits(self, limits: Limits) -> None:
+        await self.drive(self.protocol.set_limits(limits))
+
+    async def limits(self) -> Limits:
+        return await self.drive(self.protocol.limits())
+
+    async def pause(self, seconds: float) -> None:
+        await self.drive(self.protocol.pause(seconds))
 
     async def get_many(self, n: int, timeout: float | None) -> list[Any]:
         raws = await self._consumers.take(n, timeout, 0, 0)

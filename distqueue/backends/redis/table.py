@@ -74,7 +74,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
     ),
     "giveback": ScriptSpec(
         "giveback.lua",
-        ("items", "avail", "leases", "deliveries", "payloads"),
+        ("items", "avail", "leases", "deliveries", "payloads", "meta", "rate"),
         "kind raw|lease (value or token)...",
         True,
     ),
