@@ -439,6 +439,7 @@ class Worker:
         """The item asked its whole queue to pause: pause it, and give the item back to run
         again (once the pause ends, as every other item)."""
         logger.warning("item %s: %s; pausing queue %r", message.id, request, self.queue.name)
+        self._outcome.value = "retried"  # it runs again once the pause ends
         try:
             self.queue.pause(request.seconds)
         finally:

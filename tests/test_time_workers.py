@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -41,7 +42,19 @@ def test_a_function_that_backs_off_pauses_the_whole_queue(queue_url: str) -> Non
     q: distqueue.Queue[Any] = distqueue.Queue(url=queue_url, name=name, visibility_timeout=10)
     first, other = f"first-{name}", f"other-{name}"
     q.put(first)
-    worker = Worker(q, function=taskfns.back_off_first, concurrency=2, poll=0.1, prefetch=1)
+    outcomes: list[str] = []
+    metrics = SimpleNamespace(
+        item_finished=lambda seconds, outcome: outcomes.append(outcome),
+        queue_waited=lambda seconds: None,
+    )
+    worker = Worker(
+        q,
+        function=taskfns.back_off_first,
+        concurrency=2,
+        poll=0.1,
+        prefetch=1,
+        metrics=metrics,
+    )
     thread = _start(worker)
     try:
         wait_until(lambda: len(taskfns.backed_off.get(first, [])) >= 1, "the first call")
@@ -53,6 +66,10 @@ def test_a_function_that_backs_off_pauses_the_whole_queue(queue_url: str) -> Non
         assert taskfns.backed_off[other][0] - paused_at >= 0.3 - 0.01
         wait_until(lambda: q.unfinished_tasks == 0, "both items done")
         assert q.dead_letters() == []
+        # each item asks for a pause on its first call (back_off_first), then runs: a retry,
+        # then processed, for each
+        wait_until(lambda: len(outcomes) == 4, "four runs finished", show=lambda: outcomes)
+        assert sorted(outcomes) == ["processed", "processed", "retried", "retried"]
     finally:
         worker.stop()
         thread.join(HANG)

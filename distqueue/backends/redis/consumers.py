@@ -181,7 +181,7 @@ class Consumers:
                 elif not self._head():
                     # The token was for the tasks that left meanwhile: pass it on, so that
                     # another consumer of the queue is not left asleep.
-                    await backend.drive(protocol.give_back(False, ()))
+                    await backend.drive(protocol.wake_one())
         except asyncio.CancelledError:
             raise
         except Exception:  # a give-back or hand-on that failed: logged by the backend

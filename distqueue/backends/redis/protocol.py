@@ -281,6 +281,11 @@ class QueueProtocol:
         """Hand the shutdown token on to the next blocked client."""
         yield from self._call("signal", what="a shutdown wake-up")
 
+    def wake_one(self) -> Operation[None]:
+        """Wake one blocked consumer of the queue, to look at it again (a wake-up token taken
+        for tasks that left before they could use it is passed on this way)."""
+        yield from self._call("wake", what="a wake-up")
+
     def give_back(self, leased: bool, values: Sequence[Any]) -> Operation[int]:
         """Put items taken for a consumer that is gone before it got them back where the next
         get takes from, in order: raw values as a take returned them, or lease tokens (no
@@ -317,7 +322,7 @@ class QueueProtocol:
                 if cap is not None:
                     # Consumers that began waiting before that time was known wait for their
                     # slice to end; wake one of them to learn it, since this one leaves.
-                    yield from self._call("wake", what="a wake-up")
+                    yield from self.wake_one()
                 raise Empty
             yield from self._wait(self.wait_keys, wait)
 
