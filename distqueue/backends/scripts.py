@@ -23,6 +23,10 @@ before it names the reply of an earlier call that its client has received, which
 deletes: a reply (a get's holds its items) is kept only until its client has it, not for the
 whole window.
 
+On Redis 7 every script, plain and wrapped, is also a function of one library of Redis
+Functions (:func:`function_library`), where lib.lua's definitions are made once, when it is
+loaded, instead of at every run; calls use FCALL, and EVALSHA on servers without functions.
+
 This module does no I/O of its own except through the client it is given.
 """
 
@@ -273,8 +277,10 @@ class NotSent(Exception):
 
 
 class Script:
-    """A Lua script run by EVALSHA with its keys bound; sent whole (EVAL) when the server does
-    not know it (after a restart, a fail-over to a replica, or SCRIPT FLUSH).
+    """A Lua script with its keys bound, run as its function of :func:`function_library`
+    (FCALL), which is loaded on a server that lacks it; on a server that cannot run functions,
+    by EVALSHA, and sent whole (EVAL) when the server does not know it (after a restart, a
+    fail-over to a replica, or SCRIPT FLUSH).
 
     One call is one attempt: nothing here retries (the caller does, with the same request id).
     With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
@@ -349,6 +355,9 @@ class Script:
     def __call__(self, *args: Any) -> Any:
         if self._function is not None:
             try:
+                if self._fast:
+                    pool = self._client.connection_pool
+                    return self._call_packed(self._fprefix, self._fpacked, args, pool)
                 return self._send(self._fprefix, self._fpacked, args)
             except redis.exceptions.ResponseError as exc:
                 failure = function_failure(exc)
