@@ -209,6 +209,12 @@ def _calls(client: redis.Redis, command: str) -> int:
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
 
 
+def _attempts(client: redis.Redis, command: str) -> int:
+    """Calls of ``command`` the server took, failed or refused ones included."""
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return sum(int(stats.get(field, 0)) for field in ("calls", "failed_calls", "rejected_calls"))
+
+
 def test_scripts_run_as_functions_loaded_once_and_again_after_a_flush(
     redis_url: str, raw: redis.Redis
 ) -> None:
@@ -231,21 +237,39 @@ def test_scripts_run_as_functions_loaded_once_and_again_after_a_flush(
     q.close()
 
 
-def test_scripts_fall_back_to_evalsha_when_functions_may_not_be_loaded(
-    redis_url: str, raw: redis.Redis
+@pytest.mark.parametrize("denied", ["function", "fcall"])
+def test_scripts_fall_back_to_evalsha_for_a_user_denied_functions(
+    redis_url: str, raw: redis.Redis, denied: str
 ) -> None:
-    user = f"nofunctions-{uuid.uuid4().hex[:8]}"
+    import asyncio
+
+    import distqueue.aio
+
+    user = f"no{denied}-{uuid.uuid4().hex[:8]}"
     raw.acl_setuser(
-        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-function"]
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", f"-{denied}"]
     )
     raw.function_flush()
     url = redis_url.replace("redis://", f"redis://{user}:secret@")
+    name = fresh_name()
+
+    async def through_asyncio() -> list[Any]:
+        aq: distqueue.aio.Queue[Any] = distqueue.aio.Queue(url=url, name=name)
+        try:
+            await aq.put(3)
+            return [await aq.get(), await aq.get()]
+        finally:
+            await aq.aclose()
+
     try:
-        q: distqueue.Queue[Any] = distqueue.Queue(url=url, name=fresh_name())
+        q: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
         q.put(1)
-        q.put(2)
+        tried = _attempts(raw, "fcall"), _attempts(raw, "function|load")
+        q.put(2)  # the script knows now: EVALSHA straight away
+        assert (_attempts(raw, "fcall"), _attempts(raw, "function|load")) == tried
         assert q.get() == 1
-        assert q.get_nowait() == 2
+        assert asyncio.run(through_asyncio()) == [2, 3]
+        assert q.qsize() == 0
         assert raw.function_list() == []
         q.close()
     finally:
