@@ -26,7 +26,8 @@ from ..scripts import (
 
 
 class AsyncScript:
-    """One Lua script of one queue, run by EVALSHA (EVAL when the server does not know it),
+    """One Lua script of one queue, run as its Redis Function (FCALL; on a server without
+    functions by EVALSHA, or EVAL when the server does not know it),
     followed on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to
     confirm each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few
     did, which the caller retries).
