@@ -8,6 +8,7 @@ session (tests/cluster.py); a test that kills or moves something leaves it healt
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -21,6 +22,7 @@ from failover import assert_nothing_lost, run_through
 from threads import assert_still_running, run_in_thread, wait_until_blocked
 
 import distqueue
+import distqueue.aio
 from distqueue.backends.connection import RedisOptions
 from distqueue.url import cluster_connection, redis_options, sentinel_connection
 from distqueue.worker import Worker
@@ -140,6 +142,46 @@ def test_queues_spread_over_the_masters_each_queue_on_one_slot(
         for q in queues:
             q.delete()
             q.close()
+
+
+def test_a_master_without_the_functions_is_given_them_by_the_first_call_there(
+    redis_cluster: Cluster, cluster_url: str
+) -> None:
+    from distqueue.backends.scripts import function_library
+
+    library = function_library()[0].partition("\n")[0].partition("name=")[2]
+    name = f"functions-{uuid.uuid4().hex[:6]}"
+    master = redis_cluster.master_of_key(f"dq:{{{name}}}:items")
+
+    def forget_functions() -> None:  # as restarts without persistence would
+        for node in redis_cluster.masters():
+            with node.client() as client:
+                client.function_flush()
+
+    def loaded() -> list[str]:
+        with master.client() as client:
+            return [entry[1] for entry in client.function_list(library)]
+
+    async def put_async(item: int) -> None:
+        aq: distqueue.aio.Queue[Any] = distqueue.aio.Queue(url=cluster_url, name=name)
+        try:
+            await aq.put(item)
+        finally:
+            await aq.aclose()
+
+    q: distqueue.Queue[Any] = distqueue.Queue(url=cluster_url, name=name)
+    try:
+        q.put(1)
+        forget_functions()
+        q.put(2)
+        assert loaded() == [library]
+        forget_functions()
+        asyncio.run(put_async(3))
+        assert loaded() == [library]
+        assert q.get_many(5) == [1, 2, 3]
+    finally:
+        q.delete()
+        q.close()
 
 
 def test_the_executor_and_a_worker_run_tasks_on_a_cluster(cluster_url: str) -> None:

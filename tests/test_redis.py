@@ -204,6 +204,78 @@ def test_scripts_are_reloaded_after_the_server_forgets_them(
     q.close()
 
 
+def _calls(client: redis.Redis, command: str) -> int:
+    stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+def _attempts(client: redis.Redis, command: str) -> int:
+    """Calls of ``command`` the server took, failed or refused ones included."""
+    stats = client.info("commandstats").get(f"cmdstat_{command}", {})
+    return sum(int(stats.get(field, 0)) for field in ("calls", "failed_calls", "rejected_calls"))
+
+
+def test_scripts_run_as_functions_loaded_once_and_again_after_a_flush(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    from distqueue.backends.scripts import function_library
+
+    library = function_library()[0].partition("\n")[0].partition("name=")[2]
+    raw.function_flush()
+    q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=fresh_name())
+    q.put(1)
+    assert [entry[1] for entry in raw.function_list(library)] == [library.encode()]
+    fcalls, evals = _calls(raw, "fcall"), _calls(raw, "evalsha") + _calls(raw, "eval")
+    q.put(2)
+    assert q.get() == 1
+    assert _calls(raw, "fcall") == fcalls + 2
+    assert _calls(raw, "evalsha") + _calls(raw, "eval") == evals
+    raw.function_flush()  # as a restart without persistence would
+    q.put(3)
+    assert raw.function_list(library)
+    assert q.get_many(5) == [2, 3]
+    q.close()
+
+
+@pytest.mark.parametrize("denied", ["function", "fcall"])
+def test_scripts_fall_back_to_evalsha_for_a_user_denied_functions(
+    redis_url: str, raw: redis.Redis, denied: str
+) -> None:
+    import asyncio
+
+    import distqueue.aio
+
+    user = f"no{denied}-{uuid.uuid4().hex[:8]}"
+    raw.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", f"-{denied}"]
+    )
+    raw.function_flush()
+    url = redis_url.replace("redis://", f"redis://{user}:secret@")
+    name = fresh_name()
+
+    async def through_asyncio() -> list[Any]:
+        aq: distqueue.aio.Queue[Any] = distqueue.aio.Queue(url=url, name=name)
+        try:
+            await aq.put(3)
+            return [await aq.get(), await aq.get()]
+        finally:
+            await aq.aclose()
+
+    try:
+        q: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
+        q.put(1)
+        tried = _attempts(raw, "fcall"), _attempts(raw, "function|load")
+        q.put(2)  # the script knows now: EVALSHA straight away
+        assert (_attempts(raw, "fcall"), _attempts(raw, "function|load")) == tried
+        assert q.get() == 1
+        assert asyncio.run(through_asyncio()) == [2, 3]
+        assert q.qsize() == 0
+        assert raw.function_list() == []
+        q.close()
+    finally:
+        raw.acl_deluser(user)
+
+
 def test_a_queue_travels_to_another_process_by_pickle(redis_url: str) -> None:
     import pickle
 

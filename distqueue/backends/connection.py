@@ -385,15 +385,35 @@ class Retrier:
         unknown. Raises ``BackendConnectionError``, or ``OutcomeUnknownError`` when it may have
         run.
         """
-        budget: RetryBudget | None = None
+        started = time.monotonic()
+        try:
+            return attempt()
+        except RETRYABLE as exc:
+            return self.after_failure(
+                attempt, exc, started, what=what, changes=changes, wait_until=wait_until
+            )
+
+    def after_failure(
+        self,
+        attempt: Callable[[], T],
+        exc: BaseException,
+        started: float,
+        *,
+        what: str,
+        changes: bool,
+        wait_until: float | None = 0.0,
+    ) -> T:
+        """As :meth:`run`, for a call whose first attempt, begun at ``started`` (monotonic),
+        failed with ``exc`` (one of :data:`RETRYABLE`): for callers that make the first
+        attempt themselves."""
+        budget = RetryBudget(self, what, changes, wait_until)
         while True:
+            time.sleep(budget.failed(exc, started))
             started = time.monotonic()
             try:
                 return attempt()
-            except RETRYABLE as exc:
-                if budget is None:
-                    budget = RetryBudget(self, what, changes, wait_until)
-                time.sleep(budget.failed(exc, started))
+            except RETRYABLE as failure:
+                exc = failure
 
     def failure(self, what: str, unknown: bool, exc: BaseException) -> BackendConnectionError:
         """The error that ends a call that could not be completed."""

@@ -23,6 +23,10 @@ before it names the reply of an earlier call that its client has received, which
 deletes: a reply (a get's holds its items) is kept only until its client has it, not for the
 whole window.
 
+On Redis 7 every script, plain and wrapped, is also a function of one library of Redis
+Functions (:func:`function_library`), where lib.lua's definitions are made once, when it is
+loaded, instead of at every run; calls use FCALL, and EVALSHA on servers without functions.
+
 This module does no I/O of its own except through the client it is given.
 """
 
@@ -85,8 +89,7 @@ def script_source(name: str, retry_safe: bool) -> str:
     ``ValueError`` if the script does not start with a ``#!lua`` line.
     """
     shebang, _, body = _lua(name).partition("\n")
-    if not re.fullmatch(r"#!lua( flags=[a-z-]+(,[a-z-]+)*)?", shebang):
-        raise ValueError(f"lua/{name} must start with a '#!lua [flags=...]' line, not {shebang!r}")
+    _check_shebang(name, shebang)
     if retry_safe:
         body = _WRAPPER % body
     definitions = {
@@ -104,6 +107,98 @@ def script_source(name: str, retry_safe: bool) -> str:
                 pending.append(block)
     ordered = [block for symbol, block in definitions.items() if symbol in needed]
     return "\n".join([shebang, *ordered, body])
+
+
+_MSGPACK_LOOKUP = "local msgpack = rawget(_G, 'cmsgpack')"
+
+# Each function of the library: the script's body as a closure taking KEYS and ARGV; what a
+# script run once set up anew (the clock, the server's MessagePack library, which a library
+# may not look up while it loads) is set up at every call.
+_REGISTER = """
+local function register(name, flags, body)
+    redis.register_function{
+        function_name = '%s' .. name,
+        flags = flags,
+        callback = function(keys, args)
+            clock_ms = nil
+            if msgpack == nil then
+                msgpack = rawget(_G, 'cmsgpack') or false
+            end
+            return body(keys, args)
+        end,
+    }
+end
+"""
+
+
+@cache
+def function_library() -> tuple[str, str]:
+    """The library of Redis Functions (Redis 7) that holds every script of ``lua/``, plain and
+    wrapped (see :func:`function_name`), with lib.lua's definitions made once, when the library
+    is loaded, rather than at each call; and the prefix of its functions' names.
+
+    Its name and its functions' names carry a hash of its text, so that versions of distqueue
+    that differ in their scripts can share a server.
+    """
+    lib = _lua("lib.lua")
+    if _MSGPACK_LOOKUP not in lib:
+        raise ValueError("lua/lib.lua must look up cmsgpack in one line: " + _MSGPACK_LOOKUP)
+    lib = lib.replace(_MSGPACK_LOOKUP, "local msgpack = nil  -- looked up at a call")
+    parts = [lib, _REGISTER]
+    folder = resources.files(__package__).joinpath("lua")
+    for file in sorted(entry.name for entry in folder.iterdir()):
+        if not file.endswith(".lua") or file == "lib.lua":
+            continue
+        shebang, _, body = _lua(file).partition("\n")
+        _check_shebang(file, shebang)
+        flags = ", ".join(f"'{flag}'" for flag in shebang.partition("flags=")[2].split(",") if flag)
+        for retry_safe in (False, True):
+            text = _WRAPPER % body if retry_safe else body
+            parts.append(
+                f"register('{_function_suffix(file, retry_safe)}', {{{flags}}},"
+                f" function(KEYS, ARGV)\n{text}\nend)"
+            )
+    text = "\n".join(parts)
+    tag = sha_of(text)[:16]
+    prefix = f"distqueue_{tag}_"
+    return f"#!lua name=distqueue_{tag}\n" + text.replace(_REGISTER, _REGISTER % prefix, 1), prefix
+
+
+def _function_suffix(file: str, retry_safe: bool) -> str:
+    return file.removesuffix(".lua") + ("_safe" if retry_safe else "")
+
+
+def function_name(file: str, retry_safe: bool) -> str:
+    """The name that FCALL knows script ``file`` by in :func:`function_library`."""
+    return function_library()[1] + _function_suffix(file, retry_safe)
+
+
+def function_failure(exc: BaseException) -> str | None:
+    """What ``exc``, a server's reply to FCALL, says: ``"missing"`` when the server does not
+    know the function (it lost its functions, or never had them), ``"unsupported"`` when it
+    cannot run functions (an older Redis, an emulator, a user not allowed to); ``None`` for
+    any other error, which the call raises."""
+    text = str(exc)
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return "unsupported"
+    if not isinstance(exc, redis.exceptions.ResponseError):
+        return None
+    if "Function not found" in text:
+        return "missing"
+    if text.lower().startswith("unknown command"):
+        return "unsupported"
+    return None
+
+
+def library_load_failure(exc: BaseException) -> bool:
+    """Whether ``exc``, a server's reply to FUNCTION LOAD, means that functions cannot be
+    used there (it is not another client loading the same library just before)."""
+    return "already exists" not in str(exc)
+
+
+def _check_shebang(name: str, shebang: str) -> None:
+    if not re.fullmatch(r"#!lua( flags=[a-z-]+(,[a-z-]+)*)?", shebang):
+        raise ValueError(f"lua/{name} must start with a '#!lua [flags=...]' line, not {shebang!r}")
 
 
 def sha_of(source: str) -> str:
@@ -182,8 +277,10 @@ class NotSent(Exception):
 
 
 class Script:
-    """A Lua script run by EVALSHA with its keys bound; sent whole (EVAL) when the server does
-    not know it (after a restart, a fail-over to a replica, or SCRIPT FLUSH).
+    """A Lua script with its keys bound, run as its function of :func:`function_library`
+    (FCALL), which is loaded on a server that lacks it; on a server that cannot run functions,
+    by EVALSHA, and sent whole (EVAL) when the server does not know it (after a restart, a
+    fail-over to a replica, or SCRIPT FLUSH).
 
     One call is one attempt: nothing here retries (the caller does, with the same request id).
     With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
@@ -204,6 +301,9 @@ class Script:
         "_client",
         "_execute",
         "_fast",
+        "_fpacked",
+        "_fprefix",
+        "_function",
         "_keycount",
         "_keys",
         "_packed",
@@ -239,6 +339,11 @@ class Script:
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
         self._slot = _one_slot(client, keys)
         self._use(script_source(name, retry_safe))
+        # FCALL of the script's function while the server can run functions (None: it
+        # cannot, and EVALSHA it is)
+        self._function: str | None = function_name(name, retry_safe)
+        self._fprefix: tuple[str | int, ...] = ("FCALL", self._function, *self._prefix[2:])
+        self._fpacked = b"".join(_resp(part) for part in self._fprefix)
 
     def _use(self, source: str) -> None:
         self.source = source
@@ -248,12 +353,28 @@ class Script:
         self._argc = len(self._prefix)
 
     def __call__(self, *args: Any) -> Any:
+        if self._function is not None:
+            try:
+                if self._fast:
+                    pool = self._client.connection_pool
+                    return self._call_packed(self._fprefix, self._fpacked, args, pool)
+                return self._send(self._fprefix, self._fpacked, args)
+            except redis.exceptions.ResponseError as exc:
+                failure = function_failure(exc)
+                if failure is None:
+                    raise
+            # Nothing ran. A server that lost its functions (a restart without persistence, a
+            # new master) gets them again; one that cannot run them gets EVALSHA.
+            if failure == "unsupported":
+                self._function = None
+            elif self._load_library():
+                try:
+                    return self._send(self._fprefix, self._fpacked, args)
+                except redis.exceptions.ResponseError as exc:
+                    if function_failure(exc) is None:
+                        raise
         try:
-            if self._fast:
-                return self._call_packed(args, self._client.connection_pool)
-            if self._slot is not None:
-                return self._call_slot_master(args, self._slot)
-            return self._generic(*self._prefix, *args)
+            return self._send(self._prefix, self._packed, args)
         except redis.exceptions.NoScriptError:
             pass
         except redis.exceptions.ResponseError as exc:
@@ -269,6 +390,34 @@ class Script:
             if not self._drop_shebang(exc):
                 raise
         return self._generic("EVAL", self.source, *self._prefix[2:], *args)
+
+    def _send(self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...]) -> Any:
+        """One attempt of ``prefix`` (FCALL or EVALSHA, its name, its keys; ``packed``: the
+        same in RESP) with ``args``."""
+        if self._fast:
+            return self._call_packed(prefix, packed, args, self._client.connection_pool)
+        if self._slot is not None:
+            return self._call_slot_master(prefix, packed, args, self._slot)
+        return self._generic(*prefix, *args)
+
+    def _load_library(self) -> bool:
+        """Load :func:`function_library` on the server whose reply said it lacks it: the one
+        the packed call went to (a Cluster's master of the keys' slot, as the client knows it
+        now). Whether FCALL may be tried again; ``False`` also stops this script from using
+        functions, when the server refuses to load them."""
+        target = self._client
+        if self._slot is not None:
+            node = self._client.nodes_manager.get_node_from_slot(self._slot)
+            target = node.redis_connection or self._client.get_redis_connection(node)
+        try:
+            target.execute_command("FUNCTION", "LOAD", function_library()[0])
+        except redis.exceptions.ResponseError as exc:
+            if library_load_failure(exc):
+                self._function = None
+                return False
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+            return False  # this call goes by EVALSHA, which meets the same trouble if it lasts
+        return True
 
     def _generic(self, *command: Any) -> Any:
         """Run ``command`` through the client's own routing (and the replicas' WAIT)."""
@@ -301,19 +450,21 @@ class Script:
         self._use(_without_shebang(self.source))
         return True
 
-    def _call_slot_master(self, args: tuple[Any, ...], slot: int) -> Any:
+    def _call_slot_master(
+        self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...], slot: int
+    ) -> Any:
         """One attempt on a ``RedisCluster``: packed, to the master of ``slot``."""
         manager = self._client.nodes_manager
         node = manager.get_node_from_slot(slot)
         node_client = node.redis_connection or self._client.get_redis_connection(node)
         try:
-            return self._call_packed(args, node_client.connection_pool)
+            return self._call_packed(prefix, packed, args, node_client.connection_pool)
         except (
             redis.exceptions.AskError,  # and MOVED
             redis.exceptions.TryAgainError,
             redis.exceptions.ClusterDownError,
         ):
-            return self._generic(*self._prefix, *args)
+            return self._generic(*prefix, *args)
         except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The caller retries; by then the client should know where the slot lives now.
             with contextlib.suppress(
@@ -322,12 +473,14 @@ class Script:
                 manager.initialize()
             raise
 
-    def _call_packed(self, args: tuple[Any, ...], pool: Any) -> Any:
+    def _call_packed(
+        self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...], pool: Any
+    ) -> Any:
         if _pack_command is not None:
-            command = _pack_command((*self._prefix, *args))
+            command = _pack_command((*prefix, *args))
         else:
             command = b"".join(
-                [b"*%d\r\n" % (self._argc + len(args)), self._packed, *[_resp(a) for a in args]]
+                [b"*%d\r\n" % (self._argc + len(args)), packed, *[_resp(a) for a in args]]
             )
         try:
             connection = pool.get_connection()

@@ -6,11 +6,11 @@ reply means and when to give up all come from the protocol, so a queue reached f
 and from asyncio code is one queue (same keys, scripts and payloads). This module adds only
 what asyncio needs:
 
-* **I/O**: scripts by EVALSHA (sent whole by EVAL when the server does not know them), reads
-  as commands, waits as BLPOP on a client of their own. Connection failures are retried as a
-  whole under the same request id, following :class:`~..connection.RetryBudget` (which
-  decides; this module only sleeps), and errors are translated by
-  :func:`~.backend.translate`.
+* **I/O**: scripts as Redis Functions (FCALL), or by EVALSHA where there are none (see
+  :mod:`~..scripts`), reads as commands, waits as BLPOP on a client of their own. Connection
+  failures are retried as a whole under the same request id, following
+  :class:`~..connection.RetryBudget` (which decides; this module only sleeps), and errors are
+  translated by :func:`~.backend.translate`.
 * **Shared waiting** (:class:`.consumers.Consumers`): however many tasks of one process wait in
   ``get()`` on one queue object, one task waits on the server for them, on one connection. The
   waiting tasks stand in line; each take asks for as many items as the tasks at the head of the

@@ -15,6 +15,10 @@ from ..scripts import (
     _pack_command,
     _resp,
     check_replicas,
+    function_failure,
+    function_library,
+    function_name,
+    library_load_failure,
     script_source,
     sha_of,
     source_without_shebang,
@@ -22,7 +26,8 @@ from ..scripts import (
 
 
 class AsyncScript:
-    """One Lua script of one queue, run by EVALSHA (EVAL when the server does not know it),
+    """One Lua script of one queue, run as its Redis Function (FCALL; on a server without
+    functions by EVALSHA, or EVAL when the server does not know it),
     followed on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to
     confirm each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few
     did, which the caller retries).
@@ -36,6 +41,8 @@ class AsyncScript:
     __slots__ = (
         "_client",
         "_fast",
+        "_fprefix",
+        "_function",
         "_keycount",
         "_keys",
         "_packed",
@@ -65,6 +72,9 @@ class AsyncScript:
         if self._wait and not hasattr(client, "pipeline"):
             raise ValueError("wait_replicas needs a client with pipelines")
         self._use(script_source(file, retry_safe))
+        # FCALL while the server can run functions (None: EVALSHA), as Script does
+        self._function: str | None = function_name(file, retry_safe)
+        self._fprefix: tuple[Any, ...] = ("FCALL", self._function, *self._prefix[2:])
 
     def _use(self, source: str) -> None:
         self.source = source
@@ -72,6 +82,22 @@ class AsyncScript:
         self._packed = b"".join(_resp(part) for part in self._prefix)
 
     async def __call__(self, args: tuple[Any, ...]) -> Any:
+        if self._function is not None:
+            try:
+                return await self._send(self._fprefix, args)
+            except redis.exceptions.ResponseError as exc:
+                failure = function_failure(exc)
+                if failure is None:
+                    raise
+            # Nothing ran: load the functions where they are missing, or use EVALSHA.
+            if failure == "unsupported":
+                self._function = None
+            elif await self._load_library():
+                try:
+                    return await self._send(self._fprefix, args)
+                except redis.exceptions.ResponseError as exc:
+                    if function_failure(exc) is None:
+                        raise
         try:
             return await self._send(self._prefix, args)
         except redis.exceptions.NoScriptError:
@@ -86,6 +112,26 @@ class AsyncScript:
             if not self._drop_shebang(exc):
                 raise
         return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
+
+    async def _load_library(self) -> bool:
+        """Load :func:`~..scripts.function_library` through the client (to the server of the
+        keys); whether FCALL may be tried again (``False`` also stops this script from using
+        functions when the server refuses to load them)."""
+        command = ("FUNCTION", "LOAD", function_library()[0])
+        try:
+            if isinstance(self._client, redis.asyncio.RedisCluster) and self._keys:
+                # to the master of the keys only (the client would send it to every master)
+                node = self._client.get_node_from_key(self._keys[0])
+                await self._client.execute_command(*command, target_nodes=node)
+            else:
+                await self._client.execute_command(*command)
+        except redis.exceptions.ResponseError as exc:
+            if library_load_failure(exc):
+                self._function = None
+                return False
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+            return False  # this call goes by EVALSHA, which meets the same trouble if it lasts
+        return True
 
     def _drop_shebang(self, exc: BaseException) -> bool:
         source = source_without_shebang(self.source, exc)
@@ -105,6 +151,7 @@ class AsyncScript:
             command = _pack_command((*head, *args))
         else:
             packed = self._packed if head is self._prefix else b"".join(map(_resp, head))
+            # (FCALL's head is packed anew: hiredis, which packs the whole, is the usual case)
             command = b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
         pool = self._client.connection_pool
         try:

@@ -19,7 +19,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import redis
 import redis.exceptions
@@ -119,11 +119,7 @@ class _Translate:
         traceback: TracebackType | None,
     ) -> None:
         if exc is not None and isinstance(exc, _REDIS_ERRORS):
-            backend = self._backend
-            error = translate(exc, backend.name, backend.kind)
-            if isinstance(error, WrongTypeError):
-                error = backend._which_key(error)
-            raise error from exc
+            self._backend._raise_translated(exc)
 
 
 class RedisBackend:
@@ -175,11 +171,21 @@ class RedisBackend:
 
     def _perform(self, step: Run | Read | Block) -> Any:
         if type(step) is Run:
+            # the first attempt inline (most calls need no other), the rest by the retrier
             script = self._scripts[step.script]
             args = step.args
+            started = time.monotonic()
+            try:
+                return script(*args)
+            except _connection.RETRYABLE as exc:
+                failure: BaseException = exc
+            except _REDIS_ERRORS as exc:
+                self._raise_translated(exc)
             with self._translate:
-                return self._retrier.run(
+                return self._retrier.after_failure(
                     lambda: script(*args),
+                    failure,
+                    started,
                     what=step.what,
                     changes=step.changes,
                     wait_until=step.wait_until,
@@ -191,6 +197,13 @@ class RedisBackend:
             return self._retrier.run(
                 lambda: self._read(step.commands), what=step.what, changes=False
             )
+
+    def _raise_translated(self, exc: BaseException) -> NoReturn:
+        """Raise distqueue's error for ``exc``, an error of redis-py (see :func:`translate`)."""
+        error = translate(exc, self.name, self.kind)
+        if isinstance(error, WrongTypeError):
+            error = self._which_key(error)
+        raise error from exc
 
     def _read(self, commands: tuple[tuple[Any, ...], ...]) -> Any:
         if len(commands) == 1:

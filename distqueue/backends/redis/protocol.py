@@ -122,14 +122,23 @@ class QueueProtocol:
         key, and the key of a reply received earlier, which the server deletes."""
         if not SCRIPTS[script].retry_safe:
             return (yield Run(script, args, what, False, wait_until))
+        step = self._safe_run(script, args, what, wait_until)
+        reply = yield step
+        self._received.append(step.args[1])
+        return reply
+
+    def _safe_run(
+        self, script: str, args: Sequence[Any], what: str, wait_until: float | None
+    ) -> Run:
+        """The step of a call of retry-safe ``script`` (see :meth:`_call`); once its reply has
+        arrived, its reply key (``args[1]``) goes to ``_received``."""
         try:
             done = self._received.popleft()
         except IndexError:
             done = self._no_reply
-        reply_key = self.keys.reply + self._request_id()
-        reply = yield Run(script, (done, reply_key, *args), what, True, wait_until)
-        self._received.append(reply_key)
-        return reply
+        return Run(
+            script, (done, self.keys.reply + self._request_id(), *args), what, True, wait_until
+        )
 
     def _wait_time(self, deadline: Deadline, cap: float | None = None) -> float | None:
         """Seconds for the next wait, or ``None`` when the deadline has passed."""
@@ -194,11 +203,13 @@ class QueueProtocol:
         waits = timeout is None or timeout > 0
         # A put rides out an outage only once it is waiting for room, as far as its timeout.
         wait_until: float | None = 0.0
-        backoff = Backoff(_BATCH_BACKOFF_MIN, _BATCH_BACKOFF_MAX)
+        backoff: Backoff | None = None  # made when first needed
         k = self.keys
         script = script or self._put_script
         while True:
-            result = yield from self._call(script, *args, what="a put", wait_until=wait_until)
+            step = self._safe_run(script, args, "a put", wait_until)
+            result = yield step
+            self._received.append(step.args[1])
             if result >= 0:
                 return True
             if result == _KEY_HELD:
@@ -212,6 +223,8 @@ class QueueProtocol:
                 # A batch that does not fit yet while smaller puts could: the script left the
                 # room token for them; this batch looks again after a back-off (a wait that a
                 # shutdown still ends at once).
+                if backoff is None:
+                    backoff = Backoff(_BATCH_BACKOFF_MIN, _BATCH_BACKOFF_MAX)
                 wait = self._wait_time(deadline, backoff())
                 keys: tuple[str, ...] = (k.shutdown,)
             else:
@@ -226,12 +239,21 @@ class QueueProtocol:
 
     def get_many(self, n: int, timeout: float | None) -> Operation[list[Any]]:
         raws = yield from self._take(n, timeout, 0, 0)
-        return (yield from self.decode_items(raws))
+        items, bad, error = self.codec.decode_all(raws)
+        if bad:
+            return (yield from self._decoded(items, bad, error))
+        return items
 
     def decode_items(self, raws: list[Any]) -> Operation[list[Any]]:
         """The items of raw values taken without a lease; those that cannot be decoded become
         dead letters (``DeserializationError`` when none can)."""
-        items, bad, error = self.codec.decode_all(raws)
+        return (yield from self._decoded(*self.codec.decode_all(raws)))
+
+    def _decoded(
+        self, items: list[Any], bad: list[Any], error: Exception | None
+    ) -> Operation[list[Any]]:
+        """``items``, once the values in ``bad`` (which ``error`` kept from being decoded)
+        are dead letters; ``DeserializationError`` when ``items`` is empty."""
         if bad:
             assert error is not None
             # A payload this queue's serializer cannot read was not put by its producers (or by
@@ -304,10 +326,12 @@ class QueueProtocol:
         values (with leases: token, raw value, deliveries, ...)."""
         deadline = Deadline(timeout)
         waits = timeout is None or timeout > 0
+        what = "a get" if lease_ms == 0 else "a lease"
+        args = (self._kind, n, lease_ms, max_deliveries)
         while True:
-            result = yield from self.take_once(
-                n, lease_ms, max_deliveries, deadline.at if waits else 0.0
-            )
+            step = self._safe_run("take", args, what, deadline.at if waits else 0.0)
+            result = yield step
+            self._received.append(step.args[1])
             if isinstance(result, list):
                 return result
             if result == _SHUT_DOWN:
