@@ -100,6 +100,18 @@ def _capacity(maxsize: Any) -> int:
         return 0
 
 
+def queue_address(name: str | None, url: str | None, client: Any) -> tuple[str, str | None]:
+    """A queue's name (a fresh one when ``None``) and resolved URL (``None`` with a
+    ``client``); ``ValueError`` for an empty or non-str name, or both a URL and a client."""
+    if name is None:
+        name = uuid.uuid4().hex
+    elif not isinstance(name, str) or not name:
+        raise ValueError(f"queue name must be a non-empty str, not {name!r}")
+    if client is not None and url is not None:
+        raise ValueError("give either url or client, not both")
+    return name, None if client is not None else resolve_url(url)
+
+
 def _reopen(cls: type[Any], kwargs: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
@@ -115,14 +127,7 @@ class _QueueBase(Generic[T]):
         serializer: Serializer | str | None,
         client: Any,
     ) -> None:
-        if name is None:
-            name = uuid.uuid4().hex
-        elif not isinstance(name, str) or not name:
-            raise ValueError(f"queue name must be a non-empty str, not {name!r}")
-        self.name = name
-        if client is not None and url is not None:
-            raise ValueError("give either url or client, not both")
-        self.url: str | None = None if client is not None else resolve_url(url)
+        self.name, self.url = queue_address(name, url, client)
         self._serializer_spec = serializer
         self.serializer = get_serializer(serializer)
         self._backend: QueueBackend = self._open_backend(client)

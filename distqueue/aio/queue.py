@@ -46,7 +46,6 @@ import contextlib
 import datetime
 import math
 import types
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
@@ -54,9 +53,9 @@ from ..backends.base import DeadLetter, Kind, Lease, Limits
 from ..errors import Empty, Full, LeaseLost, ShutDown
 from ..leases import DEFAULT_VISIBILITY_TIMEOUT, check_lease_settings, retry_delay_for
 from ..options import check_limits, check_seconds, put_options
-from ..queue import _capacity, _check_count, _wait_for
+from ..queue import _capacity, _check_count, _wait_for, queue_address
 from ..serializers import Serializer, get_serializer
-from ..url import open_async_backend, resolve_url
+from ..url import open_async_backend
 from .errors import QueueEmpty, QueueFull, QueueShutDown
 from .immediate import open_immediate
 from .leases import AsyncLeaseKeeper, Message
@@ -100,19 +99,14 @@ class Queue(Generic[T]):
         self._capacity = _capacity(maxsize)
         self._bounded = self._capacity > 0 or maxsize == math.inf
         check_lease_settings(visibility_timeout, max_deliveries)
-        if name is None:
-            name = uuid.uuid4().hex
-        elif not isinstance(name, str) or not name:
-            raise ValueError(f"queue name must be a non-empty str, not {name!r}")
-        if client is not None and url is not None:
-            raise ValueError("give either url or client, not both")
         self._maxsize = maxsize
-        self.name = name
-        self.url: str | None = None if client is not None else resolve_url(url)
+        self.name, self.url = queue_address(name, url, client)
         self.serializer = get_serializer(serializer)
         self.visibility_timeout = visibility_timeout
         self.max_deliveries = max_deliveries
-        self._backend: Any = open_async_backend(self.url, name, self._kind, self.serializer, client)
+        self._backend: Any = open_async_backend(
+            self.url, self.name, self._kind, self.serializer, client
+        )
         self._leases = AsyncLeaseKeeper(
             self._backend, visibility_timeout or DEFAULT_VISIBILITY_TIMEOUT
         )
