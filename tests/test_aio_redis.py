@@ -192,3 +192,69 @@ def test_waiting_gets_survive_a_server_restart(tmp_path: Path) -> None:
         asyncio.run(body())
     finally:
         server.close()
+
+
+def test_a_client_of_the_callers_own_keeps_its_connections_free_between_calls(
+    redis_url: str,
+) -> None:
+    async def body() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url, max_connections=1)
+        async with aio.Queue(client=client, name=fresh_name()) as q:
+            await q.put("x")
+            assert await q.get(timeout=0) == "x"
+            # the queue holds none of the pool's one connection between its calls
+            assert await client.ping()
+            await q.put("y")
+            assert await client.ping()
+        await client.aclose()
+
+    asyncio.run(body())
+
+
+def test_calls_go_on_after_the_server_restarts_between_them(tmp_path: Path) -> None:
+    from servers import RedisServer, require_binary
+
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+
+    async def body() -> None:
+        async with aio.Queue(url=server.url, name=fresh_name()) as q:
+            await asyncio.gather(*(q.put(n) for n in range(5)))  # several connections open
+            assert sorted(await q.get_many(10, timeout=0)) == list(range(5))
+            server.kill()
+            server.start()  # every connection the queue opened is gone
+            await asyncio.gather(*(q.put(n) for n in range(5)))
+            assert sorted(await q.get_many(10, timeout=0)) == list(range(5))
+            await q.delete()
+
+    try:
+        asyncio.run(body())
+    finally:
+        server.close()
+
+
+def test_calls_cancelled_at_any_point_leave_later_replies_in_step(redis_url: str) -> None:
+    """A put or get cancelled before its reply came must not leave that reply for the next
+    call on the same connection: every later call reads its own."""
+
+    async def body() -> None:
+        async with aio.Queue(url=redis_url, name=fresh_name()) as q:
+            for turn in range(80):
+                task = asyncio.ensure_future(q.put(f"maybe-{turn}"))
+                for _ in range(turn % 4):  # cancel at different points of the round trip
+                    await asyncio.sleep(0)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                await q.put(f"sure-{turn}")
+                taken = await q.get_many(1000, timeout=0)
+                assert all(isinstance(item, str) for item in taken), taken
+                assert taken[-1] == f"sure-{turn}"  # its own reply, nothing older
+                assert set(taken) <= {f"maybe-{turn}", f"sure-{turn}"}
+                getter = asyncio.ensure_future(q.get())
+                for _ in range(turn % 3):
+                    await asyncio.sleep(0)
+                getter.cancel()
+                await asyncio.gather(getter, return_exceptions=True)
+                assert await q.size() == 0
+            await q.delete()
+
+    asyncio.run(body())

@@ -40,7 +40,7 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
-from .aioscripts import AsyncScript
+from .aioscripts import AsyncScript, ConnectionLane
 from .backend import _REDIS_ERRORS, _block_slice, translate, wrong_type
 from .consumers import Consumers, flatten, units_of
 from .keys import QueueKeys
@@ -115,9 +115,16 @@ class AsyncRedisBackend:
                 "client routes WAIT to another connection than the change); use it with one "
                 "server or Sentinel"
             )
+        # kept connections only on clients of its own: a caller's pool stays the caller's
+        self._lane = ConnectionLane(client if owns_client else None)
         self._scripts = {
             script: AsyncScript(
-                client, spec.file, self.keys.of(spec.keys), spec.retry_safe, options.replica_wait
+                client,
+                spec.file,
+                self.keys.of(spec.keys),
+                spec.retry_safe,
+                options.replica_wait,
+                self._lane,
             )
             for script, spec in SCRIPTS.items()
         }
@@ -382,6 +389,7 @@ class AsyncRedisBackend:
             running = list(self._background)
             await asyncio.gather(*running, return_exceptions=True)
             self._background.difference_update(running)
+        await self._lane.aclose()
         if self._owns_client:
             await self._client.aclose()
             if self._waits is not self._client:

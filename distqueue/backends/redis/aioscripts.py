@@ -3,6 +3,8 @@ of :class:`~..scripts.Script`, with the same text, hash, keys and replica waits.
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,7 @@ import redis.exceptions
 
 from ..scripts import (
     NotSent,
+    ReplicasBehind,
     _pack_command,
     _resp,
     check_replicas,
@@ -45,6 +48,7 @@ class AsyncScript:
         "_function",
         "_keycount",
         "_keys",
+        "_lane",
         "_packed",
         "_prefix",
         "_wait",
@@ -59,8 +63,10 @@ class AsyncScript:
         keys: Sequence[str],
         retry_safe: bool,
         replica_wait: tuple[int, int] = (0, 0),
+        lane: ConnectionLane | None = None,
     ) -> None:
         self._client = client
+        self._lane = lane if lane is not None and lane.usable else None
         self._keys = tuple(keys)
         # a retry-safe call gives two more keys: a reply received (to delete), and its own
         self._keycount = len(self._keys) + (2 if retry_safe else 0)
@@ -153,6 +159,8 @@ class AsyncScript:
             packed = self._packed if head is self._prefix else b"".join(map(_resp, head))
             # (FCALL's head is packed anew: hiredis, which packs the whole, is the usual case)
             command = b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
+        if self._lane is not None:
+            return await self._lane.exchange(command, self._wait_packed, self._check_replicas)
         pool = self._client.connection_pool
         try:
             conn = await pool.get_connection()
@@ -216,3 +224,119 @@ def _plain_resp2(client: Any) -> bool:
         and not pool.connection_kwargs.get("cache")
         and getattr(client, "single_connection_client", False) is False
     )
+
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout
+else:  # pragma: no cover - redis-py depends on async-timeout before 3.11
+    from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
+
+
+class ConnectionLane:
+    """Connections that one queue object takes from a plain ``redis.asyncio.Redis``'s pool
+    and keeps for its script calls, one call at a time on each.
+
+    A script call is the hot path of every put and get, and the pool's own hand-over (a lock,
+    a check for unread data, events and metrics) costs about as much as the rest of the
+    client's work. A kept connection needs none of it: a call reads its replies to the end or
+    the connection is closed, so a kept connection never holds unread data; one the server
+    closed is opened again before anything is written to it. The client's ``socket_timeout``
+    bounds every read (and a write the kernel cannot take at once).
+
+    ``usable`` is false when the client is not one this works for (another pool class,
+    health checks, connections without redis-py's stream reader and writer); its scripts then
+    use the pool as any command does. :meth:`aclose` hands the connections back to the pool.
+    """
+
+    def __init__(self, client: Any) -> None:
+        pool: Any = getattr(client, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", {})
+        self._pool = pool
+        self._idle: list[Any] = []
+        self._taken: list[Any] = []
+        self._timeout: float | None = kwargs.get("socket_timeout")
+        self.usable = (
+            type(client) is redis.asyncio.Redis
+            and type(pool) is redis.asyncio.ConnectionPool
+            and _plain_resp2(client)
+            and not kwargs.get("health_check_interval")
+            and all(
+                hasattr(pool.connection_class, name)
+                for name in ("is_connected", "connect", "disconnect")
+            )
+        )
+
+    async def _connection(self) -> Any:
+        """An idle kept connection, else a new one from the pool; connected, with nothing
+        unread. ``NotSent`` if it cannot be connected."""
+        try:
+            conn = self._idle.pop()
+        except IndexError:
+            try:
+                conn = await self._pool.get_connection()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                raise NotSent(exc) from exc
+            self._taken.append(conn)
+            return conn
+        writer = getattr(conn, "_writer", None)
+        if writer is None or writer.transport.is_closing():
+            # closed by the server (a restart, a client kill, its timeout) since the last call
+            await conn.disconnect(nowait=True)
+            try:
+                await conn.connect()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                self._idle.append(conn)
+                raise NotSent(exc) from exc
+        return conn
+
+    async def exchange(self, command: bytes, wait: bytes, check_replicas: Any) -> Any:
+        """Send ``command`` (and ``wait``, a packed WAIT, unless empty) on a kept connection;
+        the command's reply, once ``check_replicas`` accepted the WAIT's. ``NotSent`` when the
+        command surely did not reach the server."""
+        conn = await self._connection()
+        try:
+            writer = conn._writer
+            try:
+                writer.write(command + wait if wait else command)
+                if writer.transport.get_write_buffer_size():
+                    async with _timeout(self._timeout):
+                        await writer.drain()
+            except (OSError, asyncio.TimeoutError) as exc:
+                # A command cut short is never run: the server drops it with the connection.
+                await conn.disconnect(nowait=True)
+                raise NotSent(redis.exceptions.ConnectionError(f"writing failed: {exc!r}")) from exc
+            if not wait:
+                return await self._read(conn)
+            try:
+                reply = await self._read(conn)
+            except redis.exceptions.ResponseError:
+                await self._read(conn)  # the WAIT's reply: keep the connection in step
+                raise
+            check_replicas(await self._read(conn))
+            return reply
+        except (redis.exceptions.ResponseError, ReplicasBehind):
+            raise  # every reply was read: the connection is in step
+        except BaseException:
+            # anything else (cancellation included) may leave a reply unread
+            await conn.disconnect(nowait=True)
+            raise
+        finally:
+            self._idle.append(conn)
+
+    async def _read(self, conn: Any) -> Any:
+        try:
+            async with _timeout(self._timeout):
+                reply = await conn._parser.read_response(disable_decoding=False)
+        except asyncio.TimeoutError as exc:
+            raise redis.exceptions.TimeoutError("no reply within socket_timeout") from exc
+        except OSError as exc:
+            raise redis.exceptions.ConnectionError(f"reading failed: {exc!r}") from exc
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+        return reply
+
+    async def aclose(self) -> None:
+        """Hand every kept connection back to the pool."""
+        taken, self._taken, self._idle = self._taken, [], []
+        for conn in taken:
+            await self._pool.release(conn)
