@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -249,9 +248,6 @@ def test_a_server_that_is_down_gives_a_connection_error_not_a_hang() -> None:
 def test_a_get_cancelled_at_any_point_of_its_round_trip_ends_cancelled(
     aqueues: AsyncQueues,
 ) -> None:
-    if aqueues.backend != "memory" and sys.version_info < (3, 11):
-        pytest.skip("a cancellation lost inside redis-py's send is seen from Python 3.11 on")
-
     async def body() -> None:
         q = aqueues(aio.Queue)
         for turn in range(60):

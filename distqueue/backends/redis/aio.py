@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -129,6 +130,8 @@ class AsyncRedisBackend:
             for script, spec in SCRIPTS.items()
         }
         self.retrier = Retrier(options, f"queue {name!r}")
+        # a cancellation lost in redis-py's own sends cannot be told before Python 3.11
+        self._shield_takes = sys.version_info < (3, 11) and not self._lane.usable
         self._consumers = Consumers(self)
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -229,6 +232,8 @@ class AsyncRedisBackend:
         operation = self.protocol.take_once(n, lease_ms, max_deliveries, wait_until)
         step = next(operation)
         assert type(step) is Run
+        if self._shield_takes:
+            return await self._take_shielded(operation, step, lease_ms, max_deliveries)
         try:
             reply = await self._run(step)
         except asyncio.CancelledError:
@@ -243,6 +248,41 @@ class AsyncRedisBackend:
                 self.hand_back(lease_ms, max_deliveries, result)
             raise asyncio.CancelledError
         return result
+
+    async def _take_shielded(
+        self, operation: Operation[Any], step: Run, lease_ms: int, max_deliveries: int
+    ) -> Any:
+        """:meth:`take_once` where a cancellation could be lost inside redis-py (its sends
+        go through ``asyncio.wait_for``, which before Python 3.11 may return a result instead
+        of raising, and such a task has no ``cancelling()`` to tell): the take runs in a task
+        of its own, so this one ends as soon as it is cancelled, and what the take brings is
+        handed on."""
+        inner = asyncio.get_running_loop().create_task(self._run(step))
+        try:
+            reply = await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            self.spawn(self._hand_on_take(inner, operation, step, lease_ms, max_deliveries))
+            raise
+        return _finish(operation, reply)
+
+    async def _hand_on_take(
+        self,
+        inner: asyncio.Task[Any],
+        operation: Operation[Any],
+        step: Run,
+        lease_ms: int,
+        max_deliveries: int,
+    ) -> None:
+        """Hand on what a take of a cancelled task took, once it is done (sent again under
+        its request id if it failed)."""
+        try:
+            reply = await inner
+        except Exception:
+            await self.settle(operation, step, lease_ms, max_deliveries)
+            return
+        result = _finish(operation, reply)
+        if isinstance(result, list) and result:
+            self.hand_back(lease_ms, max_deliveries, result)
 
     async def settle(
         self, operation: Operation[Any], step: Run, lease_ms: int, max_deliveries: int
