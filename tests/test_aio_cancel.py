@@ -260,3 +260,47 @@ def test_a_get_cancelled_at_any_point_of_its_round_trip_ends_cancelled(
             assert task.cancelled()
 
     aqueues.run(body)
+
+
+@pytest.mark.redis
+def test_a_reply_held_past_the_socket_timeout_is_not_run_twice(
+    server: RedisServer, proxy: FaultyProxy
+) -> None:
+    async def body() -> None:
+        name = f"aio-faults-{uuid.uuid4().hex}"
+        direct: distqueue.Queue[str] = distqueue.Queue(url=server.url, name=name)
+        async with aio.Queue(url=proxy.url(LIMITS), name=name) as q:
+            await q.put("first")  # a kept connection, so that the delay hits the next put
+            proxy.delay_reply(2.5)  # past socket_timeout: the read is ended and the put sent again
+            await asyncio.wait_for(q.put("late"), GUARD)
+            assert proxy.drops == 1
+            proxy.heal()
+            assert await q.get_many(10, timeout=0) == ["first", "late"]
+            assert direct.unfinished_tasks == 2
+        direct.delete()
+        direct.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.redis
+def test_a_server_that_stops_answering_gives_a_connection_error_not_a_hang(
+    server: RedisServer, proxy: FaultyProxy
+) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=proxy.url(LIMITS), name=f"aio-{uuid.uuid4().hex}") as q:
+            await q.put("kept")
+            proxy.black_hole()
+            with pytest.raises(distqueue.errors.BackendConnectionError) as failed:
+                await asyncio.wait_for(q.put("maybe"), GUARD)
+            with pytest.raises(distqueue.errors.BackendConnectionError):
+                await asyncio.wait_for(q.get(timeout=0), GUARD)
+            proxy.heal()
+            left = await asyncio.wait_for(q.get_many(10, timeout=0), GUARD)
+            if isinstance(failed.value, distqueue.errors.OutcomeUnknownError):
+                assert left in (["kept"], ["kept", "maybe"])  # sent: once at most
+            else:
+                assert left == ["kept"]  # never sent
+            await q.delete()
+
+    asyncio.run(body())

@@ -254,6 +254,7 @@ class ConnectionLane:
         self._pool = pool
         self._idle: list[Any] = []
         self._taken: list[Any] = []
+        self._expired: set[Any] = set()  # connections whose read ran out of time
         self._timeout: float | None = kwargs.get("socket_timeout")
         self.usable = (
             type(client) is redis.asyncio.Redis
@@ -324,16 +325,37 @@ class ConnectionLane:
             self._idle.append(conn)
 
     async def _read(self, conn: Any) -> Any:
+        """The next reply on ``conn``. A read that outlasts ``socket_timeout`` is ended by
+        closing the connection under it (a timer per read, cheaper than a cancel scope), and
+        raises ``TimeoutError``."""
+        self._expired.discard(conn)  # (a timer that fired as an earlier reply came)
+        if self._timeout is None:
+            handle = None
+        else:
+            loop = asyncio.get_running_loop()
+            handle = loop.call_at(loop.time() + self._timeout, self._expire, conn)
         try:
-            async with _timeout(self._timeout):
-                reply = await conn._parser.read_response(disable_decoding=False)
-        except asyncio.TimeoutError as exc:
-            raise redis.exceptions.TimeoutError("no reply within socket_timeout") from exc
-        except OSError as exc:
-            raise redis.exceptions.ConnectionError(f"reading failed: {exc!r}") from exc
+            reply = await conn._parser.read_response(disable_decoding=False)
+        except (redis.exceptions.ConnectionError, OSError) as exc:
+            if conn in self._expired:
+                self._expired.discard(conn)
+                raise redis.exceptions.TimeoutError("no reply within socket_timeout") from exc
+            if isinstance(exc, OSError):
+                raise redis.exceptions.ConnectionError(f"reading failed: {exc!r}") from exc
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
         return reply
+
+    def _expire(self, conn: Any) -> None:
+        """A read on ``conn`` ran out of time: close the connection, which ends the read."""
+        self._expired.add(conn)
+        writer = getattr(conn, "_writer", None)
+        if writer is not None:
+            writer.transport.abort()
 
     async def aclose(self) -> None:
         """Hand every kept connection back to the pool."""
