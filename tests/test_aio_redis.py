@@ -258,3 +258,41 @@ def test_calls_cancelled_at_any_point_leave_later_replies_in_step(redis_url: str
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_on_a_cluster_wait_replicas_waits_for_the_shard_of_the_change(
+    redis_cluster: Any, cluster_url: str
+) -> None:
+    import os
+    import signal
+
+    from cluster import ProcessNode
+    from test_replicas import QUICK
+
+    name = fresh_name()
+    master = redis_cluster.master_of_key(f"dq:{{{name}}}:items")
+    def replicates(node: Any) -> bool:
+        with node.client() as client:
+            role = client.execute_command("ROLE")
+        return bool(role[0] == "slave" and int(role[2]) == master.port)
+
+    replica = next(node for node in redis_cluster.nodes if node.running and replicates(node))
+    if not isinstance(replica, ProcessNode) or replica.process is None:
+        pytest.skip("needs the shard's replica as a local process, to pause it")
+    pid = replica.process.pid
+
+    async def body() -> None:
+        async with aio.Queue(url=f"{cluster_url}?wait_replicas=1&{QUICK}", name=name) as q:
+            await q.put("confirmed")
+            assert await q.get_many(10, timeout=0) == ["confirmed"]
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                # the WAIT goes to the change's own master, whose one replica is paused
+                with pytest.raises(distqueue.OutcomeUnknownError, match="replica"):
+                    await asyncio.wait_for(q.put("held back"), 30)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            assert await q.get_many(10, timeout=0) == ["held back"]  # put once
+            await q.delete()
+
+    asyncio.run(body())

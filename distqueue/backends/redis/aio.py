@@ -110,12 +110,6 @@ class AsyncRedisBackend:
         self.protocol = protocol = QueueProtocol(name, kind, serializer, block_slice)
         self.keys: QueueKeys = protocol.keys
         options = options or RedisOptions()
-        if options.wait_replicas and type(client).__name__ == "RedisCluster":
-            raise ValueError(
-                "wait_replicas is not available for asyncio queues on a Redis Cluster (the "
-                "client routes WAIT to another connection than the change); use it with one "
-                "server or Sentinel"
-            )
         # kept connections only on clients of its own: a caller's pool stays the caller's
         self._lane = ConnectionLane(client if owns_client else None)
         self._scripts = {

@@ -195,7 +195,14 @@ class AsyncScript:
             return await self._client.execute_command(*command)
         pipe = self._client.pipeline(transaction=False)
         pipe.execute_command(*command)
-        pipe.execute_command("WAIT", *self._wait)
+        if isinstance(self._client, redis.asyncio.RedisCluster) and self._keys:
+            # to the master of the keys, which the change went to: a Cluster's pipeline sends
+            # the commands of one node in order on one connection
+            await self._client.initialize()  # (the slots are read at first use)
+            node = self._client.get_node_from_key(self._keys[0])
+            pipe.execute_command("WAIT", *self._wait, target_nodes=node)
+        else:
+            pipe.execute_command("WAIT", *self._wait)
         reply, acked = await pipe.execute(raise_on_error=False)
         if isinstance(reply, Exception):
             raise reply
