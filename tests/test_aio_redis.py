@@ -271,6 +271,7 @@ def test_on_a_cluster_wait_replicas_waits_for_the_shard_of_the_change(
 
     name = fresh_name()
     master = redis_cluster.master_of_key(f"dq:{{{name}}}:items")
+
     def replicates(node: Any) -> bool:
         with node.client() as client:
             role = client.execute_command("ROLE")
