@@ -297,3 +297,34 @@ def test_on_a_cluster_wait_replicas_waits_for_the_shard_of_the_change(
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_on_a_cluster_a_script_call_is_one_round_trip_to_the_master_of_its_keys(
+    redis_cluster: Any, cluster_url: str
+) -> None:
+    name = fresh_name()
+    master = redis_cluster.master_of_key(f"dq:{{{name}}}:items")
+
+    def calls(node: Any, command: str) -> int:
+        with node.client() as client:
+            stats = client.info("commandstats")
+        return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+    def getkeys() -> dict[int, int]:
+        running = [node for node in redis_cluster.nodes if node.running]
+        return {node.port: calls(node, "command|getkeys") for node in running}
+
+    async def body() -> None:
+        async with aio.Queue(url=cluster_url, name=name) as q:
+            await q.put("warm-up")  # the functions loaded, the slots read
+            # redis-py's cluster client would ask a server for the keys of each FCALL first
+            before = getkeys()
+            scripts_before = calls(master, "fcall")
+            for n in range(20):
+                await q.put(n)
+            assert await q.get_many(30, timeout=0) == ["warm-up", *range(20)]
+            assert getkeys() == before  # no server was asked for the keys
+            assert calls(master, "fcall") - scripts_before == 21  # 20 puts and the take
+            await q.delete()
+
+    asyncio.run(body())

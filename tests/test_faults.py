@@ -484,3 +484,81 @@ def test_a_pause_whose_reply_is_lost_pauses_once(pair: Opened, proxy: FaultyProx
     assert proxy.drops == 1
     with pytest.raises(distqueue.Empty):
         direct.get(timeout=0.05)
+
+
+# -- the connections a queue keeps between its calls ------------------------------------------
+
+
+class _Interrupted(Exception):
+    """Raised by a signal handler in the middle of a call, as KeyboardInterrupt would be."""
+
+
+def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next(
+    pair: Opened, proxy: FaultyProxy
+) -> None:
+    faulty, direct = pair()
+    faulty.put("first")  # a kept connection, which the next calls reuse
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        proxy.delay_reply(0.8)  # the reply comes after the interruption
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        with pytest.raises(_Interrupted):
+            faulty.put("interrupted")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    proxy.heal()
+    time.sleep(1.0)  # the held reply has come by now, to whichever connection it was on
+    # each later call reads its own reply
+    faulty.put("second")
+    assert faulty.qsize() == 3
+    assert faulty.get_many(10, timeout=0) == ["first", "interrupted", "second"]
+    assert direct.qsize() == 0
+
+
+def test_calls_go_on_after_the_server_restarts_between_them(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = RedisServer(require_binary("redis-server"), tmp_path)
+    q: distqueue.Queue[int] = distqueue.Queue(url=f"{server.url}?{LIMITS}", name="restarted")
+    try:
+        with ThreadPoolExecutor(4) as threads:
+            list(threads.map(q.put, range(8)))  # several connections kept
+            assert sorted(q.get_many(10, timeout=0)) == list(range(8))
+            server.kill()
+            server.start()  # every connection the queue kept is gone
+            list(threads.map(q.put, range(8)))
+            assert sorted(q.get_many(10, timeout=0)) == list(range(8))
+    finally:
+        q.close()
+        server.close()
+
+
+def test_a_child_made_by_fork_uses_connections_of_its_own(live: RedisServer) -> None:
+    import multiprocessing
+
+    name = f"forked-{uuid.uuid4().hex}"
+    q: distqueue.Queue[str] = distqueue.Queue(url=live.url, name=name)
+    q.put("before")  # a kept connection, inherited by the child
+
+    def child() -> None:
+        for n in range(200):
+            q.put(f"child-{n}")
+        os._exit(0 if q.qsize() >= 200 else 1)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    for n in range(200):
+        q.put(f"parent-{n}")
+    process.join(60)
+    assert process.exitcode == 0
+    items = q.get_many(1000, timeout=0)
+    assert sorted(items) == sorted(
+        ["before", *(f"child-{n}" for n in range(200)), *(f"parent-{n}" for n in range(200))]
+    )
+    q.delete()
+    q.close()

@@ -37,6 +37,7 @@ import hashlib
 import itertools
 import os
 import re
+import select
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
@@ -44,6 +45,7 @@ from typing import Any
 
 import redis
 import redis.cluster
+import redis.connection
 import redis.crc
 import redis.exceptions
 import redis.sentinel
@@ -226,15 +228,21 @@ def _shebang_unknown(exc: BaseException) -> bool:
 
 
 class RequestIds:
-    """Request ids unique across processes and machines: a random prefix and a counter."""
+    """Request ids unique across processes and machines: a random prefix and a counter. A
+    process made by ``fork`` takes a prefix of its own at its first id (its parent's would
+    repeat the parent's ids, and the server would take a new call for a retry of an old one
+    and return that one's reply)."""
 
-    __slots__ = ("_count", "_prefix")
+    __slots__ = ("_count", "_pid", "_prefix")
 
     def __init__(self) -> None:
+        self._pid = os.getpid()
         self._prefix = os.urandom(8).hex()
         self._count = itertools.count(1)
 
     def __call__(self) -> str:
+        if self._pid != os.getpid():
+            self.__init__()  # type: ignore[misc]
         return f"{self._prefix}{next(self._count):x}"
 
 
@@ -304,6 +312,7 @@ class Script:
         "_fpacked",
         "_fprefix",
         "_function",
+        "_kept",
         "_keycount",
         "_keys",
         "_packed",
@@ -322,9 +331,11 @@ class Script:
         *,
         retry_safe: bool = False,
         replica_wait: tuple[int, int] = (0, 0),
+        kept: KeptConnections | None = None,
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
+        self._kept = kept if kept is not None and kept.usable else None
         self._keys = tuple(keys)
         # (replicas, ms): a retry-safe call is followed by WAIT on its own connection
         self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
@@ -482,6 +493,8 @@ class Script:
             command = b"".join(
                 [b"*%d\r\n" % (self._argc + len(args)), packed, *[_resp(a) for a in args]]
             )
+        if self._kept is not None and pool is self._kept.pool:
+            return self._kept.exchange(command, self._wait_packed, self._check_replicas)
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -511,6 +524,98 @@ class Script:
                 raise
         finally:
             pool.release(connection)
+
+
+class KeptConnections:
+    """Connections that one queue object takes from a plain ``redis.Redis``'s pool and keeps
+    for its script calls, one call at a time on each (threads share them).
+
+    A script call is the hot path of every put and get, and the pool's own hand-over (a lock,
+    a look for unread data, events and metrics) costs a tenth of the whole call. A kept
+    connection needs little of it: a call reads its replies to the end or the connection is
+    closed, so a kept connection never holds a reply of another call; one the server closed
+    (seen with one non-blocking look) is opened again before anything is written to it. A
+    process made by ``fork`` keeps none of its parent's.
+
+    ``usable`` is false for any other client (another pool class, health checks, connections
+    without redis-py's socket); its scripts then use the pool as any command does.
+    :meth:`close` hands the connections back to the pool.
+    """
+
+    def __init__(self, client: Any) -> None:
+        pool: Any = getattr(client, "connection_pool", None)
+        kwargs = getattr(pool, "connection_kwargs", {})
+        self.pool = pool
+        self._idle: list[Any] = []
+        self._taken: list[Any] = []
+        self._pid = os.getpid()
+        self.usable = (
+            type(client) is redis.Redis
+            and type(pool) is redis.ConnectionPool
+            and _plain_resp2(client)
+            and not kwargs.get("health_check_interval")
+            and issubclass(pool.connection_class, redis.connection.AbstractConnection)
+        )
+
+    def _connection(self) -> Any:
+        """An idle kept connection, else a new one from the pool; ``NotSent`` if it cannot be
+        had. (A closed one is opened again by its first send.)"""
+        if self._pid != os.getpid():
+            # a child of fork: the sockets are its parent's
+            self._idle, self._taken, self._pid = [], [], os.getpid()
+        try:
+            connection = self._idle.pop()
+        except IndexError:
+            try:
+                connection = self.pool.get_connection()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                raise NotSent(exc) from exc
+            self._taken.append(connection)
+            return connection
+        sock = getattr(connection, "_sock", None)
+        if sock is not None and select.select((sock,), (), (), 0)[0]:
+            # readable while no call is under way: closed by the server (a restart, a client
+            # kill, its timeout), or holding a reply nobody asked for
+            connection.disconnect()
+        return connection
+
+    def exchange(self, command: bytes, wait: bytes, check_replicas: Any) -> Any:
+        """Send ``command`` (and ``wait``, a packed WAIT, unless empty) on a kept connection;
+        the command's reply, once ``check_replicas`` accepted the WAIT's. ``NotSent`` when the
+        command surely did not reach the server."""
+        connection = self._connection()
+        try:
+            try:
+                connection.send_packed_command([command, wait] if wait else [command], False)
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # A command cut short is never run: the server drops it with the connection.
+                connection.disconnect()
+                raise NotSent(exc) from exc
+            # read_response disconnects by itself on any failure
+            if not wait:
+                return connection.read_response()
+            try:
+                reply = connection.read_response()
+            except redis.exceptions.ResponseError:
+                connection.read_response()  # the WAIT's reply: keep the connection in step
+                raise
+            check_replicas(connection.read_response())
+            return reply
+        except (redis.exceptions.ResponseError, ReplicasBehind, NotSent):
+            raise  # in step, or closed already
+        except BaseException:
+            # anything else (an interrupt included) may leave a reply unread
+            connection.disconnect()
+            raise
+        finally:
+            self._idle.append(connection)
+
+    def close(self) -> None:
+        """Hand every kept connection back to the pool."""
+        taken, self._taken, self._idle = self._taken, [], []
+        if self._pid == os.getpid():
+            for connection in taken:
+                self.pool.release(connection)
 
 
 def _one_slot(client: Any, keys: Sequence[str]) -> int | None:

@@ -190,19 +190,20 @@ class AsyncScript:
             await pool.release(conn)
 
     async def _generic(self, *command: Any) -> Any:
-        """``command`` through the client's own routing (and the replicas' WAIT)."""
-        if self._wait is None:
-            return await self._client.execute_command(*command)
-        pipe = self._client.pipeline(transaction=False)
-        pipe.execute_command(*command)
+        """``command`` through the client's own routing (and the replicas' WAIT). On a
+        Cluster, to the master of the keys' slot as the client knows it (told, not left to
+        the client, which would ask a server for the keys of every FCALL first)."""
+        target: dict[str, Any] = {}
         if isinstance(self._client, redis.asyncio.RedisCluster) and self._keys:
-            # to the master of the keys, which the change went to: a Cluster's pipeline sends
-            # the commands of one node in order on one connection
             await self._client.initialize()  # (the slots are read at first use)
-            node = self._client.get_node_from_key(self._keys[0])
-            pipe.execute_command("WAIT", *self._wait, target_nodes=node)
-        else:
-            pipe.execute_command("WAIT", *self._wait)
+            target["target_nodes"] = self._client.get_node_from_key(self._keys[0])
+        if self._wait is None:
+            return await self._client.execute_command(*command, **target)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.execute_command(*command, **target)
+        # a Cluster's pipeline sends the commands of one node in order on one connection: the
+        # WAIT follows the change there
+        pipe.execute_command("WAIT", *self._wait, **target)
         reply, acked = await pipe.execute(raise_on_error=False)
         if isinstance(reply, Exception):
             raise reply

@@ -29,6 +29,7 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RedisOptions, Retrier
+from ..scripts import KeptConnections
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import bind
 
@@ -153,7 +154,9 @@ class RedisBackend:
         self._protocol = protocol = QueueProtocol(name, kind, serializer, block_slice)
         self.keys = protocol.keys
         options = options or RedisOptions()
-        self._scripts = bind(client, self.keys, options.replica_wait)
+        # kept connections only on clients of its own: a caller's pool stays the caller's
+        self._kept = KeptConnections(client if owns_client else None)
+        self._scripts = bind(client, self.keys, options.replica_wait, self._kept)
         self._retrier = Retrier(options, f"queue {name!r}")
         self._translate = _Translate(self)
 
@@ -298,6 +301,7 @@ class RedisBackend:
         self._drive(self._protocol.delete())
 
     def close(self) -> None:
+        self._kept.close()
         if self._owns_client:
             self._client.close()
             if self._waits is not self._client:

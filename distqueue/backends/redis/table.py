@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..scripts import Script
+from ..scripts import KeptConnections, Script
 from .keys import ROLES, QueueKeys
 
 
@@ -115,10 +115,16 @@ SCRIPTS: dict[str, ScriptSpec] = {
 }
 
 
-def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -> dict[str, Script]:
+def bind(
+    client: Any,
+    keys: QueueKeys,
+    replica_wait: tuple[int, int] = (0, 0),
+    kept: KeptConnections | None = None,
+) -> dict[str, Script]:
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
     ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
-    (:attr:`~..connection.RedisOptions.replica_wait`)."""
+    (:attr:`~..connection.RedisOptions.replica_wait`); ``kept``: connections of ``client``
+    that the calls keep between them."""
     return {
         name: Script(
             client,
@@ -126,6 +132,7 @@ def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -
             keys.of(spec.keys),
             retry_safe=spec.retry_safe,
             replica_wait=replica_wait,
+            kept=kept,
         )
         for name, spec in SCRIPTS.items()
     }
