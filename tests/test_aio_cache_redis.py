@@ -23,6 +23,7 @@ from servers import RedisServer, free_port, require_binary
 
 import distqueue
 import distqueue.aio
+import distqueue.url
 from distqueue.kv.values import MISSING
 
 GUARD = 60.0
@@ -371,3 +372,36 @@ def test_two_event_loops_missing_one_key_run_the_function_once(redis_url: str) -
     second.join(GUARD)
     assert results == {"first": 42, "second": 42}
     assert runs == ["first"]
+
+
+# -- garbage in our keys ------------------------------------------------------------------------
+
+
+def test_garbage_under_the_cache_s_keys_is_a_miss(any_redis_url: str) -> None:
+    """Values written by something else under the cache's keys: undecodable bytes, a manifest
+    naming chunks that are not there, a Redis list. Each is a miss (counted), never an
+    exception or a hang; a counter update on such a value is ``WrongTypeError``."""
+    namespace = fresh()
+    with distqueue.Cache(any_redis_url, namespace=namespace) as sync:
+        sync.set("plain", "fine")  # the same keys, through the blocking backend
+
+    async def main() -> None:
+        async with distqueue.aio.Cache(any_redis_url, namespace=namespace) as cache:
+            client = distqueue.url.make_redis_client(any_redis_url)
+            try:
+                client.set(f"{namespace}:v:bytes", b"\xff\x00not a frame")
+                client.set(f"{namespace}:v:manifest", b"#garbage manifest")
+                client.rpush(f"{namespace}:v:list", b"x")
+            finally:
+                client.close()
+            for key in ("bytes", "manifest", "list"):
+                assert await cache.get(key, MISSING) is MISSING, key
+            found = await cache.get_many(["bytes", "manifest", "plain"])
+            assert found == {"plain": "fine"}
+            with pytest.raises(distqueue.WrongTypeError):
+                await cache.incr("list")
+            stats = cache.stats
+            assert stats.corrupt_values == 4  # bytes and manifest, by get and by get_many
+            assert stats.server_errors == 1  # the list: the server refused GET on it
+
+    run(main)

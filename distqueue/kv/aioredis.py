@@ -5,8 +5,8 @@ Everything but the I/O is the blocking backend's (:mod:`.redis`): the commands, 
 and reply keys of the ``kv_*.lua`` scripts, grouping by Cluster slot, what each reply and each
 failure means, and when a failed call is retried; so is the server's health
 (``dead_retry``). Pauses between retries are ``asyncio.sleep``. The methods are those of
-:class:`~.base.KVBackend`, as coroutines, but ``wait_item`` (the results store blocks; it is
-not here).
+:class:`~.base.KVBackend` that the cache calls, as coroutines: not ``publish``,
+``publish_many`` and ``wait_item``, which only the (blocking) results store needs.
 
 Cancellation: a call cancelled while it waits for its reply closes its connection (redis-py
 does; a reply that comes later is never read as another call's), so the client stays usable.
@@ -129,14 +129,6 @@ class AsyncRedisBackend:
 
     async def decr(self, key: bytes, delta: int, ttl: float | None) -> int:
         return await self._drive(self.protocol.decr(key, delta, ttl))
-
-    async def publish(self, key: bytes, item: bytes, ttl: float | None, wake_key: bytes) -> None:
-        await self._drive(self.protocol.publish(key, item, ttl, wake_key))
-
-    async def publish_many(
-        self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
-    ) -> list[Failure]:
-        return await self._drive(self.protocol.publish_many(items, ttl, wake_keys))
 
     async def aclose(self) -> None:
         """Close the client's connections."""
