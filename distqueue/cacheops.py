@@ -401,7 +401,8 @@ class CallOps:
     def perform(
         self, step: stampede.Lookup | stampede.TakeLock, entry_key: bytes, token: bytes
     ) -> KVOp[Any]:
-        """The reply of one step of :func:`distqueue.stampede.plan` but :class:`Pause`."""
+        """The reply of one step of :func:`distqueue.stampede.plan` (any but a
+        :class:`~distqueue.stampede.Pause`)."""
         if isinstance(step, stampede.Lookup):
             return (
                 yield from self._lookup(entry_key, self.lock_key(entry_key) if step.lock else None)
