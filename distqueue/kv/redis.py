@@ -4,7 +4,7 @@ that Redis Sentinel names (``redis://``, ``rediss://``, ``unix://``, ``redis+clu
 
 The clients come from the queues' own factory (:func:`distqueue.url.make_redis_clients`), with
 the same time limits (:class:`~distqueue.backends.connection.RedisOptions`), and every call is
-retried as the queues' calls are (:class:`~distqueue.backends.connection.Retrier`): after a
+retried as the queues' calls are (:class:`~distqueue.backends.connection.RetryBudget`): after a
 connection failure, a replica's ``READONLY``, or a Cluster changing (``CLUSTERDOWN``,
 ``TRYAGAIN``, redirects), for at most ``retry_window`` seconds. That is what carries a call
 through a fail-over: a Sentinel's client asks the sentinels for the master again, a Cluster's
@@ -14,9 +14,10 @@ socket_timeout``.
 
 Each item is one Redis string, written with ``SET ... PX``; ``add`` is ``SET NX``, ``replace``
 is ``SET XX``. Scripts (``distqueue/backends/lua/kv_*.lua``, run by
-:class:`~distqueue.backends.scripts.Script`) do what must read and write in one step: counters
-(``kv_counter.lua``: create when missing, stop at 0 on the way down), compare-and-set
-(``kv_cas.lua``) and append/prepend on a plain bytes value (``kv_append.lua``).
+:class:`~distqueue.backends.scripts.Script`, or its asyncio counterpart) do what must read and
+write in one step: counters (``kv_counter.lua``: create when missing, stop at 0 on the way
+down), compare-and-set (``kv_cas.lua``) and append/prepend on a plain bytes value
+(``kv_append.lua``).
 
 Lost replies
     Every other write is idempotent (a ``SET``, a ``DEL``, a ``MULTI`` that deletes and pushes
