@@ -11,9 +11,11 @@
 
 The rule of this module: **a failed server is a miss, never an exception** (the one exception
 is a counter update whose outcome cannot be known, :class:`OutcomeUnknownError`). Every such
-failure is counted in :class:`CacheStats` through a :class:`StatsRecorder`, and logged. The
-bytes under the cache live in :mod:`distqueue.kv`; keys of function calls in
-:mod:`distqueue.callkeys`.
+failure is counted in :class:`CacheStats` through a
+:class:`~distqueue.cacheops.StatsRecorder`, and logged. The bytes under the cache live in
+:mod:`distqueue.kv`; keys of function calls in :mod:`distqueue.callkeys`. What each call does
+is written once, in :mod:`distqueue.cacheops`, as operations with no I/O that this blocking
+cache and :class:`distqueue.aio.Cache` both perform.
 
 Cached functions
 ----------------
@@ -59,39 +61,25 @@ exceptions of caching and results (:mod:`distqueue.errors`) can be imported from
 from __future__ import annotations
 
 import functools
-import secrets
-import threading
 import time
 import types
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
 from typing import Any, Generic, ParamSpec, TypeVar
 
 from . import stampede
-from .callkeys import CallKeys, call_key, function_name, why_name_is_ambiguous
+from .cacheops import TTL, CacheStats, call_ops, open_cache
 from .errors import (
-    BackendError,
     OutcomeUnknownError,
     ResultMissing,
     ResultTimeout,
     TaskFailed,
     ValueTooLargeError,
-    WrongTypeError,
 )
-from .kv.base import (
-    DEFAULT,
-    DEFAULT_DEAD_RETRY,
-    CasToken,
-    Default,
-    check_seconds,
-    check_ttl,
-    logger,
-)
-from .kv.frames import COUNTER_MAX, Corrupt, parse_counter
+from .kv.base import DEFAULT, DEFAULT_DEAD_RETRY, CasToken, Default, KVBackend, check_seconds
 from .kv.keys import DEFAULT_NAMESPACE
-from .kv.values import MISSING, ValueStore, open_values
+from .kv.steps import drive, run
 from .results import ResultStore
-from .serializers import Serializer, get_serializer
+from .serializers import Serializer
 from .tasks import Outcome
 
 __all__ = [
@@ -115,94 +103,6 @@ R = TypeVar("R")
 
 DEFAULT_LOCK_TTL = 30.0
 """Seconds a stampede lock lives, and the longest a caller waits for another's computation."""
-
-TTL = float | int | None | Default
-"""A ``ttl`` argument: seconds, ``None`` for no expiry, or ``DEFAULT`` for ``default_ttl``."""
-
-
-@dataclass(frozen=True)
-class CacheStats:
-    """What one :class:`Cache` object has counted since it was made (this process only).
-
-    ``hits``, ``misses``
-        keys read and found, or not (a corrupt value or a failed server is a miss too)
-    ``server_errors``
-        calls (per server) that failed because a server could not be reached or refused a
-        command, and so were a miss, a write that did not happen, or an uncached call
-    ``corrupt_values``
-        values found but unusable: undecodable, or chunks missing or not matching
-    ``stampede_waits``
-        cached calls that waited for another caller's computation and got its value
-    ``stampede_timeouts``
-        cached calls that waited ``lock_ttl`` seconds in vain and computed the value themselves
-    ``uncached_calls``
-        cached calls that ran the function without the cache because a server failed
-    """
-
-    hits: int = 0
-    misses: int = 0
-    server_errors: int = 0
-    corrupt_values: int = 0
-    stampede_waits: int = 0
-    stampede_timeouts: int = 0
-    uncached_calls: int = 0
-
-
-_STAT_NAMES = tuple(field.name for field in fields(CacheStats))
-
-
-class StatsRecorder:
-    """The counters behind :attr:`Cache.stats`, safe to update from any thread.
-
-    Each method records one kind of event; the two that a caller never sees as an exception
-    (a failed server, an unusable value) are logged here too. :meth:`snapshot` reads every
-    counter at once.
-    """
-
-    __slots__ = ("_counts", "_lock")
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts = dict.fromkeys(_STAT_NAMES, 0)
-
-    def _add(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += amount
-
-    def hit(self) -> None:
-        self._add("hits")
-
-    def miss(self) -> None:
-        self._add("misses")
-
-    def looked_up(self, hits: int, misses: int) -> None:
-        """Count the hits and misses of one call on several keys."""
-        with self._lock:
-            self._counts["hits"] += hits
-            self._counts["misses"] += misses
-
-    def server_error(self, error: BackendError, what: str) -> None:
-        """A server failed during ``what``, and the caller was not told (a miss, ``False``)."""
-        self._add("server_errors")
-        logger.debug("cache %s: %s", what, error)
-
-    def corrupt(self, key: object, reason: str) -> None:
-        """The value under ``key`` was found but cannot be used; it counts as a miss."""
-        self._add("corrupt_values")
-        logger.warning("cache value under %r is unusable (%s); counted as a miss", key, reason)
-
-    def stampede_wait(self) -> None:
-        self._add("stampede_waits")
-
-    def stampede_timeout(self) -> None:
-        self._add("stampede_timeouts")
-
-    def uncached_call(self) -> None:
-        self._add("uncached_calls")
-
-    def snapshot(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(**self._counts)
 
 
 class Cache:
@@ -280,17 +180,22 @@ class Cache:
         timeout: float | Default = DEFAULT,
         dead_retry: float = DEFAULT_DEAD_RETRY,
     ) -> None:
-        if compress_min_size is not None and (
-            isinstance(compress_min_size, bool)
-            or not isinstance(compress_min_size, int)
-            or compress_min_size < 0
-        ):
-            raise ValueError(
-                f"compress_min_size must be an int >= 0 or None, not {compress_min_size!r}"
-            )
+        self._ops, backend = open_cache(
+            url,
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            chunking=chunking,
+            compress_min_size=compress_min_size,
+            connect_timeout=connect_timeout,
+            timeout=timeout,
+            dead_retry=dead_retry,
+        )
+        self._backend: KVBackend = backend
         self.url = url
         self.namespace = namespace
-        self.default_ttl = check_ttl(default_ttl, "default_ttl")
+        self.default_ttl = self._ops.default_ttl
+        self.serializer = self._ops.values.serializer
         self._options: dict[str, Any] = {
             "namespace": namespace,
             "default_ttl": default_ttl,
@@ -301,27 +206,13 @@ class Cache:
             "timeout": timeout,
             "dead_retry": dead_retry,
         }
-        self.serializer = get_serializer(serializer)
-        self._store = open_values(
-            url,
-            namespace=namespace,
-            serializer=self.serializer,
-            chunking=chunking,
-            compress_min_size=compress_min_size,
-            connect_timeout=connect_timeout,
-            timeout=timeout,
-            dead_retry=dead_retry,
-        )
-        self._backend = self._store.backend
-        self._keys = self._store.keys
-        self._stats = StatsRecorder()
+        self._keys = self._ops.keys
+        self._stats = self._ops.stats
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
     def _ttl(self, ttl: TTL) -> float | None:
-        if ttl is DEFAULT:
-            return self.default_ttl
-        return check_ttl(ttl)
+        return self._ops.ttl(ttl)
 
     @property
     def stats(self) -> CacheStats:
@@ -337,44 +228,14 @@ class Cache:
         of your own (``cache.get(key, MISSING)``). A failed server, an expired, evicted or
         corrupt value are all misses.
         """
-        skey = self._keys.value_key(key)
-        try:
-            item = self._backend.get(skey)
-            if item is None:
-                self._stats.miss()
-                return default
-            value = self._store.decode(item)
-        except BackendError as exc:
-            self._stats.server_error(exc, "get")
-            self._stats.miss()
-            return default
-        except Corrupt as exc:
-            self._stats.corrupt(key, str(exc))
-            self._stats.miss()
-            return default
-        self._stats.hit()
-        return value
+        return drive(self._ops.get(key, default), self._backend)
 
     def get_many(self, keys: Iterable[str | bytes]) -> dict[str | bytes, Any]:
         """The values found under ``keys``, by key; keys with no value are left out.
 
         Costs one round trip per server involved (two when some values are chunked).
         """
-        keys = list(keys)
-        if not keys:
-            return {}
-        value_key = self._keys.value_key
-        skeys = [value_key(key) for key in keys]
-        values, failures, corrupt = self._store.read_many(skeys)
-        for failure in failures:
-            self._stats.server_error(failure.error, f"get_many ({len(failure.keys)} keys)")
-        if corrupt:
-            original = dict(zip(skeys, keys, strict=True))
-            for skey, reason in corrupt:
-                self._stats.corrupt(original[skey], reason)
-        found = {key: values[skey] for key, skey in zip(keys, skeys, strict=True) if skey in values}
-        self._stats.looked_up(len(found), len(keys) - len(found))
-        return found
+        return drive(self._ops.get_many(keys), self._backend)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -383,15 +244,7 @@ class Cache:
 
         Raises ``SerializationError`` or ``ValueTooLargeError`` before anything is written.
         """
-        skey = self._keys.value_key(key)
-        seconds = self._ttl(ttl)
-        body = self._store.encode(value)
-        try:
-            self._store.write(skey, body, seconds)
-        except BackendError as exc:
-            self._stats.server_error(exc, "set")
-            return False
-        return True
+        return drive(self._ops.set(key, value, ttl), self._backend)
 
     def set_many(
         self,
@@ -403,30 +256,14 @@ class Cache:
         Every value is serialized before anything is written, so ``SerializationError`` and
         ``ValueTooLargeError`` leave the cache unchanged. Costs one round trip per server.
         """
-        seconds = self._ttl(ttl)
-        value_key = self._keys.value_key
-        encode = self._store.encode
-        bodies = {value_key(key): encode(value) for key, value in values.items()}
-        not_stored, failures = self._store.write_many(bodies, seconds)
-        for failure in failures:
-            self._stats.server_error(failure.error, f"set_many ({len(failure.keys)} keys)")
-        if not not_stored:
-            return []
-        return [key for key in values if value_key(key) in not_stored]
+        return drive(self._ops.set_many(values, ttl), self._backend)
 
     def add(self, key: str | bytes, value: Any, ttl: TTL = DEFAULT) -> bool:
         """Store ``value`` only if ``key`` holds no value; ``True`` if it was stored.
 
         ``False`` when the key holds a value, or when its server failed (counted).
         """
-        skey = self._keys.value_key(key)
-        seconds = self._ttl(ttl)
-        body = self._store.encode(value)
-        try:
-            return self._store.add(skey, body, seconds)
-        except BackendError as exc:
-            self._stats.server_error(exc, "add")
-            return False
+        return drive(self._ops.add(key, value, ttl), self._backend)
 
     def replace(self, key: str | bytes, value: Any, ttl: TTL = DEFAULT) -> bool:
         """Store ``value`` only if ``key`` holds a value; ``True`` if it was stored.
@@ -434,14 +271,7 @@ class Cache:
         ``False`` when the key holds nothing, or when its server failed (counted). Raises
         ``SerializationError`` or ``ValueTooLargeError`` before anything is written.
         """
-        skey = self._keys.value_key(key)
-        seconds = self._ttl(ttl)
-        body = self._store.encode(value)
-        try:
-            return self._store.replace(skey, body, seconds)
-        except BackendError as exc:
-            self._stats.server_error(exc, "replace")
-            return False
+        return drive(self._ops.replace(key, value, ttl), self._backend)
 
     def append(self, key: str | bytes, data: bytes) -> bool:
         """Add ``data`` at the end of the ``bytes`` value under ``key``, atomically; ``True``
@@ -454,31 +284,12 @@ class Cache:
         again with ``default_ttl``. Like :meth:`cas`, never applied twice: raises
         ``OutcomeUnknownError`` (counted) when a lost reply leaves the outcome unknown.
         """
-        return self._add_bytes(key, data, prepend=False)
+        return drive(self._ops.add_bytes(key, data, False), self._backend)
 
     def prepend(self, key: str | bytes, data: bytes) -> bool:
         """Add ``data`` at the start of the ``bytes`` value under ``key``; otherwise as
         :meth:`append`."""
-        return self._add_bytes(key, data, prepend=True)
-
-    def _add_bytes(self, key: str | bytes, data: bytes, *, prepend: bool) -> bool:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        skey = self._keys.value_key(key)
-        what = "prepend" if prepend else "append"
-        try:
-            return self._store.append(skey, bytes(data), prepend, self.default_ttl)
-        except TypeError as exc:
-            raise TypeError(f"{what} to {key!r}: {exc}") from None
-        except OutcomeUnknownError as exc:
-            self._stats.server_error(exc, what)
-            raise
-        except BackendError as exc:
-            self._stats.server_error(exc, what)
-            return False
-        except Corrupt as exc:
-            self._stats.corrupt(key, str(exc))
-            return False
+        return drive(self._ops.add_bytes(key, data, True), self._backend)
 
     def gets(self, key: str | bytes, default: Any = None) -> tuple[Any, CasToken | None]:
         """The value under ``key`` and a token for :meth:`cas`; ``(default, None)`` if there
@@ -489,22 +300,7 @@ class Cache:
         bytes (a value written again with the very same bytes counts as unchanged); in
         memory the write that stored it.
         """
-        skey = self._keys.value_key(key)
-        try:
-            value, token = self._store.gets(skey)
-        except BackendError as exc:
-            self._stats.server_error(exc, "gets")
-            self._stats.miss()
-            return default, None
-        except Corrupt as exc:
-            self._stats.corrupt(key, str(exc))
-            self._stats.miss()
-            return default, None
-        if token is None:
-            self._stats.miss()
-            return default, None
-        self._stats.hit()
-        return value, token
+        return drive(self._ops.gets(key, default), self._backend)
 
     def cas(self, key: str | bytes, value: Any, token: CasToken, ttl: TTL = DEFAULT) -> bool:
         """Store ``value`` under ``key`` only if it is unchanged since the :meth:`gets` that
@@ -520,52 +316,19 @@ class Cache:
         one that ``gets`` gave for another key, and ``SerializationError`` or
         ``ValueTooLargeError`` before anything is written.
         """
-        if not isinstance(token, CasToken):
-            raise TypeError(f"token must be a CasToken from Cache.gets, not {type(token).__name__}")
-        skey = self._keys.value_key(key)
-        if token.key != skey:
-            raise ValueError(f"the token was given by gets() for another key than {key!r}")
-        seconds = self._ttl(ttl)
-        body = self._store.encode(value)
-        try:
-            return self._store.cas(body, seconds, token)
-        except OutcomeUnknownError as exc:
-            self._stats.server_error(exc, "cas")
-            raise
-        except BackendError as exc:
-            self._stats.server_error(exc, "cas")
-            return False
+        return drive(self._ops.cas(key, value, token, ttl), self._backend)
 
     def delete(self, key: str | bytes) -> bool:
         """Remove the value under ``key`` (and the chunks of a large one); ``True`` if there
         was one. ``False`` (counted) if its server failed."""
-        try:
-            return self._store.delete(self._keys.value_key(key))
-        except BackendError as exc:
-            self._stats.server_error(exc, "delete")
-            return False
+        return drive(self._ops.delete(key), self._backend)
 
     def touch(self, key: str | bytes, ttl: TTL = DEFAULT) -> bool:
         """Give the value under ``key`` a new TTL (counted from now); ``True`` if there was one.
 
         ``ttl=None`` removes its expiry. A chunked value has its chunks touched too.
         """
-        skey = self._keys.value_key(key)
-        seconds = self._ttl(ttl)
-        try:
-            item = self._backend.get(skey)
-            if item is None:
-                return False
-            if item[:1] == b"#":
-                for chunk_key in self._store.chunk_keys(self._store.manifest(item)):
-                    self._backend.touch(chunk_key, seconds)
-            return self._backend.touch(skey, seconds)
-        except BackendError as exc:
-            self._stats.server_error(exc, "touch")
-            return False
-        except Corrupt as exc:
-            self._stats.corrupt(key, str(exc))
-            return False
+        return drive(self._ops.touch(key, ttl), self._backend)
 
     def incr(self, key: str | bytes, delta: int = 1, *, ttl: TTL = DEFAULT) -> int | None:
         """Add ``delta`` to the counter under ``key``, atomically, and return its new value.
@@ -586,33 +349,13 @@ class Cache:
         request ids, so nothing is ever re-sent there: any failure after the command left
         (a timeout, a connection closed before the reply) is ``OutcomeUnknownError``.
         """
-        return self._add_to_counter(True, key, delta, ttl)
+        return drive(self._ops.add_to_counter(True, key, delta, ttl), self._backend)
 
     def decr(self, key: str | bytes, delta: int = 1, *, ttl: TTL = DEFAULT) -> int | None:
         """Subtract ``delta`` from the counter under ``key``, stopping at 0 (as memcached
         does); return its new value. A missing counter is created holding 0. Otherwise as
         :meth:`incr`."""
-        return self._add_to_counter(False, key, delta, ttl)
-
-    def _add_to_counter(self, up: bool, key: str | bytes, delta: int, ttl: TTL) -> int | None:
-        if isinstance(delta, bool) or not isinstance(delta, int):
-            raise TypeError(f"delta must be an int, not {type(delta).__name__}")
-        if not 0 <= delta <= COUNTER_MAX:
-            raise ValueError(f"delta must be between 0 and 2**63 - 1, not {delta}")
-        skey = self._keys.value_key(key)
-        seconds = self._ttl(ttl)
-        try:
-            if up:
-                return self._backend.incr(skey, delta, seconds)
-            return self._backend.decr(skey, delta, seconds)
-        except WrongTypeError as exc:
-            raise WrongTypeError(f"the value under {key!r} is not a counter", key=exc.key) from exc
-        except OutcomeUnknownError as exc:
-            self._stats.server_error(exc, "incr" if up else "decr")
-            raise
-        except BackendError as exc:
-            self._stats.server_error(exc, "incr" if up else "decr")
-            return None
+        return drive(self._ops.add_to_counter(False, key, delta, ttl), self._backend)
 
     # -- decorating ----------------------------------------------------------------------------
 
@@ -644,8 +387,6 @@ class Cache:
             return CachedFunction(
                 self,
                 func,
-                store=self._store,
-                stats=self._stats,
                 ttl=seconds,
                 key=key,
                 name=name,
@@ -700,156 +441,57 @@ class CachedFunction(Generic[P, R]):
         cache: Cache,
         func: Callable[P, R],
         *,
-        store: ValueStore,
-        stats: StatsRecorder,
         ttl: float | None,
         key: Callable[..., Any] | None,
         name: str | None,
         lock_ttl: float,
     ) -> None:
-        if key is None and name is None:
-            why = why_name_is_ambiguous(func)
-            if why is not None:
-                raise TypeError(
-                    f"cannot cache {func!r} under its own name: {why}, so cached results of "
-                    "one could be returned for another. Pass name=... (a name that tells it "
-                    "apart, closed-over values included) or key=..."
-                )
+        self._calls = call_ops(cache._ops, func, ttl=ttl, key=key, name=name, lock_ttl=lock_ttl)
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
         self.__name__: str = getattr(func, "__name__", name or repr(func))
         self.cache = cache
         self.ttl = ttl
         self.lock_ttl = lock_ttl
-        self.name = name if name is not None else function_name(func)
-        self._key_func = key
-        self._call_keys = CallKeys(self.name, func)
-        self._store = store
-        self._backend = store.backend
-        self._keys = store.keys
-        self._stats = stats
-        self._generation_key = self._keys.key("g", self.name)
-
-    # -- keys ----------------------------------------------------------------------------------
-
-    def _entry_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bytes:
-        if self._key_func is not None:
-            text = call_key(self.name, None, (self._key_func(*args, **kwargs),), {})
-        else:
-            text = self._call_keys(args, kwargs)
-        return self._keys.key("f", text)
+        self.name = self._calls.name
+        self._backend = cache._backend
 
     # -- calling -------------------------------------------------------------------------------
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        entry_key = self._entry_key(args, kwargs)
-        lock_key = self._keys.key("l", entry_key)
-        token = secrets.token_hex(16).encode("ascii")
-        steps = stampede.plan(self._stats, self.name, self.lock_ttl)
-        reply: Any = None
-        error: BackendError | None = None
-        while True:  # perform the plan's steps (see distqueue.stampede)
-            try:
-                step = steps.send(reply) if error is None else steps.throw(error)
-            except StopIteration as done:
-                decision: stampede.Decision = done.value
-                break
-            reply, error = None, None
-            try:
-                reply = self._perform(step, entry_key, lock_key, token)
-            except BackendError as exc:
-                error = exc
+        calls, backend = self._calls, self._backend
+        entry_key = calls.entry_key(args, kwargs)
+        token = calls.new_token()
+
+        def perform(step: stampede.Step) -> Any:
+            if isinstance(step, stampede.Pause):
+                time.sleep(step.seconds)
+                return None
+            return drive(calls.perform(step, entry_key, token), backend)
+
+        # the steps of distqueue.stampede, a failed one thrown back in as its BackendError
+        decision = run(stampede.plan(calls.stats, self.name, self.lock_ttl), perform)
         if isinstance(decision, stampede.Compute):
             try:
                 value = self.__wrapped__(*args, **kwargs)
-                self._store_result(entry_key, decision.generation, value)
+                drive(calls.store_result(entry_key, decision.generation, value), backend)
                 return value
             finally:
                 if decision.locked:
-                    self._release(lock_key, token)
+                    drive(calls.release(entry_key, token), backend)
         if decision.locked:
-            self._release(lock_key, token)
+            drive(calls.release(entry_key, token), backend)
         if isinstance(decision, stampede.Hit):
             return decision.value  # type: ignore[no-any-return]
-        self._count_uncached(decision.error)
+        calls.count_uncached(decision.error)
         return self.__wrapped__(*args, **kwargs)
-
-    def _perform(self, step: stampede.Step, entry_key: bytes, lock_key: bytes, token: bytes) -> Any:
-        """Perform one step of :func:`distqueue.stampede.plan` and return its reply."""
-        if isinstance(step, stampede.Lookup):
-            return self._lookup(entry_key, lock_key if step.lock else None)
-        if isinstance(step, stampede.TakeLock):
-            return self._backend.add(lock_key, token, self.lock_ttl)
-        time.sleep(step.seconds)
-        return None
-
-    def _lookup(self, entry_key: bytes, lock_key: bytes | None = None) -> tuple[int, Any, bool]:
-        """The current generation, the entry's value (``MISSING`` if it has none) and, when
-        ``lock_key`` is given, whether the lock is held; all read in one request."""
-        keys = [self._generation_key, entry_key]
-        if lock_key is not None:
-            keys.append(lock_key)
-        found, failures = self._backend.get_many(keys)
-        if failures:
-            raise failures[0].error
-        locked = lock_key is not None and lock_key in found
-        item = found.get(self._generation_key)
-        generation = parse_counter(item) if item is not None else None
-        if generation is None:
-            generation = self._new_generation()
-        item = found.get(entry_key)
-        if item is None:
-            return generation, MISSING, locked
-        try:
-            entry = self._store.decode(item)
-        except Corrupt as exc:
-            self._stats.corrupt(entry_key, str(exc))
-            return generation, MISSING, locked
-        if type(entry) is list and len(entry) == 2 and entry[0] == generation:
-            return generation, entry[1], locked
-        return generation, MISSING, locked
-
-    def _new_generation(self) -> int:
-        """Create the missing generation counter at a random number, and return it."""
-        candidate = secrets.randbits(48) + 1
-        if self._backend.add(self._generation_key, str(candidate).encode("ascii"), None):
-            return candidate
-        item = self._backend.get(self._generation_key)  # created by another caller meanwhile
-        current = parse_counter(item) if item is not None else None
-        return candidate if current is None else current
-
-    def _store_result(self, entry_key: bytes, generation: int, value: Any) -> None:
-        """Store ``value`` as the entry of ``generation``; a failed server is counted.
-        Raises ``SerializationError`` or ``ValueTooLargeError`` for a value it cannot store."""
-        body = self._store.encode([generation, value])
-        try:
-            self._store.write(entry_key, body, self.ttl)
-        except BackendError as exc:
-            self._stats.server_error(exc, f"storing a result of {self.name}")
-
-    def _release(self, lock_key: bytes, token: bytes) -> None:
-        # Only our own lock: if it expired meanwhile, another caller may hold a new one. (The
-        # read and the delete are two commands; losing that race costs one more computation.)
-        try:
-            if self._backend.get(lock_key) == token:
-                self._backend.delete(lock_key)
-        except BackendError as exc:
-            self._stats.server_error(exc, f"releasing the lock of {self.name}")
-
-    def _count_uncached(self, error: BackendError) -> None:
-        self._stats.server_error(error, f"cached call of {self.name}")
-        self._stats.uncached_call()
 
     # -- forgetting ----------------------------------------------------------------------------
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Forget the cached result of the call ``f(*args, **kwargs)``; ``True`` if there was
         one. ``False`` (counted) if its server failed."""
-        try:
-            return self._store.delete(self._entry_key(args, kwargs))
-        except BackendError as exc:
-            self._stats.server_error(exc, f"invalidate of {self.name}")
-            return False
+        return drive(self._calls.invalidate(args, kwargs), self._backend)
 
     def cache_clear(self) -> bool:
         """Forget every cached result of the function, in every process; ``True`` on success.
@@ -858,18 +500,7 @@ class CachedFunction(Generic[P, R]):
         nothing changed, unless the reply to the change was lost (``OutcomeUnknownError``, logged),
         when it may have.
         """
-        try:
-            item = self._backend.get(self._generation_key)
-            if item is None or parse_counter(item) is None:
-                self._backend.delete(self._generation_key)
-                self._new_generation()
-            else:
-                self._backend.incr(self._generation_key, 1, None)
-        except BackendError as exc:
-            self._stats.server_error(exc, f"cache_clear of {self.name}")
-            logger.warning("cache_clear of %s failed: %s", self.name, exc)
-            return False
-        return True
+        return drive(self._calls.cache_clear(), self._backend)
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:

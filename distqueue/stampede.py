@@ -80,7 +80,7 @@ Plan = Generator[Step, Any, Decision]
 
 
 class Counters(Protocol):
-    """The counters a plan updates (:class:`distqueue.cache.StatsRecorder`)."""
+    """The counters a plan updates (:class:`distqueue.cacheops.StatsRecorder`)."""
 
     def hit(self) -> None: ...
     def miss(self) -> None: ...

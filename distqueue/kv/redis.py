@@ -4,7 +4,7 @@ that Redis Sentinel names (``redis://``, ``rediss://``, ``unix://``, ``redis+clu
 
 The clients come from the queues' own factory (:func:`distqueue.url.make_redis_clients`), with
 the same time limits (:class:`~distqueue.backends.connection.RedisOptions`), and every call is
-retried as the queues' calls are (:class:`~distqueue.backends.connection.Retrier`): after a
+retried as the queues' calls are (:class:`~distqueue.backends.connection.RetryBudget`): after a
 connection failure, a replica's ``READONLY``, or a Cluster changing (``CLUSTERDOWN``,
 ``TRYAGAIN``, redirects), for at most ``retry_window`` seconds. That is what carries a call
 through a fail-over: a Sentinel's client asks the sentinels for the master again, a Cluster's
@@ -14,9 +14,10 @@ socket_timeout``.
 
 Each item is one Redis string, written with ``SET ... PX``; ``add`` is ``SET NX``, ``replace``
 is ``SET XX``. Scripts (``distqueue/backends/lua/kv_*.lua``, run by
-:class:`~distqueue.backends.scripts.Script`) do what must read and write in one step: counters
-(``kv_counter.lua``: create when missing, stop at 0 on the way down), compare-and-set
-(``kv_cas.lua``) and append/prepend on a plain bytes value (``kv_append.lua``).
+:class:`~distqueue.backends.scripts.Script`, or its asyncio counterpart) do what must read and
+write in one step: counters (``kv_counter.lua``: create when missing, stop at 0 on the way
+down), compare-and-set (``kv_cas.lua``) and append/prepend on a plain bytes value
+(``kv_append.lua``).
 
 Lost replies
     Every other write is idempotent (a ``SET``, a ``DEL``, a ``MULTI`` that deletes and pushes
@@ -50,14 +51,15 @@ Errors of redis-py are translated here: connection failures and timeouts to
 ``BackendConnectionError`` (the server is then down for ``dead_retry`` seconds, see
 :class:`~distqueue.kv.base.ServerHealth`), a counter command on another kind of value to
 ``WrongTypeError``, anything else the server refuses to ``BackendError``.
+
+All of this but the I/O lives in :mod:`.redisprotocol` (the commands of each call, request
+ids, grouping by slot, what replies and failures mean); :class:`RedisBackend` here performs it
+with redis-py's blocking clients, and :class:`~.aioredis.AsyncRedisBackend` with its asyncio
+ones (for :class:`distqueue.aio.Cache`), so both behave alike and share the same keys.
 """
 
 from __future__ import annotations
 
-import binascii
-import functools
-import hashlib
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -68,87 +70,28 @@ import redis.exceptions
 
 from ..backends.base import Deadline
 from ..backends.connection import BLOCK_SLICE, MIN_BLOCK, RETRYABLE, RedisOptions, Retrier
-from ..backends.scripts import NotSent, RequestIds, Script
-from ..errors import BackendConnectionError, BackendError, OutcomeUnknownError, WrongTypeError
-from .base import KEEP_TTL, Failure, KeepTTL, ServerHealth
+from ..backends.scripts import Script
+from .base import Failure, KeepTTL, ServerHealth
+from .redisprotocol import (
+    ITEM_SIZE_LIMIT,
+    MAX_TTL_MS,
+    REDIS_ERRORS,
+    Commands,
+    Operation,
+    RedisKVProtocol,
+    RunScript,
+    Step,
+    item_stamp,
+    request_key,
+)
+from .steps import run
+
+__all__ = ["ITEM_SIZE_LIMIT", "MAX_TTL_MS", "RedisBackend", "item_stamp", "request_key"]
 
 T = TypeVar("T")
 
-ITEM_SIZE_LIMIT = 512 * 1024 * 1024
-"""The largest Redis string (``proto-max-bulk-len``'s default)."""
-
 _WAIT_ERROR_PAUSE = 0.05
 """Seconds a waiter pauses after a failed blocking command, before it reads the item again."""
-
-_CLUSTER_ERRORS = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
-
-
-class _Silent(Exception):
-    """An attempt timed out (internal): not retried, see the module docstring."""
-
-    def __init__(self, error: BaseException, *, sent: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.sent = sent
-
-
-def _hashed_part(text: str) -> str:
-    """The part of a key that Redis Cluster hashes: the text between the first ``{`` and the
-    first ``}`` after it when that is not empty, else the whole key."""
-    start = text.find("{")
-    if start != -1:
-        end = text.find("}", start + 1)
-        if end > start + 1:
-            return text[start + 1 : end]
-    return text
-
-
-@functools.cache
-def _tags_by_slot() -> tuple[str, ...]:
-    """For every Cluster slot, a short text that hashes to it (built once, when a key needs
-    it: some 170,000 CRCs)."""
-    tags: list[str | None] = [None] * 16384
-    missing = len(tags)
-    number = 0
-    while missing:
-        tag = f"{number:x}"
-        slot = binascii.crc_hqx(tag.encode("ascii"), 0) % 16384
-        if tags[slot] is None:
-            tags[slot] = tag
-            missing -= 1
-        number += 1
-    return tuple(tag or "" for tag in tags)
-
-
-def request_key(key: bytes, request: str) -> str:
-    """A key for one request's reply in the same Redis Cluster slot as ``key``.
-
-    A key with a hash tag keeps it (the reply key starts with the key). Any other is hashed
-    whole, so it becomes the tag, unless it holds a ``}`` (it could not be a tag then): the tag
-    is then a short text of the same slot.
-    """
-    text = key.decode("ascii")
-    if _hashed_part(text) is not text:
-        return f"{text}:req:{request}"
-    if "}" not in text:
-        return f"{{{text}}}:req:{request}"
-    slot = binascii.crc_hqx(key, 0) % 16384
-    return f"{{{_tags_by_slot()[slot]}}}:req:{request}"
-
-
-MAX_TTL_MS = 10**15
-"""The longest TTL sent to Redis, in milliseconds (about 31,700 years); a longer one is clamped
-to it (Redis refuses an expiry that overflows its clock)."""
-
-
-def _ms(ttl: float) -> int:
-    return max(1, min(math.ceil(ttl * 1000), MAX_TTL_MS))
-
-
-def item_stamp(item: bytes) -> str:
-    """What a compare-and-set token holds on Redis: the SHA-1 of the item read, as
-    ``kv_cas.lua`` computes it on the server."""
-    return hashlib.sha1(item).hexdigest()
 
 
 class RedisBackend:
@@ -173,99 +116,41 @@ class RedisBackend:
         # that the other commands keep the short one.
         self._waits = waits if waits is not None else client
         self._owns_client = owns_client
-        self._cluster = isinstance(client, redis.cluster.RedisCluster)
         self.health = ServerHealth(name, dead_retry)
-        self._retrier = Retrier(options, name)
-        self._request_id = RequestIds()
-
-    # -- running calls -------------------------------------------------------------------------
-
-    def _call(
-        self,
-        attempt: Callable[[], T],
-        *,
-        what: str,
-        changes: bool = False,
-        key: bytes | None = None,
-        wait_until: float | None = 0.0,
-    ) -> T:
-        """Run ``attempt`` with the retries of the module docstring; translate its errors.
-
-        ``changes``: the call is a script that writes (sent twice, it would write twice were
-        it not for its request id), so a failure after sending is ``OutcomeUnknownError``.
-        ``wait_until``: see :meth:`Retrier.run`; a call that waits is tried even while the
-        server counts as down, and rides out an outage within its own time.
-        """
-        if wait_until == 0.0:
-            self.health.check()
-        sent = False
-
-        def once() -> T:
-            nonlocal sent
-            try:
-                return attempt()
-            except NotSent as exc:
-                if isinstance(exc.error, redis.exceptions.TimeoutError):
-                    raise _Silent(exc.error, sent=False) from exc
-                raise
-            except redis.exceptions.TimeoutError as exc:
-                raise _Silent(exc, sent=True) from exc
-            except redis.exceptions.ConnectionError:
-                sent = True  # maybe: a connection that failed after the command left
-                raise
-
-        try:
-            result = self._retrier.run(once, what=what, changes=changes, wait_until=wait_until)
-        except _Silent as exc:
-            self.health.failed(exc.error)
-            if changes and (sent or exc.sent):
-                raise OutcomeUnknownError(
-                    f"{self.health.name} did not answer {what}, which may or may not have taken "
-                    f"effect: {exc.error}"
-                ) from exc.error
-            raise BackendConnectionError(
-                f"{self.health.name} is unreachable: {exc.error}"
-            ) from exc.error
-        except BackendConnectionError as exc:  # the retries ran out; OutcomeUnknownError too
-            self.health.failed(exc)
-            raise
-        except _CLUSTER_ERRORS as exc:
-            raise self._error(exc, key) from exc
-        self.health.succeeded()
-        return result
-
-    def _script(self, name: str, key: bytes, *args: Any, what: str) -> Any:
-        """Run the retry-safe script ``name`` on ``key`` under a fresh request id."""
-        skey = key.decode("ascii")
-        script = Script(self._client, name, [skey], retry_safe=True)
-        reply_key = request_key(key, self._request_id())
-        # The wrapper first deletes a reply its client has received; a cache call has none to
-        # name (its earlier calls were on other keys, in other slots), so its own reply key
-        # stands in: nothing is stored there before the script has run.
-        return self._call(
-            lambda: script(reply_key, reply_key, *args),
-            what=f"{what} of {skey!r}",
-            changes=True,
-            key=key,
+        self.protocol = RedisKVProtocol(
+            self.health,
+            Retrier(options, name),
+            cluster=isinstance(client, redis.cluster.RedisCluster),
         )
 
-    def _error(self, exc: BaseException, key: bytes | None = None) -> BackendError:
-        """The distqueue exception for an error of redis-py that is not a connection failure
-        (raise it ``from exc``)."""
-        text = str(exc)
-        if key is not None and ("NOTCOUNTER" in text or "WRONGTYPE" in text):
-            name = key.decode("ascii")
-            return WrongTypeError(f"the value under {name!r} is not a counter", key=name)
-        return BackendError(f"{self.health.name} refused a command: {exc}")
+    # -- performing steps ----------------------------------------------------------------------
 
-    def _batch(
-        self, keys: Sequence[bytes], attempt: Callable[[], T], what: str
-    ) -> tuple[T | None, list[Failure]]:
-        """A call on several keys: its result, or a failure for all of them."""
-        try:
-            return self._call(attempt, what=what), []
-        except BackendError as exc:
-            return None, [Failure(self.health.name, list(keys), exc)]
+    def _drive(self, operation: Operation[T]) -> T:
+        return run(operation, self._perform)
+
+    def _perform(self, step: Step, wait_until: float | None = 0.0) -> Any:
+        """One step, retried as its :class:`~.redisprotocol.Attempt` decides."""
+        attempt = self.protocol.attempt(step, wait_until)
+        while True:
+            started = time.monotonic()
+            try:
+                reply = self._send(step)
+            except Exception as exc:
+                time.sleep(attempt.failed(exc, started))
+                continue
+            attempt.succeeded()
+            return reply
+
+    def _send(self, step: Step) -> Any:
+        if type(step) is RunScript:
+            return Script(self._client, step.file, [step.key], retry_safe=True)(*step.args)
+        assert type(step) is Commands
+        if len(step.commands) == 1 and not step.transaction:
+            return self._client.execute_command(*step.commands[0])
+        pipe = self._client.pipeline(transaction=step.transaction)
+        for command in step.commands:
+            pipe.execute_command(*command)
+        return pipe.execute()
 
     # -- the contract --------------------------------------------------------------------------
 
@@ -276,141 +161,54 @@ class RedisBackend:
         return None  # maxmemory is often 0 (no limit); chunk counts are bounded by MAX_PIECES
 
     def get(self, key: bytes) -> bytes | None:
-        item: bytes | None = self._call(lambda: self._client.get(key), what="a read")
-        return item
+        return self._drive(self.protocol.get(key))
 
     def get_many(self, keys: Sequence[bytes]) -> tuple[dict[bytes, bytes], list[Failure]]:
-        if not keys:
-            return {}, []
-        read = self._client.mget_nonatomic if self._cluster else self._client.mget
-        items, failures = self._batch(keys, lambda: read(keys), "a read")
-        if items is None:
-            return {}, failures
-        return {key: item for key, item in zip(keys, items, strict=True) if item is not None}, []
+        return self._drive(self.protocol.get_many(keys))
 
     def set(self, key: bytes, item: bytes, ttl: float | None) -> None:
-        px = None if ttl is None else _ms(ttl)
-        self._call(lambda: self._client.set(key, item, px=px), what="a write")
+        self._drive(self.protocol.set(key, item, ttl))
 
     def set_many(self, items: Mapping[bytes, bytes], ttl: float | None) -> list[Failure]:
-        px = None if ttl is None else _ms(ttl)
-
-        def write(pipe: Any) -> None:
-            for key, item in items.items():
-                pipe.set(key, item, px=px)
-
-        return self._pipelined(items, write, transaction=False)
-
-    def _pipelined(
-        self, items: Mapping[bytes, bytes], write: Callable[[Any], None], *, transaction: bool
-    ) -> list[Failure]:
-        """Run ``write``'s commands for ``items`` in one pipeline (per node on a Cluster)."""
-        if not items:
-            return []
-
-        def attempt() -> None:
-            pipe = self._client.pipeline(transaction=transaction)
-            write(pipe)
-            pipe.execute()
-
-        return self._batch(list(items), attempt, "a write")[1]
+        return self._drive(self.protocol.set_many(items, ttl))
 
     def add(self, key: bytes, item: bytes, ttl: float | None) -> bool:
-        px = None if ttl is None else _ms(ttl)
-        # A retry after a lost reply finds the key taken (by itself) and says False: the caller
-        # of add() learns the key holds a value, which is so.
-        return bool(self._call(lambda: self._client.set(key, item, nx=True, px=px), what="add"))
+        return self._drive(self.protocol.add(key, item, ttl))
 
     def replace(self, key: bytes, item: bytes, ttl: float | None) -> bool:
-        px = None if ttl is None else _ms(ttl)
-        return bool(self._call(lambda: self._client.set(key, item, xx=True, px=px), what="replace"))
+        return self._drive(self.protocol.replace(key, item, ttl))
 
     def gets(self, key: bytes) -> tuple[bytes | None, object | None]:
-        item = self.get(key)
-        return item, None if item is None else item_stamp(item)
+        return self._drive(self.protocol.gets(key))
 
     def cas(self, key: bytes, item: bytes, ttl: float | KeepTTL | None, stamp: object) -> bool:
-        if not isinstance(stamp, str):
-            return False
-        px: int | str = "keep" if ttl is KEEP_TTL else 0 if ttl is None else _ms(ttl)
-        return bool(self._script("kv_cas.lua", key, stamp, item, px, what="cas") == 1)
+        return self._drive(self.protocol.cas(key, item, ttl, stamp))
 
     def append(self, key: bytes, data: bytes, prepend: bool) -> bool | None:
-        op = "prepend" if prepend else "append"
-        done = self._script("kv_append.lua", key, op, data, what=op)
-        return None if done == -1 else done == 1
+        return self._drive(self.protocol.append(key, data, prepend))
 
     def delete(self, key: bytes) -> bool:
-        return bool(self._call(lambda: self._client.delete(key), what="a delete"))
+        return self._drive(self.protocol.delete(key))
 
     def delete_many(self, keys: Sequence[bytes]) -> list[Failure]:
-        if not keys:
-            return []
-        return self._batch(keys, lambda: self._client.delete(*keys), "a delete")[1]
+        return self._drive(self.protocol.delete_many(keys))
 
     def touch(self, key: bytes, ttl: float | None) -> bool:
-        def attempt() -> Any:
-            if ttl is not None:
-                return self._client.pexpire(key, _ms(ttl))
-            pipe = self._client.pipeline(transaction=True)
-            pipe.exists(key)
-            pipe.persist(key)
-            return pipe.execute()[0]
-
-        return bool(self._call(attempt, what="touch"))
-
-    def _count(self, op: str, key: bytes, delta: int, ttl: float | None) -> int:
-        return int(
-            self._script("kv_counter.lua", key, op, delta, 0 if ttl is None else _ms(ttl), what=op)
-        )
+        return self._drive(self.protocol.touch(key, ttl))
 
     def incr(self, key: bytes, delta: int, ttl: float | None) -> int:
-        return self._count("incr", key, delta, ttl)
+        return self._drive(self.protocol.incr(key, delta, ttl))
 
     def decr(self, key: bytes, delta: int, ttl: float | None) -> int:
-        return self._count("decr", key, delta, ttl)
-
-    @staticmethod
-    def _publish_commands(
-        pipe: Any, key: bytes, item: bytes, px: int | None, wake_key: bytes
-    ) -> None:
-        pipe.set(key, item, px=px)
-        pipe.delete(wake_key)
-        pipe.rpush(wake_key, b"1")
-        if px is not None:
-            pipe.pexpire(wake_key, px)
+        return self._drive(self.protocol.decr(key, delta, ttl))
 
     def publish(self, key: bytes, item: bytes, ttl: float | None, wake_key: bytes) -> None:
-        px = None if ttl is None else _ms(ttl)
-
-        def attempt() -> None:
-            pipe = self._client.pipeline(transaction=True)
-            self._publish_commands(pipe, key, item, px, wake_key)
-            pipe.execute()
-
-        self._call(attempt, what="a result")
+        self._drive(self.protocol.publish(key, item, ttl, wake_key))
 
     def publish_many(
         self, items: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
     ) -> list[Failure]:
-        px = None if ttl is None else _ms(ttl)
-        if not self._cluster:
-
-            def write(pipe: Any) -> None:
-                for key, item in items.items():
-                    self._publish_commands(pipe, key, item, px, wake_keys[key])
-
-            # as publish(), in one MULTI: a waiter never sees a wake-up before its item
-            return self._pipelined(items, write, transaction=True)
-        # A MULTI stays within one slot on a Cluster: one per item (each item and its wake key
-        # share a slot).
-        failures: list[Failure] = []
-        for key, item in items.items():
-            try:
-                self.publish(key, item, ttl, wake_keys[key])
-            except BackendError as exc:
-                failures.append(Failure(self.health.name, [key], exc))
-        return failures
+        return self._drive(self.protocol.publish_many(items, ttl, wake_keys))
 
     def wait_item(
         self,
@@ -422,10 +220,9 @@ class RedisBackend:
         deadline = Deadline(timeout)
         # A read inside a wait rides out an outage for as long as the wait may last.
         wait_until = None if timeout is None else deadline.at
+        read = Commands((("GET", key),), "a read", key=key)
         while True:
-            item: bytes | None = self._call(
-                lambda: self._client.get(key), what="a read", wait_until=wait_until
-            )
+            item: bytes | None = self._perform(read, wait_until)
             if not waiting(item):
                 return item
             block = BLOCK_SLICE
@@ -443,9 +240,9 @@ class RedisBackend:
                 time.sleep(min(_WAIT_ERROR_PAUSE, block))
             except redis.exceptions.ResponseError as exc:
                 if not str(exc).startswith("UNBLOCKED"):
-                    raise self._error(exc) from exc
-            except _CLUSTER_ERRORS as exc:
-                raise self._error(exc) from exc
+                    raise self.protocol.error(exc) from exc
+            except REDIS_ERRORS as exc:
+                raise self.protocol.error(exc) from exc
 
     def close(self) -> None:
         if self._owns_client:

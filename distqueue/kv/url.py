@@ -47,10 +47,11 @@ Bounds
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from ..url import ANY_REDIS_SCHEMES, SENTINEL_SCHEMES
-from .base import DEFAULT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, KVBackend, check_seconds
+from .base import DEFAULT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT, check_seconds
 
 MEMCACHED_SCHEME = "memcached"
 
@@ -149,10 +150,14 @@ def open_backend(
     timeouts: Mapping[str, float],
     dead_retry: float,
     blocking: bool = False,
-) -> KVBackend:
-    """The backend for ``url``. ``timeouts``: the ``connect_timeout`` and ``timeout`` given as
-    arguments (checked), if any. ``blocking``: the backend will make blocking calls (results
-    on Redis), on a connection of their own whose timeout leaves room for them."""
+    asyncio: bool = False,
+) -> Any:
+    """The backend for ``url`` (a :class:`~.base.KVBackend`). ``timeouts``: the
+    ``connect_timeout`` and ``timeout`` given as arguments (checked), if any. ``blocking``:
+    the backend will make blocking calls (results on Redis), on a connection of their own
+    whose timeout leaves room for them. ``asyncio``: the backend of :mod:`.aioredis`, on
+    redis-py's asyncio clients, with the same methods awaited (Redis URLs only: any other is
+    a ``ValueError``)."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
     scheme, sep, rest = url.partition("://")
@@ -161,6 +166,8 @@ def open_backend(
         raise ValueError(
             f"malformed cache URL {url!r}: expected scheme://..., e.g. 'memcached://localhost:11211'"
         )
+    if asyncio and scheme not in ANY_REDIS_SCHEMES:
+        raise ValueError(f"no asyncio backend for {scheme}:// (Redis URLs only)")
     if scheme == "memory":
         if rest:  # no settings either: nothing waits for a server
             raise ValueError(f"malformed memory URL {url!r}: use 'memory://'")
@@ -186,8 +193,7 @@ def open_backend(
         )
     if scheme in ANY_REDIS_SCHEMES:
         from ..backends.connection import RedisOptions
-        from ..url import make_redis_clients
-        from .redis import RedisBackend
+        from ..url import make_async_redis_clients, make_redis_clients
 
         if "#" in url:
             raise ValueError(f"malformed Redis URL {url!r}: a fragment ('#') has no meaning here")
@@ -205,6 +211,16 @@ def open_backend(
             )
         except ValueError as exc:
             raise ValueError(f"in cache URL {url!r}: {exc}") from None
+        if asyncio:
+            from .aioredis import AsyncRedisBackend
+
+            # (the second client, for blocking waits, is never used, and connects nothing)
+            commands = make_async_redis_clients(url, options)[0]
+            return AsyncRedisBackend(
+                commands, name=f"Redis {_where(url)}", dead_retry=dead_retry, options=options
+            )
+        from .redis import RedisBackend
+
         commands, waits = make_redis_clients(url, options)
         if not blocking:
             waits.close()

@@ -26,6 +26,7 @@ from .frames import (
     read_manifest,
 )
 from .keys import Keyspace
+from .steps import KVOp, call, drive
 from .url import given_timeouts, open_backend
 
 ITEM_OVERHEAD = 512
@@ -52,8 +53,9 @@ class Missing(enum.Enum):
 MISSING = Missing.MISSING
 
 
-class ValueStore:
-    """Encode, write, read and decode values over one backend.
+class ValueSteps:
+    """Encode, write, read and decode values, as operations over a backend
+    (:mod:`.steps`: each yields the backend calls it needs and does no I/O itself).
 
     Writing is in two steps, so that every error in the caller's data comes before anything
     is written: :meth:`encode` turns a value into its *body* (raising ``SerializationError``),
@@ -68,23 +70,23 @@ class ValueStore:
     chunked one (a ``set`` does not read what it replaces, as that would cost every write a
     round trip); those chunks go when their TTL passes or the server evicts them. (So do
     those of a large value replaced by another writer between this write's look and its
-    write.)
+    write, and those of a write whose caller was cancelled between its chunks and its item.)
     """
 
     def __init__(
         self,
-        backend: KVBackend,
         keys: Keyspace,
         serializer: Serializer,
         *,
         chunking: bool,
         compress_min_size: int | None,
+        keeps_ttl: bool,
     ) -> None:
-        self.backend = backend
         self.keys = keys
         self.serializer = serializer
         self.chunking = chunking
         self.compress_min_size = compress_min_size
+        self.keeps_ttl = keeps_ttl
         self._dumps = serializer.dumps
         self.loads = serializer.loads
         # str and bytes skip the built-in serializers (same values back, no code run); a
@@ -97,11 +99,11 @@ class ValueStore:
         """The body of ``value``; raises ``SerializationError`` from the serializer."""
         return encode_body(value, self._dumps, self.compress_min_size, self._native_text)
 
-    def _plan(self, body: bytes) -> tuple[bytes, dict[bytes, bytes]]:
+    def plan(self, body: bytes) -> KVOp[tuple[bytes, dict[bytes, bytes]]]:
         """The item for a body and the chunks to write first (none when the body fits)."""
         if len(body) <= _ALWAYS_FITS:
             return body, {}
-        limit = self.backend.item_size_limit()
+        limit: int | None = yield call("item_size_limit")
         room = None if limit is None else limit - ITEM_OVERHEAD
         if room is None or len(body) <= room:
             return body, {}
@@ -127,78 +129,80 @@ class ValueStore:
         }
         return manifest.encode(), chunks
 
-    def _fits(self, body: bytes) -> bool:
+    def _fits(self, body: bytes) -> KVOp[bool]:
         """Whether ``body`` is stored in one item, without chunks."""
         if len(body) <= _ALWAYS_FITS:
             return True
-        limit = self.backend.item_size_limit()
+        limit: int | None = yield call("item_size_limit")
         return limit is None or len(body) <= limit - ITEM_OVERHEAD
 
-    def write(self, key: bytes, body: bytes, ttl: float | None) -> None:
+    def write(self, key: bytes, body: bytes, ttl: float | None) -> KVOp[None]:
         """Store one body (chunks first, then its own item); raise on failure."""
-        head, chunks = self._plan(body)
+        head, chunks = yield from self.plan(body)
         if not chunks:
-            self.backend.set(key, head, ttl)
+            yield call("set", key, head, ttl)
             return
-        replaced = self._manifest_under(key)
-        self._write_chunks(key, chunks, ttl)
+        replaced = yield from self._manifest_under(key)
+        yield from self._write_chunks(key, chunks, ttl)
         try:
-            self.backend.set(key, head, ttl)
-        except BaseException:
-            self._drop(list(chunks))
+            yield call("set", key, head, ttl)
+        except Exception:
+            yield from self._drop(list(chunks))
             raise
         if replaced is not None:
-            self._drop(self.chunk_keys(replaced))
+            yield from self._drop(self.chunk_keys(replaced))
 
-    def add(self, key: bytes, body: bytes, ttl: float | None) -> bool:
+    def add(self, key: bytes, body: bytes, ttl: float | None) -> KVOp[bool]:
         """Store one body only if ``key`` holds nothing; raise on failure."""
-        head, chunks = self._plan(body)
+        head, chunks = yield from self.plan(body)
         if not chunks:
-            return self.backend.add(key, head, ttl)
-        self._write_chunks(key, chunks, ttl)
+            added: bool = yield call("add", key, head, ttl)
+            return added
+        yield from self._write_chunks(key, chunks, ttl)
         try:
-            stored = self.backend.add(key, head, ttl)
-        except BaseException:
-            self._drop(list(chunks))
+            stored: bool = yield call("add", key, head, ttl)
+        except Exception:
+            yield from self._drop(list(chunks))
             raise
         if not stored:  # the key holds another value: these chunks would belong to nothing
-            self._drop(list(chunks))
+            yield from self._drop(list(chunks))
         return stored
 
-    def replace(self, key: bytes, body: bytes, ttl: float | None) -> bool:
+    def replace(self, key: bytes, body: bytes, ttl: float | None) -> KVOp[bool]:
         """Store one body only if ``key`` holds a value; raise on failure."""
-        head, chunks = self._plan(body)
+        head, chunks = yield from self.plan(body)
         if not chunks:
-            return self.backend.replace(key, head, ttl)
-        replaced = self._manifest_under(key)
-        self._write_chunks(key, chunks, ttl)
+            replaced_one: bool = yield call("replace", key, head, ttl)
+            return replaced_one
+        replaced = yield from self._manifest_under(key)
+        yield from self._write_chunks(key, chunks, ttl)
         try:
-            stored = self.backend.replace(key, head, ttl)
-        except BaseException:
-            self._drop(list(chunks))
+            stored: bool = yield call("replace", key, head, ttl)
+        except Exception:
+            yield from self._drop(list(chunks))
             raise
         if not stored:  # nothing to replace: these chunks would belong to nothing
-            self._drop(list(chunks))
+            yield from self._drop(list(chunks))
         elif replaced is not None:
-            self._drop(self.chunk_keys(replaced))
+            yield from self._drop(self.chunk_keys(replaced))
         return stored
 
-    def gets(self, key: bytes) -> tuple[Any, CasToken | None]:
+    def gets(self, key: bytes) -> KVOp[tuple[Any, CasToken | None]]:
         """The value under ``key`` and a token for :meth:`cas`; ``(MISSING, None)`` if there
         is none. Raises ``Corrupt`` and the backend's errors."""
-        item, stamp = self.backend.gets(key)
+        item, stamp = yield call("gets", key)
         if item is None:
             return MISSING, None
         replaces: tuple[bytes, ...] = ()
         if item[:1] == b"#":
-            manifest = self.manifest(item)
+            manifest = yield from self.manifest(item)
             replaces = tuple(self.chunk_keys(manifest))
-            body = self._read_chunks(manifest)
+            body = yield from self._read_chunks(manifest)
         else:
             body = item
         return decode_body(body, self.loads), CasToken(key, stamp, replaces)
 
-    def cas(self, body: bytes, ttl: float | KeepTTL | None, token: CasToken) -> bool:
+    def cas(self, body: bytes, ttl: float | KeepTTL | None, token: CasToken) -> KVOp[bool]:
         """Store one body only if the key still holds what was read with ``token``; raise
         on failure (``OutcomeUnknownError`` when it may have been stored).
 
@@ -206,28 +210,29 @@ class ValueStore:
         can; the caller falls back on a number otherwise (see :meth:`append`).
         """
         key = token.key
-        head, chunks = self._plan(body)
+        head, chunks = yield from self.plan(body)
         if chunks and ttl is KEEP_TTL:
             raise ValueError("a chunked value needs a TTL of its own")
+        stored: bool
         if not chunks:
-            stored = self.backend.cas(key, head, ttl, token.stamp)
+            stored = yield call("cas", key, head, ttl, token.stamp)
         else:
             assert not isinstance(ttl, KeepTTL)
-            self._write_chunks(key, chunks, ttl)
+            yield from self._write_chunks(key, chunks, ttl)
             try:
-                stored = self.backend.cas(key, head, ttl, token.stamp)
+                stored = yield call("cas", key, head, ttl, token.stamp)
             except OutcomeUnknownError:
                 raise  # these chunks may be the value's now: they go with their TTL
-            except BaseException:
-                self._drop(list(chunks))
+            except Exception:
+                yield from self._drop(list(chunks))
                 raise
             if not stored:
-                self._drop(list(chunks))
+                yield from self._drop(list(chunks))
         if stored and token.replaces:
-            self._drop(list(token.replaces))
+            yield from self._drop(list(token.replaces))
         return stored
 
-    def append(self, key: bytes, data: bytes, prepend: bool, ttl: float | None) -> bool:
+    def append(self, key: bytes, data: bytes, prepend: bool, ttl: float | None) -> KVOp[bool]:
         """Add ``data`` at the end (or start) of the bytes value under ``key``; ``False`` if
         there is none. Raises ``TypeError`` (nothing changed) if the value is not a ``bytes``,
         ``Corrupt`` if it is unusable, and the backend's errors.
@@ -238,11 +243,11 @@ class ValueStore:
         TTL is kept where the backend can and the result fits in one item, else it is
         ``ttl``.
         """
-        done = self.backend.append(key, data, prepend)
+        done: bool | None = yield call("append", key, data, prepend)
         if done is not None:
             return done
         for _ in range(CAS_TRIES):
-            value, token = self.gets(key)
+            value, token = yield from self.gets(key)
             if token is None:
                 return False
             if type(value) is not bytes:
@@ -251,104 +256,112 @@ class ValueStore:
                     f"stored is a {type(value).__name__}; nothing was changed"
                 )
             body = self.encode(data + value if prepend else value + data)
-            keep = self.backend.keeps_ttl and self._fits(body)
-            if self.cas(body, KEEP_TTL if keep else ttl, token):
+            keep = self.keeps_ttl and (yield from self._fits(body))
+            if (yield from self.cas(body, KEEP_TTL if keep else ttl, token)):
                 return True
         raise BackendError(
             f"the value under {key.decode('ascii')!r} changed under each of {CAS_TRIES} tries to "
             "add to it; nothing was added"
         )
 
-    def publish(self, key: bytes, body: bytes, ttl: float | None, wake_key: bytes) -> None:
+    def publish(self, key: bytes, body: bytes, ttl: float | None, wake_key: bytes) -> KVOp[None]:
         """Store one body and wake the waiters of ``key``; raise on failure."""
-        head, chunks = self._plan(body)
+        head, chunks = yield from self.plan(body)
         if not chunks:
-            self.backend.publish(key, head, ttl, wake_key)
+            yield call("publish", key, head, ttl, wake_key)
             return
-        replaced = self._manifest_under(key)
-        self._write_chunks(key, chunks, ttl)
+        replaced = yield from self._manifest_under(key)
+        yield from self._write_chunks(key, chunks, ttl)
         try:
-            self.backend.publish(key, head, ttl, wake_key)
-        except BaseException:
-            self._drop(list(chunks))
+            yield call("publish", key, head, ttl, wake_key)
+        except Exception:
+            yield from self._drop(list(chunks))
             raise
         if replaced is not None:
-            self._drop(self.chunk_keys(replaced))
+            yield from self._drop(self.chunk_keys(replaced))
 
-    def delete(self, key: bytes) -> bool:
+    def delete(self, key: bytes) -> KVOp[bool]:
         """Remove the value under ``key`` and its chunks; ``True`` if there was one. Raises
         the backend's error (the value is then maybe deleted)."""
-        replaced = self._manifest_under(key)
-        deleted = self.backend.delete(key)
+        replaced = yield from self._manifest_under(key)
+        deleted: bool = yield call("delete", key)
         if replaced is not None:
-            self._drop(self.chunk_keys(replaced))
+            yield from self._drop(self.chunk_keys(replaced))
         return deleted
 
-    def delete_many(self, keys: Sequence[bytes], others: Sequence[bytes] = ()) -> list[Failure]:
+    def delete_many(
+        self, keys: Sequence[bytes], others: Sequence[bytes] = ()
+    ) -> KVOp[list[Failure]]:
         """Remove the values under ``keys`` with their chunks, and the items under ``others``
         (which hold no values); return the failed servers' keys."""
-        found, failures = self.backend.get_many(keys)
+        found, failures = yield call("get_many", keys)
         chunk_keys: list[bytes] = []
         for item in found.values():
             if item[:1] == b"#":
                 try:
-                    chunk_keys += self.chunk_keys(self.manifest(item))
+                    manifest = yield from self.manifest(item)
                 except Corrupt:
                     continue
-        failures += self.backend.delete_many([*keys, *others])
+                chunk_keys += self.chunk_keys(manifest)
+        failures += yield call("delete_many", [*keys, *others])
         if chunk_keys:
-            self._drop(chunk_keys)
-        return failures
+            yield from self._drop(chunk_keys)
+        result: list[Failure] = failures
+        return result
 
-    def _manifest_under(self, key: bytes) -> Manifest | None:
+    def _manifest_under(self, key: bytes) -> KVOp[Manifest | None]:
         """The manifest ``key`` holds, if it holds a sound one (read before replacing it)."""
-        item = self.backend.get(key)
+        item: bytes | None = yield call("get", key)
         if item is None or item[:1] != b"#":
             return None
         try:
-            return self.manifest(item)
+            return (yield from self.manifest(item))
         except Corrupt:
             return None
 
-    def _drop(self, chunk_keys: list[bytes]) -> None:
+    def _drop(self, chunk_keys: list[bytes]) -> KVOp[None]:
         """Delete chunks that belong to no value; a failure only leaves them to their TTL."""
-        for failure in self.backend.delete_many(chunk_keys):
+        failures: list[Failure] = yield call("delete_many", chunk_keys)
+        for failure in failures:
             logger.debug("could not delete %d unused chunks: %s", len(failure.keys), failure.error)
 
-    def check_fits(self, body: bytes) -> None:
+    def check_fits(self, body: bytes) -> KVOp[None]:
         """Raise ``ValueTooLargeError`` now if writing ``body`` would (chunking off)."""
         if len(body) > _ALWAYS_FITS:
-            self._plan(body)
+            yield from self.plan(body)
 
     def publish_many(
         self, bodies: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
-    ) -> None:
+    ) -> KVOp[None]:
         """:meth:`publish` for several bodies, in one round trip per server when they fit in one
         item each (a large one is published on its own); raise the first failure."""
         small = {key: body for key, body in bodies.items() if len(body) <= _ALWAYS_FITS}
         for key, body in bodies.items():
             if key not in small:
-                self.publish(key, body, ttl, wake_keys[key])
-        failures = self.backend.publish_many(small, ttl, wake_keys)
+                yield from self.publish(key, body, ttl, wake_keys[key])
+        failures: list[Failure] = yield call("publish_many", small, ttl, wake_keys)
         if failures:
             raise failures[0].error
 
-    def _write_chunks(self, key: bytes, chunks: dict[bytes, bytes], ttl: float | None) -> None:
-        failures = self.backend.set_many(chunks, ttl)
+    def _write_chunks(
+        self, key: bytes, chunks: dict[bytes, bytes], ttl: float | None
+    ) -> KVOp[None]:
+        failures: list[Failure] = yield call("set_many", chunks, ttl)
         if failures:
-            self._forget_old([key])
-            self._drop(list(chunks))
+            yield from self._forget_old([key])
+            yield from self._drop(list(chunks))
             raise failures[0].error
 
-    def _forget_old(self, keys: Sequence[bytes]) -> None:
+    def _forget_old(self, keys: Sequence[bytes]) -> KVOp[None]:
         """After a failed write, try to delete what the keys held, so that an old value is not
         read as if the write had not happened."""
-        for failure in self.backend.delete_many(keys):
+        failures: list[Failure] = yield call("delete_many", keys)
+        for failure in failures:
             logger.debug("could not delete %d stale items: %s", len(failure.keys), failure.error)
 
     def write_many(
         self, bodies: Mapping[bytes, bytes], ttl: float | None
-    ) -> tuple[set[bytes], list[Failure]]:
+    ) -> KVOp[tuple[set[bytes], list[Failure]]]:
         """Store several bodies; return the keys not stored and the failures.
 
         Raises ``ValueTooLargeError`` before writing anything.
@@ -360,7 +373,7 @@ class ValueStore:
         if large:
             heads = dict(bodies)
             for key in large:
-                head, own = self._plan(bodies[key])
+                head, own = yield from self.plan(bodies[key])
                 heads[key] = head
                 chunks.update(own)
                 owner.update(dict.fromkeys(own, key))
@@ -368,51 +381,52 @@ class ValueStore:
         failures: list[Failure] = []
         replaced: dict[bytes, Manifest] = {}
         if chunks:  # read what the chunked values replace, to delete its chunks after
-            old, failures = self.backend.get_many(list(set(owner.values())))
+            old, failures = yield call("get_many", list(set(owner.values())))
             for failure in failures:
                 not_stored.update(failure.keys)  # their servers failed: not written
             for key, item in old.items():
                 if item[:1] == b"#":
                     with contextlib.suppress(Corrupt):  # a lie names no chunks to delete
-                        replaced[key] = self.manifest(item)
+                        replaced[key] = yield from self.manifest(item)
             chunks = {k: v for k, v in chunks.items() if owner[k] not in not_stored}
-            chunk_failures = self.backend.set_many(chunks, ttl) if chunks else []
+            chunk_failures: list[Failure] = (yield call("set_many", chunks, ttl)) if chunks else []
             failed_chunks = [k for failure in chunk_failures for k in failure.keys]
             not_stored.update(owner[chunk_key] for chunk_key in failed_chunks)
             failures += chunk_failures
         if not_stored:
-            self._forget_old(list(not_stored))
-            self._drop([k for k, key in owner.items() if key in not_stored])
+            yield from self._forget_old(list(not_stored))
+            yield from self._drop([k for k, key in owner.items() if key in not_stored])
             heads = {key: head for key, head in heads.items() if key not in not_stored}
-        head_failures = self.backend.set_many(heads, ttl)
+        head_failures: list[Failure] = yield call("set_many", heads, ttl)
         for failure in head_failures:
             not_stored.update(failure.keys)
         stale = [
             k for key, m in replaced.items() if key not in not_stored for k in self.chunk_keys(m)
         ]
         if stale:
-            self._drop(stale)
+            yield from self._drop(stale)
         return not_stored, failures + head_failures
 
     # -- reading -------------------------------------------------------------------------------
 
-    def decode(self, item: bytes) -> Any:
+    def decode(self, item: bytes) -> KVOp[Any]:
         """The value of one item read from the backend: reads the chunks of a manifest.
 
         Raises ``Corrupt`` for an item or chunks that do not hold a value, and the backend's
         error when chunks cannot be read.
         """
         if item[:1] == b"#":
-            item = self._read_chunks(self.manifest(item))
+            manifest = yield from self.manifest(item)
+            item = yield from self._read_chunks(manifest)
         return decode_body(item, self.loads)
 
-    def manifest(self, item: bytes) -> Manifest:
+    def manifest(self, item: bytes) -> KVOp[Manifest]:
         """The manifest an item starting with ``#`` holds, checked against the rules of
         :mod:`.frames` and the servers' memory before any chunk is read; ``Corrupt`` if it
         does not fit them (a lie costs no request)."""
         manifest = read_manifest(item)
-        self.backend.item_size_limit()  # asks the servers once, with their memory
-        memory = self.backend.memory_limit()
+        yield call("item_size_limit")  # asks the servers once, with their memory
+        memory: int | None = yield call("memory_limit")
         if memory is not None and manifest.size > memory:
             raise Corrupt(
                 f"manifest claims {manifest.size} bytes, more than the servers hold ({memory})"
@@ -424,7 +438,7 @@ class ValueStore:
         chunk_key, version = self.keys.chunk_key, manifest.version
         return [chunk_key(version, index) for index in range(manifest.pieces)]
 
-    def _read_chunks(self, manifest: Manifest) -> bytes:
+    def _read_chunks(self, manifest: Manifest) -> KVOp[bytes]:
         """The body a manifest's chunks hold, read ``CHUNK_BATCH`` at a time; ``Corrupt`` at
         the first missing chunk, or once they hold more than the manifest says."""
         keys = self.chunk_keys(manifest)
@@ -432,7 +446,7 @@ class ValueStore:
         read = 0
         for start in range(0, len(keys), CHUNK_BATCH):
             batch = keys[start : start + CHUNK_BATCH]
-            found, failures = self.backend.get_many(batch)
+            found, failures = yield call("get_many", batch)
             if failures:
                 raise failures[0].error
             if len(found) < len(batch):
@@ -450,10 +464,10 @@ class ValueStore:
 
     def read_many(
         self, keys: list[bytes]
-    ) -> tuple[dict[bytes, Any], list[Failure], list[tuple[bytes, str]]]:
+    ) -> KVOp[tuple[dict[bytes, Any], list[Failure], list[tuple[bytes, str]]]]:
         """The values under ``keys`` that could be read, the failures, and the corrupt keys
         (with the reason) that count as misses."""
-        found, failures = self.backend.get_many(keys)
+        found, failures = yield call("get_many", keys)
         values: dict[bytes, Any] = {}
         corrupt: list[tuple[bytes, str]] = []
         manifests: dict[bytes, Manifest] = {}
@@ -463,20 +477,21 @@ class ValueStore:
                 if item[:1] != b"#":
                     values[key] = decode_body(item, loads)
                 else:
-                    manifests[key] = self.manifest(item)
+                    manifests[key] = yield from self.manifest(item)
             except Corrupt as exc:
                 corrupt.append((key, str(exc)))
         if sum(m.pieces for m in manifests.values()) > CHUNK_BATCH:
             for key, manifest in manifests.items():  # a batch or more each, stopping early
                 try:
-                    values[key] = decode_body(self._read_chunks(manifest), loads)
+                    body = yield from self._read_chunks(manifest)
+                    values[key] = decode_body(body, loads)
                 except Corrupt as exc:
                     corrupt.append((key, str(exc)))
                 except BackendError as exc:
                     failures.append(Failure("chunks", [key], exc))
         elif manifests:  # all their chunks in one request
             own = {key: self.chunk_keys(manifest) for key, manifest in manifests.items()}
-            chunks, chunk_failures = self.backend.get_many([k for ks in own.values() for k in ks])
+            chunks, chunk_failures = yield call("get_many", [k for ks in own.values() for k in ks])
             failures += chunk_failures
             failed = {k for failure in chunk_failures for k in failure.keys}
             for key, manifest in manifests.items():
@@ -488,6 +503,79 @@ class ValueStore:
                 except Corrupt as exc:
                     corrupt.append((key, str(exc)))
         return values, failures, corrupt
+
+
+class ValueStore:
+    """:class:`ValueSteps` performed on one blocking backend (``backend``), for the callers
+    that block (:class:`~distqueue.results.ResultStore`); ``steps`` are the operations
+    themselves, which the cache drives on its own. Each method is the operation of the same
+    name, with its errors."""
+
+    def __init__(self, backend: KVBackend, steps: ValueSteps) -> None:
+        self.backend = backend
+        self.steps = steps
+        self.keys = steps.keys
+        self.encode = steps.encode
+
+    def decode(self, item: bytes) -> Any:
+        return drive(self.steps.decode(item), self.backend)
+
+    def write(self, key: bytes, body: bytes, ttl: float | None) -> None:
+        drive(self.steps.write(key, body, ttl), self.backend)
+
+    def publish(self, key: bytes, body: bytes, ttl: float | None, wake_key: bytes) -> None:
+        drive(self.steps.publish(key, body, ttl, wake_key), self.backend)
+
+    def publish_many(
+        self, bodies: Mapping[bytes, bytes], ttl: float | None, wake_keys: Mapping[bytes, bytes]
+    ) -> None:
+        drive(self.steps.publish_many(bodies, ttl, wake_keys), self.backend)
+
+    def check_fits(self, body: bytes) -> None:
+        drive(self.steps.check_fits(body), self.backend)
+
+    def delete(self, key: bytes) -> bool:
+        return drive(self.steps.delete(key), self.backend)
+
+    def delete_many(self, keys: Sequence[bytes], others: Sequence[bytes] = ()) -> list[Failure]:
+        return drive(self.steps.delete_many(keys, others), self.backend)
+
+
+def open_value_steps(
+    url: str,
+    *,
+    namespace: str,
+    serializer: Serializer,
+    chunking: bool,
+    compress_min_size: int | None,
+    connect_timeout: object,
+    timeout: object,
+    dead_retry: object,
+    blocking: bool = False,
+    asyncio: bool = False,
+) -> tuple[ValueSteps, Any]:
+    """The value operations in ``namespace`` and the backend ``url`` names (see
+    :func:`.url.open_backend`; with ``asyncio``, the asyncio one, which only Redis has).
+    Raises ``ValueError`` or ``TypeError`` for the first argument that is wrong: the
+    namespace, the timeouts (``DEFAULT``: from the URL, else the defaults), ``dead_retry``,
+    then the URL."""
+    keys = Keyspace(namespace)
+    backend = open_backend(
+        url,
+        namespace=namespace,
+        timeouts=given_timeouts(connect_timeout, timeout),
+        dead_retry=check_seconds(dead_retry, "dead_retry"),
+        blocking=blocking,
+        asyncio=asyncio,
+    )
+    steps = ValueSteps(
+        keys,
+        serializer,
+        chunking=bool(chunking),
+        compress_min_size=compress_min_size,
+        keeps_ttl=backend.keeps_ttl,
+    )
+    return steps, backend
 
 
 def open_values(
@@ -502,18 +590,17 @@ def open_values(
     dead_retry: object,
     blocking: bool = False,
 ) -> ValueStore:
-    """A :class:`ValueStore` over the backend ``url`` names (see :func:`.url.open_backend`),
-    in ``namespace``. Raises ``ValueError`` or ``TypeError`` for the first argument that is
-    wrong: the namespace, the timeouts (``DEFAULT``: from the URL, else the defaults),
-    ``dead_retry``, then the URL."""
-    keys = Keyspace(namespace)
-    backend = open_backend(
+    """A :class:`ValueStore` over the blocking backend ``url`` names; the arguments and errors
+    are those of :func:`open_value_steps`."""
+    steps, backend = open_value_steps(
         url,
         namespace=namespace,
-        timeouts=given_timeouts(connect_timeout, timeout),
-        dead_retry=check_seconds(dead_retry, "dead_retry"),
+        serializer=serializer,
+        chunking=chunking,
+        compress_min_size=compress_min_size,
+        connect_timeout=connect_timeout,
+        timeout=timeout,
+        dead_retry=dead_retry,
         blocking=blocking,
     )
-    return ValueStore(
-        backend, keys, serializer, chunking=bool(chunking), compress_min_size=compress_min_size
-    )
+    return ValueStore(backend, steps)
