@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis
@@ -179,13 +179,7 @@ class AsyncScript:
             # read_response disconnects by itself on any failure (cancellation included)
             if self._wait is None:
                 return await conn.read_response()
-            try:
-                reply = await conn.read_response()
-            except redis.exceptions.ResponseError:
-                await conn.read_response()  # the WAIT's reply: keep the connection in step
-                raise
-            self._check_replicas(await conn.read_response())
-            return reply
+            return await _replies_with_wait(_read_response, conn, self._check_replicas)
         finally:
             await pool.release(conn)
 
@@ -211,6 +205,24 @@ class AsyncScript:
             raise acked
         self._check_replicas(acked)
         return reply
+
+
+async def _read_response(conn: Any) -> Any:
+    return await conn.read_response()
+
+
+async def _replies_with_wait(
+    read: Callable[[Any], Awaitable[Any]], conn: Any, check_replicas: Callable[[Any], None]
+) -> Any:
+    """The reply of a command sent with a WAIT after it, both read with ``read`` from
+    ``conn``, once ``check_replicas`` accepted the WAIT's."""
+    try:
+        reply = await read(conn)
+    except redis.exceptions.ResponseError:
+        await read(conn)  # the WAIT's reply: keep the connection in step
+        raise
+    check_replicas(await read(conn))
+    return reply
 
 
 def _plain_resp2(client: Any) -> bool:
@@ -316,13 +328,7 @@ class ConnectionLane:
                 raise NotSent(redis.exceptions.ConnectionError(f"writing failed: {exc!r}")) from exc
             if not wait:
                 return await self._read(conn)
-            try:
-                reply = await self._read(conn)
-            except redis.exceptions.ResponseError:
-                await self._read(conn)  # the WAIT's reply: keep the connection in step
-                raise
-            check_replicas(await self._read(conn))
-            return reply
+            return await _replies_with_wait(self._read, conn, check_replicas)
         except (redis.exceptions.ResponseError, ReplicasBehind):
             raise  # every reply was read: the connection is in step
         except BaseException:
