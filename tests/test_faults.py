@@ -486,7 +486,7 @@ def test_a_pause_whose_reply_is_lost_pauses_once(pair: Opened, proxy: FaultyProx
         direct.get(timeout=0.05)
 
 
-# -- the connections a queue keeps between its calls ------------------------------------------
+# -- interrupted calls, restarts between calls, fork ------------------------------------------
 
 
 class _Interrupted(Exception):
@@ -497,7 +497,7 @@ def test_a_call_interrupted_before_its_reply_leaves_no_reply_for_the_next(
     pair: Opened, proxy: FaultyProxy
 ) -> None:
     faulty, direct = pair()
-    faulty.put("first")  # a kept connection, which the next calls reuse
+    faulty.put("first")  # a connection in the pool, which the next calls reuse
 
     def interrupt(signum: int, frame: Any) -> None:
         raise _Interrupted
@@ -527,10 +527,10 @@ def test_calls_go_on_after_the_server_restarts_between_them(tmp_path: Path) -> N
     q: distqueue.Queue[int] = distqueue.Queue(url=f"{server.url}?{LIMITS}", name="restarted")
     try:
         with ThreadPoolExecutor(4) as threads:
-            list(threads.map(q.put, range(8)))  # several connections kept
+            list(threads.map(q.put, range(8)))  # several connections in the pool
             assert sorted(q.get_many(10, timeout=0)) == list(range(8))
             server.kill()
-            server.start()  # every connection the queue kept is gone
+            server.start()  # every one of them is gone
             list(threads.map(q.put, range(8)))
             assert sorted(q.get_many(10, timeout=0)) == list(range(8))
     finally:
@@ -538,12 +538,12 @@ def test_calls_go_on_after_the_server_restarts_between_them(tmp_path: Path) -> N
         server.close()
 
 
-def test_a_child_made_by_fork_uses_connections_of_its_own(live: RedisServer) -> None:
+def test_a_queue_used_on_both_sides_of_a_fork_loses_no_put(live: RedisServer) -> None:
     import multiprocessing
 
     name = f"forked-{uuid.uuid4().hex}"
     q: distqueue.Queue[str] = distqueue.Queue(url=live.url, name=name)
-    q.put("before")  # a kept connection, inherited by the child
+    q.put("before")  # request ids drawn before the fork: the child must not repeat them
 
     def child() -> None:
         for n in range(200):

@@ -37,7 +37,6 @@ import hashlib
 import itertools
 import os
 import re
-import select
 from collections.abc import Callable, Sequence
 from functools import cache
 from importlib import resources
@@ -45,7 +44,6 @@ from typing import Any
 
 import redis
 import redis.cluster
-import redis.connection
 import redis.crc
 import redis.exceptions
 import redis.sentinel
@@ -312,7 +310,6 @@ class Script:
         "_fpacked",
         "_fprefix",
         "_function",
-        "_kept",
         "_keycount",
         "_keys",
         "_packed",
@@ -331,11 +328,9 @@ class Script:
         *,
         retry_safe: bool = False,
         replica_wait: tuple[int, int] = (0, 0),
-        kept: KeptConnections | None = None,
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
-        self._kept = kept if kept is not None and kept.usable else None
         self._keys = tuple(keys)
         # (replicas, ms): a retry-safe call is followed by WAIT on its own connection
         self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
@@ -493,8 +488,6 @@ class Script:
             command = b"".join(
                 [b"*%d\r\n" % (self._argc + len(args)), packed, *[_resp(a) for a in args]]
             )
-        if self._kept is not None and pool is self._kept.pool:
-            return self._kept.exchange(command, self._wait_packed, self._check_replicas)
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -525,83 +518,6 @@ def _round_trip(connection: Any, command: bytes, wait: bytes, check_replicas: An
         raise
     check_replicas(connection.read_response())
     return reply
-
-
-class KeptConnections:
-    """Connections that one queue object takes from a plain ``redis.Redis``'s pool and keeps
-    for its script calls, one call at a time on each (threads share them).
-
-    A script call is the hot path of every put and get, and the pool's own hand-over (a lock,
-    a look for unread data, events and metrics) costs a tenth of the whole call. A kept
-    connection needs little of it: a call reads its replies to the end or the connection is
-    closed, so a kept connection never holds a reply of another call; one the server closed
-    (seen with one non-blocking look) is opened again before anything is written to it. A
-    process made by ``fork`` keeps none of its parent's.
-
-    ``usable`` is false for any other client (another pool class, health checks, connections
-    without redis-py's socket); its scripts then use the pool as any command does.
-    :meth:`close` hands the connections back to the pool.
-    """
-
-    def __init__(self, client: Any) -> None:
-        pool: Any = getattr(client, "connection_pool", None)
-        kwargs = getattr(pool, "connection_kwargs", {})
-        self.pool = pool
-        self._idle: list[Any] = []
-        self._taken: list[Any] = []
-        self._pid = os.getpid()
-        self.usable = (
-            type(client) is redis.Redis
-            and type(pool) is redis.ConnectionPool
-            and _plain_resp2(client)
-            and not kwargs.get("health_check_interval")
-            and issubclass(pool.connection_class, redis.connection.AbstractConnection)
-        )
-
-    def _connection(self) -> Any:
-        """An idle kept connection, else a new one from the pool; ``NotSent`` if it cannot be
-        had. (A closed one is opened again by its first send.)"""
-        if self._pid != os.getpid():
-            # a child of fork: the sockets are its parent's
-            self._idle, self._taken, self._pid = [], [], os.getpid()
-        try:
-            connection = self._idle.pop()
-        except IndexError:
-            try:
-                connection = self.pool.get_connection()
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                raise NotSent(exc) from exc
-            self._taken.append(connection)
-            return connection
-        sock = getattr(connection, "_sock", None)
-        if sock is not None and select.select((sock,), (), (), 0)[0]:
-            # readable while no call is under way: closed by the server (a restart, a client
-            # kill, its timeout), or holding a reply nobody asked for
-            connection.disconnect()
-        return connection
-
-    def exchange(self, command: bytes, wait: bytes, check_replicas: Any) -> Any:
-        """Send ``command`` (and ``wait``, a packed WAIT, unless empty) on a kept connection;
-        the command's reply, once ``check_replicas`` accepted the WAIT's. ``NotSent`` when the
-        command surely did not reach the server."""
-        connection = self._connection()
-        try:
-            return _round_trip(connection, command, wait, check_replicas)
-        except (redis.exceptions.ResponseError, ReplicasBehind, NotSent):
-            raise  # in step, or closed already
-        except BaseException:
-            # anything else (an interrupt included) may leave a reply unread
-            connection.disconnect()
-            raise
-        finally:
-            self._idle.append(connection)
-
-    def close(self) -> None:
-        """Hand every kept connection back to the pool."""
-        taken, self._taken, self._idle = self._taken, [], []
-        if self._pid == os.getpid():
-            for connection in taken:
-                self.pool.release(connection)
 
 
 def _one_slot(client: Any, keys: Sequence[str]) -> int | None:

@@ -372,7 +372,8 @@ class ConnectionLane:
             writer.transport.abort()
 
     async def aclose(self) -> None:
-        """Hand every kept connection back to the pool."""
-        taken, self._taken, self._idle = self._taken, [], []
-        for conn in taken:
+        """Hand the idle kept connections back to the pool. (One that a call still uses is
+        not: the pool would hand it to another caller while that call reads its reply.)"""
+        idle, self._idle, self._taken = self._idle, [], []
+        for conn in idle:
             await self._pool.release(conn)

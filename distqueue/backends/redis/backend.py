@@ -29,7 +29,6 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RedisOptions, Retrier
-from ..scripts import KeptConnections
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import bind
 
@@ -154,9 +153,7 @@ class RedisBackend:
         self._protocol = protocol = QueueProtocol(name, kind, serializer, block_slice)
         self.keys = protocol.keys
         options = options or RedisOptions()
-        # kept connections only on clients of its own: a caller's pool stays the caller's
-        self._kept = KeptConnections(client if owns_client else None)
-        self._scripts = bind(client, self.keys, options.replica_wait, self._kept)
+        self._scripts = bind(client, self.keys, options.replica_wait)
         self._retrier = Retrier(options, f"queue {name!r}")
         self._translate = _Translate(self)
 
@@ -301,7 +298,6 @@ class RedisBackend:
         self._drive(self._protocol.delete())
 
     def close(self) -> None:
-        self._kept.close()
         if self._owns_client:
             self._client.close()
             if self._waits is not self._client:

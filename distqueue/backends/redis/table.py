@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..scripts import KeptConnections, Script
+from ..scripts import Script
 from .keys import ROLES, QueueKeys
 
 
@@ -119,12 +119,10 @@ def bind(
     client: Any,
     keys: QueueKeys,
     replica_wait: tuple[int, int] = (0, 0),
-    kept: KeptConnections | None = None,
 ) -> dict[str, Script]:
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
     ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
-    (:attr:`~..connection.RedisOptions.replica_wait`); ``kept``: connections of ``client``
-    that the calls keep between them."""
+    (:attr:`~..connection.RedisOptions.replica_wait`)."""
     return {
         name: Script(
             client,
@@ -132,7 +130,6 @@ def bind(
             keys.of(spec.keys),
             retry_safe=spec.retry_safe,
             replica_wait=replica_wait,
-            kept=kept,
         )
         for name, spec in SCRIPTS.items()
     }
