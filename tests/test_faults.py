@@ -538,6 +538,8 @@ def test_calls_go_on_after_the_server_restarts_between_them(tmp_path: Path) -> N
         server.close()
 
 
+# (the child only talks to Redis: the threads of pytest and the fixtures are not its concern)
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_queue_used_on_both_sides_of_a_fork_loses_no_put(live: RedisServer) -> None:
     import multiprocessing
 
