@@ -234,13 +234,16 @@ class RequestIds:
     __slots__ = ("_count", "_pid", "_prefix")
 
     def __init__(self) -> None:
+        self._start()
+
+    def _start(self) -> None:
         self._pid = os.getpid()
         self._prefix = os.urandom(8).hex()
         self._count = itertools.count(1)
 
     def __call__(self) -> str:
         if self._pid != os.getpid():
-            self.__init__()  # type: ignore[misc]
+            self._start()
         return f"{self._prefix}{next(self._count):x}"
 
 
@@ -493,31 +496,30 @@ class Script:
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             raise NotSent(exc) from exc
         try:
-            return _round_trip(connection, command, self._wait_packed, self._check_replicas)
+            try:
+                if self._wait is None:
+                    connection.send_packed_command([command])
+                else:
+                    connection.send_packed_command([command, self._wait_packed])
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                # A command cut short is never run: the server drops it with the connection.
+                connection.disconnect()
+                raise NotSent(exc) from exc
+            try:
+                if self._wait is None:
+                    return connection.read_response()
+                try:
+                    reply = connection.read_response()
+                except redis.exceptions.ResponseError:
+                    connection.read_response()  # the WAIT's reply: keep the connection in step
+                    raise
+                self._check_replicas(connection.read_response())
+                return reply
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                connection.disconnect()
+                raise
         finally:
             pool.release(connection)
-
-
-def _round_trip(connection: Any, command: bytes, wait: bytes, check_replicas: Any) -> Any:
-    """Send ``command`` (and ``wait``, a packed WAIT, unless empty) on ``connection``; the
-    command's reply, once ``check_replicas`` accepted the WAIT's. ``NotSent`` when the command
-    surely did not reach the server. (redis-py's ``read_response`` closes the connection on
-    any failure of its own.)"""
-    try:
-        connection.send_packed_command([command, wait] if wait else [command], False)
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        # A command cut short is never run: the server drops it with the connection.
-        connection.disconnect()
-        raise NotSent(exc) from exc
-    if not wait:
-        return connection.read_response()
-    try:
-        reply = connection.read_response()
-    except redis.exceptions.ResponseError:
-        connection.read_response()  # the WAIT's reply: keep the connection in step
-        raise
-    check_replicas(connection.read_response())
-    return reply
 
 
 def _one_slot(client: Any, keys: Sequence[str]) -> int | None:

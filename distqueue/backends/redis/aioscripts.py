@@ -273,7 +273,6 @@ class ConnectionLane:
         kwargs = getattr(pool, "connection_kwargs", {})
         self._pool = pool
         self._idle: list[Any] = []
-        self._taken: list[Any] = []
         self._expired: set[Any] = set()  # connections whose read ran out of time
         self._timeout: float | None = kwargs.get("socket_timeout")
         self.usable = (
@@ -297,7 +296,6 @@ class ConnectionLane:
                 conn = await self._pool.get_connection()
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
                 raise NotSent(exc) from exc
-            self._taken.append(conn)
             return conn
         writer = getattr(conn, "_writer", None)
         if writer is None or writer.transport.is_closing():
@@ -374,6 +372,6 @@ class ConnectionLane:
     async def aclose(self) -> None:
         """Hand the idle kept connections back to the pool. (One that a call still uses is
         not: the pool would hand it to another caller while that call reads its reply.)"""
-        idle, self._idle, self._taken = self._idle, [], []
+        idle, self._idle = self._idle, []
         for conn in idle:
             await self._pool.release(conn)

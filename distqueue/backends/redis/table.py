@@ -115,11 +115,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
 }
 
 
-def bind(
-    client: Any,
-    keys: QueueKeys,
-    replica_wait: tuple[int, int] = (0, 0),
-) -> dict[str, Script]:
+def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -> dict[str, Script]:
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
     ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
     (:attr:`~..connection.RedisOptions.replica_wait`)."""
