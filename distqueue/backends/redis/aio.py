@@ -238,8 +238,7 @@ class AsyncRedisBackend:
             # This task was cancelled as the reply came, and the cancellation got lost on the
             # way (asyncio.wait_for of Python 3.11, which redis-py uses to send, returns a
             # result that is ready rather than raise): raise it, handing on what was taken.
-            if isinstance(result, list) and result:
-                self.hand_back(lease_ms, max_deliveries, result)
+            self.hand_back(lease_ms, max_deliveries, result)
             raise asyncio.CancelledError
         return result
 
@@ -275,8 +274,7 @@ class AsyncRedisBackend:
             await self.settle(operation, step, lease_ms, max_deliveries)
             return
         result = _finish(operation, reply)
-        if isinstance(result, list) and result:
-            self.hand_back(lease_ms, max_deliveries, result)
+        self.hand_back(lease_ms, max_deliveries, result)
 
     async def settle(
         self, operation: Operation[Any], step: Run, lease_ms: int, max_deliveries: int
@@ -294,12 +292,13 @@ class AsyncRedisBackend:
                 ", or delivered again once their lease runs out" if lease_ms else "",
             )
             return
-        if isinstance(result, list) and result:
-            self.hand_back(lease_ms, max_deliveries, result)
+        self.hand_back(lease_ms, max_deliveries, result)
 
-    def hand_back(self, lease_ms: int, max_deliveries: int, result: list[Any]) -> None:
-        """Items taken for a task that is gone: to the next task in line, else back to the
-        front of the queue."""
+    def hand_back(self, lease_ms: int, max_deliveries: int, result: Any) -> None:
+        """Items taken for a task that is gone (``result``, a take's: nothing unless a list
+        of them): to the next task in line, else back to the front of the queue."""
+        if not isinstance(result, list) or not result:
+            return
         rest = self._consumers.offer(lease_ms, max_deliveries, units_of(result, lease_ms))
         if rest:
             self.spawn(self.give_back(lease_ms, flatten(rest, lease_ms)))
