@@ -2,6 +2,10 @@
 
 * ``await q.put(x)`` against ``await LPUSH``; ``await q.get()`` (items waiting) against
   ``await RPOP``: one task, one item per call.
+* the same two against redis-py's asyncio client sending, by hand, the very call that
+  ``put``/``get`` make (FCALL of distqueue's retry-safe script, with the same keys, a fresh
+  request id and the previous reply's key): what distqueue's client side costs, apart from
+  what the server spends running the script that makes a put or get happen exactly once.
 * 1,000 tasks waiting in ``await q.get()`` on one queue while a producer task puts the items
   in batches of 100 (``put_many``), against the same 1,000 tasks waiting on an
   ``asyncio.Queue`` that one feeder task fills from Redis by hand (``BRPOP`` in a loop, the
@@ -20,6 +24,10 @@ from typing import Any
 import redis.asyncio
 
 import distqueue.aio
+from distqueue.backends.base import Kind
+from distqueue.backends.redis.keys import QueueKeys
+from distqueue.backends.redis.table import SCRIPTS
+from distqueue.backends.scripts import function_name
 
 from .harness import RedisEndpoint, Trial, compare, print_comparisons, print_title, redis_server
 
@@ -91,6 +99,64 @@ def get_trials(
     return _trial(loop, ours), _trial(loop, baseline)
 
 
+class ByHand:
+    """FCALLs of queue ``name``'s retry-safe scripts, packed by redis-py as any command."""
+
+    def __init__(self, raw: Any, name: str) -> None:
+        self._raw = raw
+        self._keys = QueueKeys(name, Kind.FIFO)
+        self._previous = self._keys.reply
+        self._count = 0
+
+    async def call(self, script: str, *args: Any) -> Any:
+        spec = SCRIPTS[script]
+        self._count += 1
+        reply_key = f"{self._keys.reply}byhand{self._count}"
+        keys = (*self._keys.of(spec.keys), self._previous, reply_key)
+        self._previous = reply_key
+        return await self._raw.fcall(function_name(spec.file, True), len(keys), *keys, *args)
+
+
+def same_call_trials(
+    loop: asyncio.AbstractEventLoop, q: distqueue.aio.Queue[str], raw: Any, operation: str
+) -> tuple[Trial, Trial]:
+    """``operation`` ("put" or "get") through ``q`` against the same FCALL by hand."""
+    by_hand = ByHand(raw, q.name)
+
+    async def fill(count: int) -> list[str]:
+        await raw.flushdb()
+        items = _items(count)
+        if operation == "get":
+            for first in range(0, count, 1000):
+                await q.put_many(items[first : first + 1000])
+        return items
+
+    async def ours(count: int) -> float:
+        items = await fill(count)
+        start = time.perf_counter()
+        if operation == "put":
+            for item in items:
+                await q.put(item)
+        else:
+            for _ in range(count):
+                await q.get()
+        return time.perf_counter() - start
+
+    async def baseline(count: int) -> float:
+        items = await fill(count)
+        call = by_hand.call
+        start = time.perf_counter()
+        if operation == "put":
+            for item in items:
+                await call("put_list", "fifo", 0, "", f'"{item}"')
+        else:
+            for _ in range(count):
+                await call("take", "fifo", 1, 0, 0)
+        return time.perf_counter() - start
+
+    return _trial(loop, ours), _trial(loop, baseline)
+
+
 async def _consumers(get: Callable[[], Awaitable[Any]], count: int) -> list[asyncio.Task[None]]:
     """``WAITERS`` tasks taking ``count`` items in all with ``get``."""
     left = [count]
@@ -154,6 +220,18 @@ def _run(endpoint: RedisEndpoint) -> None:
         results = [
             compare("await q.put(x) / LPUSH", COUNT, *put_trials(loop, q, raw), target=TARGET),
             compare("await q.get() / RPOP", COUNT, *get_trials(loop, q, raw), target=TARGET),
+            compare(
+                "await q.put(x) / the same FCALL by hand",
+                COUNT,
+                *same_call_trials(loop, q, raw, "put"),
+                target=TARGET,
+            ),
+            compare(
+                "await q.get() / the same FCALL by hand",
+                COUNT,
+                *same_call_trials(loop, q, raw, "get"),
+                target=TARGET,
+            ),
             compare(
                 f"{WAITERS:,} waiting gets / BRPOP feeding asyncio.Queue",
                 WAITED_ITEMS,

@@ -528,8 +528,10 @@ class SentinelGroup:
         wait_until(swapped, timeout, f"{new.address} promoted and {old.address} demoted")
         return new
 
-    def restart_old_master(self, node: Node, timeout: float = 30.0) -> None:
-        """Start ``node`` again and wait until the sentinels made it a replica (ROLE slave)."""
+    def restart_old_master(self, node: Node, timeout: float = 60.0) -> None:
+        """Start ``node`` again and wait until the sentinels made it a replica (ROLE slave).
+        They do so at a later look at it, which a busy machine delays: 30 s were not always
+        enough."""
         node.start()
         wait_until(lambda: node.role() == "slave", timeout, f"{node.address} demoted")
 

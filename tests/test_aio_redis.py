@@ -328,3 +328,39 @@ def test_on_a_cluster_a_script_call_is_one_round_trip_to_the_master_of_its_keys(
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_scripts_are_given_to_a_server_that_lost_them(redis_url: str, raw: redis.Redis) -> None:
+    """FUNCTION FLUSH (as a restart without persistence would) and, for a user who may not
+    run functions, SCRIPT FLUSH: the next call gives the server the scripts again, and no
+    item is lost or doubled."""
+    user = f"nofcall-{uuid.uuid4().hex[:8]}"
+    raw.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-fcall"]
+    )
+    name = fresh_name()
+
+    async def body(url: str, flush: Any) -> list[Any]:
+        async with aio.Queue(url=url, name=name) as q:
+            await q.put(1)
+            flush()
+            await q.put(2)
+            flush()
+            got = [await q.get()]
+            flush()
+            got.extend(await q.get_many(5))
+            flush()
+            await q.put_many([3, 4])
+            got.extend(await q.get_many(5))
+            return got
+
+    try:
+        assert asyncio.run(body(redis_url, raw.function_flush)) == [1, 2, 3, 4]
+        assert raw.function_list()  # loaded again
+        evals = int(raw.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+        no_functions = redis_url.replace("redis://", f"redis://{user}:secret@")
+        assert asyncio.run(body(no_functions, raw.script_flush)) == [1, 2, 3, 4]
+        assert int(raw.info("commandstats")["cmdstat_eval"]["calls"]) >= evals + 4
+        assert raw.exists(f"dq:{{{name}}}:items") == 0
+    finally:
+        raw.acl_deluser(user)

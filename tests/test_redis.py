@@ -276,6 +276,71 @@ def test_scripts_fall_back_to_evalsha_for_a_user_denied_functions(
         raw.acl_deluser(user)
 
 
+def test_a_server_without_functions_costs_each_client_one_refused_fcall(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    """What the first call learns (FCALL is refused) serves every script of the same queue or
+    cache, blocking and asyncio: none of them tries FCALL again."""
+    import asyncio
+
+    import distqueue.aio
+
+    user = f"nofcall-{uuid.uuid4().hex[:8]}"
+    raw.acl_setuser(
+        user, enabled=True, passwords=["+secret"], keys=["*"], commands=["+@all", "-fcall"]
+    )
+    url = redis_url.replace("redis://", f"redis://{user}:secret@")
+    name = fresh_name()
+
+    def refused() -> int:
+        return _attempts(raw, "fcall")
+
+    async def through_asyncio() -> list[int]:
+        seen = []
+        async with distqueue.aio.Queue(url=url, name=name) as aq:
+            await aq.put("a")
+            seen.append(refused())
+            assert await aq.get() == "a"
+            aq.task_done()
+            await aq.join()
+        async with distqueue.aio.Cache(url, namespace=name) as cache:
+            assert await cache.incr("n") == 1
+            seen.append(refused())
+            assert await cache.set("b", b"x")
+            assert await cache.append("b", b"y")
+            _, token = await cache.gets("b")
+            assert token is not None and await cache.cas("b", b"z", token)
+            assert await cache.decr("n") == 0
+        seen.append(refused())
+        return seen
+
+    try:
+        q: distqueue.Queue[Any] = distqueue.Queue(url=url, name=name)
+        before = refused()
+        q.put(1)
+        assert refused() == before + 1
+        assert q.get() == 1
+        q.task_done()
+        q.join()
+        q.shutdown()
+        assert refused() == before + 1  # take, task_done, join and shutdown: no FCALL
+        q.close()
+        cache = distqueue.Cache(url, namespace=name)
+        assert cache.incr("n") == 1
+        assert refused() == before + 2
+        assert cache.set("b", b"x")
+        assert cache.append("b", b"y")
+        _, token = cache.gets("b")
+        assert token is not None and cache.cas("b", b"z", token)
+        assert cache.decr("n") == 0
+        assert refused() == before + 2
+        cache.close()
+        raw.delete(f"dq:{{{name}}}:meta")  # (shut down above) a fresh queue of that name
+        assert asyncio.run(through_asyncio()) == [before + 3, before + 4, before + 4]
+    finally:
+        raw.acl_deluser(user)
+
+
 def test_a_queue_travels_to_another_process_by_pickle(redis_url: str) -> None:
     import pickle
 

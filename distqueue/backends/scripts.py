@@ -37,7 +37,7 @@ import hashlib
 import itertools
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -173,29 +173,6 @@ def function_name(file: str, retry_safe: bool) -> str:
     return function_library()[1] + _function_suffix(file, retry_safe)
 
 
-def function_failure(exc: BaseException) -> str | None:
-    """What ``exc``, a server's reply to FCALL, says: ``"missing"`` when the server does not
-    know the function (it lost its functions, or never had them), ``"unsupported"`` when it
-    cannot run functions (an older Redis, an emulator, a user not allowed to); ``None`` for
-    any other error, which the call raises."""
-    text = str(exc)
-    if isinstance(exc, redis.exceptions.NoPermissionError):
-        return "unsupported"
-    if not isinstance(exc, redis.exceptions.ResponseError):
-        return None
-    if "Function not found" in text:
-        return "missing"
-    if text.lower().startswith("unknown command"):
-        return "unsupported"
-    return None
-
-
-def library_load_failure(exc: BaseException) -> bool:
-    """Whether ``exc``, a server's reply to FUNCTION LOAD, means that functions cannot be
-    used there (it is not another client loading the same library just before)."""
-    return "already exists" not in str(exc)
-
-
 def _check_shebang(name: str, shebang: str) -> None:
     if not re.fullmatch(r"#!lua( flags=[a-z-]+(,[a-z-]+)*)?", shebang):
         raise ValueError(f"lua/{name} must start with a '#!lua [flags=...]' line, not {shebang!r}")
@@ -204,25 +181,6 @@ def _check_shebang(name: str, shebang: str) -> None:
 def sha_of(source: str) -> str:
     """The name EVALSHA knows a script's text by."""
     return hashlib.sha1(source.encode("utf-8")).hexdigest()
-
-
-def source_without_shebang(source: str, exc: BaseException) -> str | None:
-    """The text to send instead of ``source`` when ``exc`` (a reply of the server) says it
-    could not compile the shebang line; ``None`` when that is not what ``exc`` says. For
-    drivers that run scripts through other clients than :class:`Script` (asyncio)."""
-    if not source.startswith("#!") or not _shebang_unknown(exc):
-        return None
-    return _without_shebang(source)
-
-
-def _without_shebang(source: str) -> str:
-    # An empty first line keeps Lua's line numbers in error messages the same.
-    return "\n" + source.partition("\n")[2]
-
-
-def _shebang_unknown(exc: BaseException) -> bool:
-    """Whether the server failed to compile a script because it does not know shebangs."""
-    return "near '#'" in str(exc)
 
 
 class RequestIds:
@@ -262,6 +220,179 @@ def _resp(arg: bytes | str | int | float) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(data), data)
 
 
+def _without_shebang(source: str) -> str:
+    # An empty first line keeps Lua's line numbers in error messages the same.
+    return "\n" + source.partition("\n")[2]
+
+
+@cache
+def _script_sha(name: str, retry_safe: bool, shebang: bool) -> str:
+    source = script_source(name, retry_safe)
+    return sha_of(source if shebang else _without_shebang(source))
+
+
+class ServerTraits:
+    """What the servers behind one client turned out not to support, learned from the first
+    call that met it, so that later calls of every script bound to that client skip it:
+    ``functions`` (FCALL; false on a server before Redis 7, an emulator, or for a user not
+    allowed them) and ``shebangs`` (the ``#!lua`` line of a script's text, which servers
+    before Redis 7 cannot compile)."""
+
+    __slots__ = ("functions", "shebangs")
+
+    def __init__(self) -> None:
+        self.functions = True
+        self.shebangs = True
+
+
+class LoadLibrary:
+    """A step of :meth:`ScriptPlan.after_refusal`: load :func:`function_library` on the
+    server that refused the FCALL (the master of the keys), then go on."""
+
+
+LOAD_LIBRARY = LoadLibrary()
+
+Head = tuple[Any, ...]
+"""The start of a script call: the command (FCALL, EVALSHA or EVAL), the function's name, the
+hash or the text, the key count and the keys. The call's own arguments follow it."""
+
+
+class ScriptPlan:
+    """How to call one script with its keys bound, with no I/O: the command to try first
+    (:attr:`head`) and, when the server refuses it, the attempts that follow
+    (:meth:`after_refusal`). :class:`Script` (blocking) and the asyncio ``AsyncScript`` drive
+    it, each with its own I/O.
+
+    A call first tries the script's function of :func:`function_library` (FCALL). A server
+    that lost the library (a restart without persistence, a fail-over to a master that never
+    had it, ``FUNCTION FLUSH``) is given it and asked again. A server that cannot run functions
+    gets EVALSHA, and EVAL with the whole text when it does not know the hash (it restarted,
+    or ``SCRIPT FLUSH``); EVAL leaves the script known to the server that ran it, the one
+    owning the keys (``SCRIPT LOAD`` would go elsewhere on a Cluster, or to every master,
+    failing while one is down). A server that cannot compile the shebang line is sent the text
+    without it. None of those refusals ran anything, so trying again is safe; what was
+    learned goes to ``traits``, shared by the scripts of one client.
+    """
+
+    __slots__ = ("_name", "_packed", "_retry_safe", "fcall_head", "keycount", "keys", "traits")
+
+    def __init__(
+        self,
+        name: str,
+        keys: Sequence[str],
+        retry_safe: bool,
+        traits: ServerTraits | None = None,
+    ) -> None:
+        self._name = name
+        self._retry_safe = retry_safe
+        self.keys = tuple(keys)
+        # a retry-safe script's calls give two more keys, first of their arguments: the key of
+        # a reply received (to delete), and the key its own reply is kept under
+        self.keycount = len(self.keys) + (2 if retry_safe else 0)
+        self.traits = traits if traits is not None else ServerTraits()
+        self.fcall_head: Head = ("FCALL", function_name(name, retry_safe), self.keycount, *keys)
+        self._packed: dict[Head, bytes] = {}
+        script_source(name, retry_safe)  # (checks the text once, here)
+
+    @property
+    def source(self) -> str:
+        """The script's text, as the server can compile it."""
+        source = script_source(self._name, self._retry_safe)
+        return source if self.traits.shebangs else _without_shebang(source)
+
+    @property
+    def head(self) -> Head:
+        """What a call sends first."""
+        if self.traits.functions:
+            return self.fcall_head
+        return self._evalsha_head()
+
+    def _evalsha_head(self) -> Head:
+        sha = _script_sha(self._name, self._retry_safe, self.traits.shebangs)
+        return ("EVALSHA", sha, self.keycount, *self.keys)
+
+    def command(self, head: Head, args: Sequence[Any]) -> bytes:
+        """``head`` with ``args``, as one command in the Redis protocol."""
+        if _pack_command is not None:
+            return _pack_command((*head, *args))
+        packed = self._packed.get(head)
+        if packed is None:
+            # packing ten arguments anew costs more than the server spends running a script
+            packed = self._packed[head] = b"".join(map(_resp, head))
+        return b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
+
+    def after_refusal(
+        self, head: Head, error: redis.exceptions.ResponseError
+    ) -> Generator[Head | LoadLibrary, Any, Any]:
+        """The attempts that follow when the server answered ``head`` with ``error``: each
+        step is a head to send with the call's arguments, or :data:`LOAD_LIBRARY`. The driver
+        sends the step's reply in, or throws in its error (a ``ResponseError``; for
+        :data:`LOAD_LIBRARY`, any error of redis-py); the generator returns the call's reply,
+        or raises the error that ends the call (``error`` itself when it is not a refusal of
+        this kind)."""
+        if head[0] == "FCALL":
+            failure = _function_failure(error)
+            if failure is None:
+                raise error
+            if failure == "unsupported":
+                self.traits.functions = False
+            elif (yield from self._load_library()):
+                try:
+                    return (yield self.fcall_head)
+                except redis.exceptions.ResponseError as exc:
+                    if _function_failure(exc) is None:
+                        raise
+            try:
+                return (yield self._evalsha_head())
+            except redis.exceptions.ResponseError as exc:
+                error = exc
+        if not isinstance(error, redis.exceptions.NoScriptError) and not self._drop_shebang(error):
+            raise error
+        try:
+            return (yield ("EVAL", self.source, self.keycount, *self.keys))
+        except redis.exceptions.ResponseError as exc:
+            if not self._drop_shebang(exc):
+                raise
+        return (yield ("EVAL", self.source, self.keycount, *self.keys))
+
+    def _load_library(self) -> Generator[LoadLibrary, Any, bool]:
+        """Whether FCALL may be tried again once the library was loaded."""
+        try:
+            yield LOAD_LIBRARY
+        except redis.exceptions.ResponseError as exc:
+            if "already exists" not in str(exc):  # (not another client loading it just now)
+                self.traits.functions = False
+                return False
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+            return False  # this call goes by EVALSHA, which meets the same trouble if it lasts
+        return True
+
+    def _drop_shebang(self, error: BaseException) -> bool:
+        """Whether ``error`` says the server cannot compile a shebang line (so that the text
+        goes without it from now on)."""
+        if "near '#'" not in str(error):
+            return False
+        self.traits.shebangs = False
+        return True
+
+
+def _function_failure(exc: BaseException) -> str | None:
+    """What ``exc``, a server's reply to FCALL, says: ``"missing"`` when the server does not
+    know the function (it lost its functions, or never had them), ``"unsupported"`` when it
+    cannot run functions (an older Redis, an emulator, a user not allowed to); ``None`` for
+    any other error, which the call raises."""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return "unsupported"
+    if not isinstance(exc, redis.exceptions.ResponseError):
+        return None
+    text = str(exc)
+    if "Function not found" in text:
+        return "missing"
+    if text.lower().startswith("unknown command"):
+        return "unsupported"
+    return None
+
+
 class ReplicasBehind(Exception):
     """A change ran, but fewer replicas than asked confirmed it in time (retry the call: the
     retry changes nothing and waits for them again)."""
@@ -286,16 +417,15 @@ class NotSent(Exception):
 
 
 class Script:
-    """A Lua script with its keys bound, run as its function of :func:`function_library`
-    (FCALL), which is loaded on a server that lacks it; on a server that cannot run functions,
-    by EVALSHA, and sent whole (EVAL) when the server does not know it (after a restart, a
-    fail-over to a replica, or SCRIPT FLUSH).
+    """A Lua script with its keys bound, run through a blocking redis-py client as
+    :class:`ScriptPlan` says (its function by FCALL, or EVALSHA, or EVAL), followed on the same
+    connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to confirm each change
+    (``ReplicasBehind`` when too few did, which the caller retries).
 
     One call is one attempt: nothing here retries (the caller does, with the same request id).
-    With a plain ``redis.Redis`` client the fixed part of the command (EVALSHA, the script's
-    hash, its keys) is encoded once and each call writes only its own arguments: packing ten
-    arguments anew cost more than the server spends running the script. A failure before the
-    command was written raises :class:`NotSent`.
+    With a plain ``redis.Redis`` client the command is packed here and written straight to a
+    pooled connection: redis-py's own encoding cost more than the server spends running the
+    script. A failure before the command was written raises :class:`NotSent`.
 
     With a ``RedisCluster`` client the same packed command goes straight to the master of the
     keys' slot (they share one) as the client knows it; a redirect (``MOVED``, ``ASK``),
@@ -303,25 +433,12 @@ class Script:
     client's own routing, which follows the redirect and learns the new layout; a connection
     failure makes the client read the layout again before it is raised. Any other client
     (fakeredis, a subclass) goes through ``execute_command``.
+
+    ``traits``: what the client's servers lack, shared by the scripts of one client (see
+    :class:`ServerTraits`).
     """
 
-    __slots__ = (
-        "_argc",
-        "_client",
-        "_execute",
-        "_fast",
-        "_fpacked",
-        "_fprefix",
-        "_function",
-        "_keycount",
-        "_keys",
-        "_packed",
-        "_prefix",
-        "_slot",
-        "_wait",
-        "_wait_packed",
-        "source",
-    )
+    __slots__ = ("_client", "_execute", "_fast", "_plan", "_slot", "_wait", "_wait_packed")
 
     def __init__(
         self,
@@ -331,10 +448,11 @@ class Script:
         *,
         retry_safe: bool = False,
         replica_wait: tuple[int, int] = (0, 0),
+        traits: ServerTraits | None = None,
     ) -> None:
         self._client = client
         self._execute: Any = client.execute_command
-        self._keys = tuple(keys)
+        self._plan = ScriptPlan(name, keys, retry_safe, traits)
         # (replicas, ms): a retry-safe call is followed by WAIT on its own connection
         self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
         self._wait_packed = (
@@ -342,91 +460,51 @@ class Script:
             if self._wait
             else b""
         )
-        # a retry-safe script's calls give two more keys, first of their arguments: the key of
-        # a reply received (to delete), and the key its own reply is kept under
-        self._keycount = len(self._keys) + (2 if retry_safe else 0)
         self._fast = type(client) is redis.Redis and _plain_resp2(client)
         self._slot = _one_slot(client, keys)
-        self._use(script_source(name, retry_safe))
-        # FCALL of the script's function while the server can run functions (None: it
-        # cannot, and EVALSHA it is)
-        self._function: str | None = function_name(name, retry_safe)
-        self._fprefix: tuple[str | int, ...] = ("FCALL", self._function, *self._prefix[2:])
-        self._fpacked = b"".join(_resp(part) for part in self._fprefix)
-
-    def _use(self, source: str) -> None:
-        self.source = source
-        sha = sha_of(source)
-        self._prefix: tuple[str | int, ...] = ("EVALSHA", sha, self._keycount, *self._keys)
-        self._packed = b"".join(_resp(part) for part in self._prefix)
-        self._argc = len(self._prefix)
 
     def __call__(self, *args: Any) -> Any:
-        if self._function is not None:
+        plan = self._plan
+        head = plan.head
+        try:
+            return self._send(head, args)
+        except redis.exceptions.ResponseError as exc:
+            steps = plan.after_refusal(head, exc)
+        step = next(steps)
+        while True:
             try:
-                if self._fast:
-                    pool = self._client.connection_pool
-                    return self._call_packed(self._fprefix, self._fpacked, args, pool)
-                return self._send(self._fprefix, self._fpacked, args)
-            except redis.exceptions.ResponseError as exc:
-                failure = function_failure(exc)
-                if failure is None:
-                    raise
-            # Nothing ran. A server that lost its functions (a restart without persistence, a
-            # new master) gets them again; one that cannot run them gets EVALSHA.
-            if failure == "unsupported":
-                self._function = None
-            elif self._load_library():
+                if isinstance(step, LoadLibrary):
+                    reply = self._load_library()
+                else:
+                    reply = self._send(step, args)
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
                 try:
-                    return self._send(self._fprefix, self._fpacked, args)
-                except redis.exceptions.ResponseError as exc:
-                    if function_failure(exc) is None:
-                        raise
-        try:
-            return self._send(self._prefix, self._packed, args)
-        except redis.exceptions.NoScriptError:
-            pass
-        except redis.exceptions.ResponseError as exc:
-            # A server without shebangs that ran this text before (and failed to compile it)
-            if not self._drop_shebang(exc):
-                raise
-        # NOSCRIPT: nothing ran. EVAL runs the script and leaves it known to the server that
-        # answered, which is the one owning the keys (SCRIPT LOAD would go elsewhere on a
-        # Cluster, or to every master, failing while one is down).
-        try:
-            return self._generic("EVAL", self.source, *self._prefix[2:], *args)
-        except redis.exceptions.ResponseError as exc:
-            if not self._drop_shebang(exc):
-                raise
-        return self._generic("EVAL", self.source, *self._prefix[2:], *args)
+                    step = steps.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    step = steps.send(reply)
+                except StopIteration as done:
+                    return done.value
 
-    def _send(self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...]) -> Any:
-        """One attempt of ``prefix`` (FCALL or EVALSHA, its name, its keys; ``packed``: the
-        same in RESP) with ``args``."""
+    def _send(self, head: Head, args: tuple[Any, ...]) -> Any:
+        """One attempt of ``head`` with ``args``."""
         if self._fast:
-            return self._call_packed(prefix, packed, args, self._client.connection_pool)
+            return self._call_packed(head, args, self._client.connection_pool)
         if self._slot is not None:
-            return self._call_slot_master(prefix, packed, args, self._slot)
-        return self._generic(*prefix, *args)
+            return self._call_slot_master(head, args, self._slot)
+        return self._generic(*head, *args)
 
-    def _load_library(self) -> bool:
+    def _load_library(self) -> Any:
         """Load :func:`function_library` on the server whose reply said it lacks it: the one
         the packed call went to (a Cluster's master of the keys' slot, as the client knows it
-        now). Whether FCALL may be tried again; ``False`` also stops this script from using
-        functions, when the server refuses to load them."""
+        now)."""
         target = self._client
         if self._slot is not None:
             node = self._client.nodes_manager.get_node_from_slot(self._slot)
             target = node.redis_connection or self._client.get_redis_connection(node)
-        try:
-            target.execute_command("FUNCTION", "LOAD", function_library()[0])
-        except redis.exceptions.ResponseError as exc:
-            if library_load_failure(exc):
-                self._function = None
-                return False
-        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
-            return False  # this call goes by EVALSHA, which meets the same trouble if it lasts
-        return True
+        return target.execute_command("FUNCTION", "LOAD", function_library()[0])
 
     def _generic(self, *command: Any) -> Any:
         """Run ``command`` through the client's own routing (and the replicas' WAIT)."""
@@ -452,28 +530,19 @@ class Script:
         assert self._wait is not None
         check_replicas(acked, self._wait)
 
-    def _drop_shebang(self, exc: redis.exceptions.ResponseError) -> bool:
-        """Use the text without its shebang if ``exc`` says the server cannot compile one."""
-        if not self.source.startswith("#!") or not _shebang_unknown(exc):
-            return False
-        self._use(_without_shebang(self.source))
-        return True
-
-    def _call_slot_master(
-        self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...], slot: int
-    ) -> Any:
+    def _call_slot_master(self, head: Head, args: tuple[Any, ...], slot: int) -> Any:
         """One attempt on a ``RedisCluster``: packed, to the master of ``slot``."""
         manager = self._client.nodes_manager
         node = manager.get_node_from_slot(slot)
         node_client = node.redis_connection or self._client.get_redis_connection(node)
         try:
-            return self._call_packed(prefix, packed, args, node_client.connection_pool)
+            return self._call_packed(head, args, node_client.connection_pool)
         except (
             redis.exceptions.AskError,  # and MOVED
             redis.exceptions.TryAgainError,
             redis.exceptions.ClusterDownError,
         ):
-            return self._generic(*prefix, *args)
+            return self._generic(*head, *args)
         except (NotSent, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
             # The caller retries; by then the client should know where the slot lives now.
             with contextlib.suppress(
@@ -482,15 +551,8 @@ class Script:
                 manager.initialize()
             raise
 
-    def _call_packed(
-        self, prefix: tuple[str | int, ...], packed: bytes, args: tuple[Any, ...], pool: Any
-    ) -> Any:
-        if _pack_command is not None:
-            command = _pack_command((*prefix, *args))
-        else:
-            command = b"".join(
-                [b"*%d\r\n" % (self._argc + len(args)), packed, *[_resp(a) for a in args]]
-            )
+    def _call_packed(self, head: Head, args: tuple[Any, ...], pool: Any) -> Any:
+        command = self._plan.command(head, args)
         try:
             connection = pool.get_connection()
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:

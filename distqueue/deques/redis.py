@@ -52,7 +52,7 @@ from ..backends.base import Deadline
 from ..backends.connection import RedisOptions, Retrier
 from ..backends.redis.backend import translate_server_error, wrong_type
 from ..backends.redis.keys import key_prefix
-from ..backends.scripts import RequestIds, Script
+from ..backends.scripts import RequestIds, Script, ServerTraits
 from ..errors import (
     DeserializationError,
     SerializationError,
@@ -153,6 +153,8 @@ class RedisDequeStore:
         self._received: collections.deque[str] = collections.deque(maxlen=64)
         k = self.keys = DequeKeys(name)
 
+        traits = ServerTraits()
+
         def changes(script: str, *keys: str) -> Script:
             return Script(
                 client,
@@ -160,6 +162,7 @@ class RedisDequeStore:
                 keys,
                 retry_safe=True,
                 replica_wait=connections.options.replica_wait,
+                traits=traits,
             )
 
         self._push = changes("deque_push.lua", k.list, k.meta, k.avail)
@@ -172,7 +175,7 @@ class RedisDequeStore:
         self._remove = changes("deque_remove.lua", k.list, k.avail)
         self._reverse = changes("deque_reverse.lua", k.list)
         self._repeat = changes("deque_repeat.lua", k.list, k.meta, k.avail)
-        self._index = Script(client, "deque_index.lua", [k.list])
+        self._index = Script(client, "deque_index.lua", [k.list], traits=traits)
 
     # -- running commands ------------------------------------------------------------------
 

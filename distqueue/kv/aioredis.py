@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from ..backends.connection import RedisOptions, Retrier
 from ..backends.redis.aioscripts import AsyncScript
+from ..backends.scripts import ServerTraits
 from .base import Failure, KeepTTL, ServerHealth
 from .redisprotocol import ITEM_SIZE_LIMIT, Commands, Operation, RedisKVProtocol, RunScript, Step
 from .steps import arun
@@ -42,6 +43,7 @@ class AsyncRedisBackend:
         import redis.asyncio.cluster
 
         self._client = client
+        self._traits = ServerTraits()  # shared by its script calls
         self.health = ServerHealth(name, dead_retry)
         self.protocol = RedisKVProtocol(
             self.health,
@@ -69,7 +71,9 @@ class AsyncRedisBackend:
 
     async def _send(self, step: Step) -> Any:
         if type(step) is RunScript:
-            return await AsyncScript(self._client, step.file, [step.key], True)(step.args)
+            return await AsyncScript(
+                self._client, step.file, [step.key], True, traits=self._traits
+            )(step.args)
         assert type(step) is Commands
         if len(step.commands) == 1 and not step.transaction:
             return await self._client.execute_command(*step.commands[0])

@@ -70,7 +70,7 @@ import redis.exceptions
 
 from ..backends.base import Deadline
 from ..backends.connection import BLOCK_SLICE, MIN_BLOCK, RETRYABLE, RedisOptions, Retrier
-from ..backends.scripts import Script
+from ..backends.scripts import Script, ServerTraits
 from .base import Failure, KeepTTL, ServerHealth
 from .redisprotocol import (
     ITEM_SIZE_LIMIT,
@@ -112,6 +112,7 @@ class RedisBackend:
         owns_client: bool = True,
     ) -> None:
         self._client = client
+        self._traits = ServerTraits()  # shared by its script calls
         # Blocking commands wait on a client whose socket timeout leaves room for them, so
         # that the other commands keep the short one.
         self._waits = waits if waits is not None else client
@@ -143,7 +144,9 @@ class RedisBackend:
 
     def _send(self, step: Step) -> Any:
         if type(step) is RunScript:
-            return Script(self._client, step.file, [step.key], retry_safe=True)(*step.args)
+            return Script(
+                self._client, step.file, [step.key], retry_safe=True, traits=self._traits
+            )(*step.args)
         assert type(step) is Commands
         if len(step.commands) == 1 and not step.transaction:
             return self._client.execute_command(*step.commands[0])

@@ -41,6 +41,7 @@ from ...serializers import Serializer
 from .. import connection as _connection
 from ..base import DeadLetter, Kind, Lease, Limits, PutOptions
 from ..connection import RETRYABLE, RedisOptions, Retrier, RetryBudget
+from ..scripts import ServerTraits
 from .aioscripts import AsyncScript, ConnectionLane
 from .backend import _REDIS_ERRORS, _block_slice, translate, wrong_type
 from .consumers import Consumers, flatten, units_of
@@ -112,6 +113,7 @@ class AsyncRedisBackend:
         options = options or RedisOptions()
         # kept connections only on clients of its own: a caller's pool stays the caller's
         self._lane = ConnectionLane(client if owns_client else None)
+        traits = ServerTraits()
         self._scripts = {
             script: AsyncScript(
                 client,
@@ -120,6 +122,7 @@ class AsyncRedisBackend:
                 spec.retry_safe,
                 options.replica_wait,
                 self._lane,
+                traits,
             )
             for script, spec in SCRIPTS.items()
         }

@@ -13,48 +13,33 @@ import redis.asyncio
 import redis.exceptions
 
 from ..scripts import (
+    Head,
+    LoadLibrary,
     NotSent,
     ReplicasBehind,
-    _pack_command,
+    ScriptPlan,
+    ServerTraits,
     _resp,
     check_replicas,
-    function_failure,
     function_library,
-    function_name,
-    library_load_failure,
-    script_source,
-    sha_of,
-    source_without_shebang,
 )
 
 
 class AsyncScript:
-    """One Lua script of one queue, run as its Redis Function (FCALL; on a server without
-    functions by EVALSHA, or EVAL when the server does not know it),
-    followed on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to
-    confirm each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few
-    did, which the caller retries).
+    """One Lua script with its keys bound, run through a redis-py asyncio client as
+    :class:`~..scripts.ScriptPlan` says (its function by FCALL, or EVALSHA, or EVAL), followed
+    on the same connection by Redis's ``WAIT`` when ``replica_wait`` asks replicas to confirm
+    each change (as :class:`~..scripts.Script` does; ``ReplicasBehind`` when too few did, which
+    the caller retries).
 
     With a plain ``redis.asyncio.Redis`` speaking RESP2 the command is packed here and written
-    straight to a pooled connection, which also tells a failure before sending
-    (:class:`NotSent`: surely not run) from one after. Other clients (a Cluster, which routes
-    EVALSHA by its keys) go through ``execute_command``.
+    straight to a connection (a ``lane``'s kept one, else a pooled one), which also tells a
+    failure before sending (:class:`NotSent`: surely not run) from one after. Other clients (a
+    Cluster, which routes by the keys) go through ``execute_command``. ``traits``: what the
+    client's servers lack, shared by the scripts of one client.
     """
 
-    __slots__ = (
-        "_client",
-        "_fast",
-        "_fprefix",
-        "_function",
-        "_keycount",
-        "_keys",
-        "_lane",
-        "_packed",
-        "_prefix",
-        "_wait",
-        "_wait_packed",
-        "source",
-    )
+    __slots__ = ("_client", "_fast", "_lane", "_plan", "_wait", "_wait_packed")
 
     def __init__(
         self,
@@ -64,12 +49,11 @@ class AsyncScript:
         retry_safe: bool,
         replica_wait: tuple[int, int] = (0, 0),
         lane: ConnectionLane | None = None,
+        traits: ServerTraits | None = None,
     ) -> None:
         self._client = client
         self._lane = lane if lane is not None and lane.usable else None
-        self._keys = tuple(keys)
-        # a retry-safe call gives two more keys: a reply received (to delete), and its own
-        self._keycount = len(self._keys) + (2 if retry_safe else 0)
+        self._plan = ScriptPlan(file, keys, retry_safe, traits)
         self._fast = type(client) is redis.asyncio.Redis and _plain_resp2(client)
         self._wait = replica_wait if retry_safe and replica_wait[0] > 0 else None
         self._wait_packed = (
@@ -77,88 +61,51 @@ class AsyncScript:
         )
         if self._wait and not hasattr(client, "pipeline"):
             raise ValueError("wait_replicas needs a client with pipelines")
-        self._use(script_source(file, retry_safe))
-        # FCALL while the server can run functions (None: EVALSHA), as Script does
-        self._function: str | None = function_name(file, retry_safe)
-        self._fprefix: tuple[Any, ...] = ("FCALL", self._function, *self._prefix[2:])
-
-    def _use(self, source: str) -> None:
-        self.source = source
-        self._prefix: tuple[Any, ...] = ("EVALSHA", sha_of(source), self._keycount, *self._keys)
-        self._packed = b"".join(_resp(part) for part in self._prefix)
 
     async def __call__(self, args: tuple[Any, ...]) -> Any:
-        if self._function is not None:
+        plan = self._plan
+        head = plan.head
+        try:
+            return await self._send(head, args)
+        except redis.exceptions.ResponseError as exc:
+            steps = plan.after_refusal(head, exc)
+        step = next(steps)
+        while True:
             try:
-                return await self._send(self._fprefix, args)
-            except redis.exceptions.ResponseError as exc:
-                failure = function_failure(exc)
-                if failure is None:
-                    raise
-            # Nothing ran: load the functions where they are missing, or use EVALSHA.
-            if failure == "unsupported":
-                self._function = None
-            elif await self._load_library():
+                if isinstance(step, LoadLibrary):
+                    reply = await self._load_library()
+                else:
+                    reply = await self._send(step, args)
+            except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
                 try:
-                    return await self._send(self._fprefix, args)
-                except redis.exceptions.ResponseError as exc:
-                    if function_failure(exc) is None:
-                        raise
-        try:
-            return await self._send(self._prefix, args)
-        except redis.exceptions.NoScriptError:
-            pass
-        except redis.exceptions.ResponseError as exc:
-            if not self._drop_shebang(exc):
-                raise
-        # NOSCRIPT: nothing ran; EVAL runs it and leaves it known to that server.
-        try:
-            return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
-        except redis.exceptions.ResponseError as exc:
-            if not self._drop_shebang(exc):
-                raise
-        return await self._send(("EVAL", self.source, *self._prefix[2:]), args)
-
-    async def _load_library(self) -> bool:
-        """Load :func:`~..scripts.function_library` through the client (to the server of the
-        keys); whether FCALL may be tried again (``False`` also stops this script from using
-        functions when the server refuses to load them)."""
-        command = ("FUNCTION", "LOAD", function_library()[0])
-        try:
-            if isinstance(self._client, redis.asyncio.RedisCluster) and self._keys:
-                # to the master of the keys only (the client would send it to every master)
-                node = self._client.get_node_from_key(self._keys[0])
-                await self._client.execute_command(*command, target_nodes=node)
+                    step = steps.throw(exc)
+                except StopIteration as done:
+                    return done.value
             else:
-                await self._client.execute_command(*command)
-        except redis.exceptions.ResponseError as exc:
-            if library_load_failure(exc):
-                self._function = None
-                return False
-        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
-            return False  # this call goes by EVALSHA, which meets the same trouble if it lasts
-        return True
+                try:
+                    step = steps.send(reply)
+                except StopIteration as done:
+                    return done.value
 
-    def _drop_shebang(self, exc: BaseException) -> bool:
-        source = source_without_shebang(self.source, exc)
-        if source is None:
-            return False
-        self._use(source)
-        return True
+    async def _load_library(self) -> Any:
+        """Load :func:`~..scripts.function_library` through the client, to the server of the
+        keys."""
+        command = ("FUNCTION", "LOAD", function_library()[0])
+        keys = self._plan.keys
+        if isinstance(self._client, redis.asyncio.RedisCluster) and keys:
+            # to the master of the keys only (the client would send it to every master)
+            node = self._client.get_node_from_key(keys[0])
+            return await self._client.execute_command(*command, target_nodes=node)
+        return await self._client.execute_command(*command)
 
     def _check_replicas(self, acked: Any) -> None:
         assert self._wait is not None
         check_replicas(acked, self._wait)
 
-    async def _send(self, head: tuple[Any, ...], args: tuple[Any, ...]) -> Any:
+    async def _send(self, head: Head, args: tuple[Any, ...]) -> Any:
         if not self._fast:
             return await self._generic(*head, *args)
-        if _pack_command is not None:
-            command = _pack_command((*head, *args))
-        else:
-            packed = self._packed if head is self._prefix else b"".join(map(_resp, head))
-            # (FCALL's head is packed anew: hiredis, which packs the whole, is the usual case)
-            command = b"".join([b"*%d\r\n" % (len(head) + len(args)), packed, *map(_resp, args)])
+        command = self._plan.command(head, args)
         if self._lane is not None:
             return await self._lane.exchange(command, self._wait_packed, self._check_replicas)
         pool = self._client.connection_pool
@@ -188,9 +135,10 @@ class AsyncScript:
         Cluster, to the master of the keys' slot as the client knows it (told, not left to
         the client, which would ask a server for the keys of every FCALL first)."""
         target: dict[str, Any] = {}
-        if isinstance(self._client, redis.asyncio.RedisCluster) and self._keys:
+        keys = self._plan.keys
+        if isinstance(self._client, redis.asyncio.RedisCluster) and keys:
             await self._client.initialize()  # (the slots are read at first use)
-            target["target_nodes"] = self._client.get_node_from_key(self._keys[0])
+            target["target_nodes"] = self._client.get_node_from_key(keys[0])
         if self._wait is None:
             return await self._client.execute_command(*command, **target)
         pipe = self._client.pipeline(transaction=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..scripts import Script
+from ..scripts import Script, ServerTraits
 from .keys import ROLES, QueueKeys
 
 
@@ -119,6 +119,7 @@ def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -
     """Every script of :data:`SCRIPTS`, ready to run through ``client`` on the queue of
     ``keys``; ``replica_wait``: the replicas that must confirm each change, and for how long
     (:attr:`~..connection.RedisOptions.replica_wait`)."""
+    traits = ServerTraits()
     return {
         name: Script(
             client,
@@ -126,6 +127,7 @@ def bind(client: Any, keys: QueueKeys, replica_wait: tuple[int, int] = (0, 0)) -
             keys.of(spec.keys),
             retry_safe=spec.retry_safe,
             replica_wait=replica_wait,
+            traits=traits,
         )
         for name, spec in SCRIPTS.items()
     }
