@@ -385,5 +385,6 @@ def _run_leases(endpoint: RedisEndpoint) -> None:
     )
     print(
         f"(the price of a lease; no target; {LEASE_ITEMS:,} items preloaded per trial, "
-        f"best of {HARNESS_REPETITIONS} interleaved repetitions per side)"
+        f"medians of {HARNESS_REPETITIONS} repetitions per side, run in pairs; ratio: the median "
+        "of the pairs')"
     )

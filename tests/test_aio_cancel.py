@@ -304,3 +304,34 @@ def test_a_server_that_stops_answering_gives_a_connection_error_not_a_hang(
             await q.delete()
 
     asyncio.run(body())
+
+
+def test_reads_stay_bounded_when_a_queue_moves_to_another_event_loop(
+    server: RedisServer, proxy: FaultyProxy
+) -> None:
+    """A queue object used under one ``asyncio.run`` and then under another (not closed in
+    between): the second loop's reads are bounded too. (It is not closed at the end either:
+    redis-py cannot close a connection of an event loop that has ended.)"""
+    q: aio.Queue[str] = aio.Queue(url=proxy.url(LIMITS), name=f"aio-{uuid.uuid4().hex}")
+
+    async def first() -> None:
+        await q.put("kept")
+        # a read under way as the loop ends: its watch belongs to this loop
+        proxy.black_hole()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(q.put("lost"), 0.05)
+        proxy.heal()
+
+    async def second() -> None:
+        await asyncio.wait_for(q.put("again"), GUARD)  # connected anew, in this loop
+        proxy.black_hole()
+        with pytest.raises(distqueue.errors.BackendConnectionError):
+            await asyncio.wait_for(q.put("maybe"), GUARD)
+        proxy.heal()
+        left = await asyncio.wait_for(q.get_many(10, timeout=0), GUARD)
+        assert left[0] == "kept" and "again" in left
+        assert set(left) <= {"kept", "lost", "again", "maybe"} and len(left) == len(set(left))
+        await q.delete()
+
+    asyncio.run(first())
+    asyncio.run(second())

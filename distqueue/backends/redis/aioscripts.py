@@ -200,6 +200,10 @@ else:  # pragma: no cover - redis-py depends on async-timeout before 3.11
     from async_timeout import timeout as _timeout  # type: ignore[import-not-found,unused-ignore]
 
 
+_CLOCK_SLACK = 0.001
+"""Seconds early a read may be ended (a timer can fire a little before its time)."""
+
+
 class ConnectionLane:
     """Connections that one queue object takes from a plain ``redis.asyncio.Redis``'s pool
     and keeps for its script calls, one call at a time on each.
@@ -223,6 +227,11 @@ class ConnectionLane:
         self._idle: list[Any] = []
         self._expired: set[Any] = set()  # connections whose read ran out of time
         self._timeout: float | None = kwargs.get("socket_timeout")
+        # the reads under way: connection -> when its reply must have come (loop time); one
+        # timer watches them all (a timer per read cost more than the rest of the lane)
+        self._reading: dict[Any, float] = {}
+        self._watch: asyncio.TimerHandle | None = None
+        self._watch_loop: asyncio.AbstractEventLoop | None = None
         self.usable = (
             type(client) is redis.asyncio.Redis
             and type(pool) is redis.asyncio.ConnectionPool
@@ -286,14 +295,16 @@ class ConnectionLane:
 
     async def _read(self, conn: Any) -> Any:
         """The next reply on ``conn``. A read that outlasts ``socket_timeout`` is ended by
-        closing the connection under it (a timer per read, cheaper than a cancel scope), and
-        raises ``TimeoutError``."""
-        self._expired.discard(conn)  # (a timer that fired as an earlier reply came)
-        if self._timeout is None:
-            handle = None
-        else:
+        closing the connection under it (see :meth:`_watch_reads`), and raises
+        ``TimeoutError``."""
+        self._expired.discard(conn)  # (closed as an earlier reply came)
+        if self._timeout is not None:
             loop = asyncio.get_running_loop()
-            handle = loop.call_at(loop.time() + self._timeout, self._expire, conn)
+            self._reading[conn] = loop.time() + self._timeout
+            if self._watch is None or self._watch_loop is not loop:
+                # (a watch set on another event loop, which may never run again, is no watch)
+                self._watch_loop = loop
+                self._watch = loop.call_at(self._reading[conn], self._watch_reads, loop)
         try:
             reply = await conn._parser.read_response(disable_decoding=False)
         except (redis.exceptions.ConnectionError, OSError) as exc:
@@ -304,18 +315,28 @@ class ConnectionLane:
                 raise redis.exceptions.ConnectionError(f"reading failed: {exc!r}") from exc
             raise
         finally:
-            if handle is not None:
-                handle.cancel()
+            self._reading.pop(conn, None)
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
         return reply
 
-    def _expire(self, conn: Any) -> None:
-        """A read on ``conn`` ran out of time: close the connection, which ends the read."""
-        self._expired.add(conn)
-        writer = getattr(conn, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
+    def _watch_reads(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the connections whose reads ran out of time, which ends those reads; then
+        watch on until the earliest of the other reads is due. (A read begun later than the
+        others is due later, so the watch set for the earliest comes first.)"""
+        if loop is not self._watch_loop:
+            return  # a watch of an earlier event loop: the current one has its own
+        self._watch = None
+        now = loop.time() + _CLOCK_SLACK
+        due = [conn for conn, deadline in self._reading.items() if deadline <= now]
+        for conn in due:
+            del self._reading[conn]
+            self._expired.add(conn)
+            writer = getattr(conn, "_writer", None)
+            if writer is not None:
+                writer.transport.abort()
+        if self._reading:
+            self._watch = loop.call_at(min(self._reading.values()), self._watch_reads, loop)
 
     async def aclose(self) -> None:
         """Hand the idle kept connections back to the pool. (One that a call still uses is
