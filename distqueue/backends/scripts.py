@@ -376,6 +376,18 @@ class ScriptPlan:
         return True
 
 
+def advance(steps: Generator[Any, Any, Any], outcome: Any) -> tuple[bool, Any]:
+    """Hand the outcome of a step of :meth:`ScriptPlan.after_refusal` to ``steps``: thrown in
+    when it is an error, else sent. ``(True, the call's reply)`` when they are done, else
+    ``(False, the next step)``."""
+    try:
+        if isinstance(outcome, BaseException):
+            return False, steps.throw(outcome)
+        return False, steps.send(outcome)
+    except StopIteration as done:
+        return True, done.value
+
+
 def _function_failure(exc: BaseException) -> str | None:
     """What ``exc``, a server's reply to FCALL, says: ``"missing"`` when the server does not
     know the function (it lost its functions, or never had them), ``"unsupported"`` when it
@@ -470,23 +482,18 @@ class Script:
             return self._send(head, args)
         except redis.exceptions.ResponseError as exc:
             steps = plan.after_refusal(head, exc)
-        step = next(steps)
+        step: Any = next(steps)
         while True:
             try:
                 if isinstance(step, LoadLibrary):
-                    reply = self._load_library()
+                    outcome = self._load_library()
                 else:
-                    reply = self._send(step, args)
+                    outcome = self._send(step, args)
             except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
-                try:
-                    step = steps.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = steps.send(reply)
-                except StopIteration as done:
-                    return done.value
+                outcome = exc
+            finished, step = advance(steps, outcome)
+            if finished:
+                return step
 
     def _send(self, head: Head, args: tuple[Any, ...]) -> Any:
         """One attempt of ``head`` with ``args``."""

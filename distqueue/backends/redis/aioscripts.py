@@ -20,6 +20,7 @@ from ..scripts import (
     ScriptPlan,
     ServerTraits,
     _resp,
+    advance,
     check_replicas,
     function_library,
 )
@@ -69,23 +70,18 @@ class AsyncScript:
             return await self._send(head, args)
         except redis.exceptions.ResponseError as exc:
             steps = plan.after_refusal(head, exc)
-        step = next(steps)
+        step: Any = next(steps)
         while True:
             try:
                 if isinstance(step, LoadLibrary):
-                    reply = await self._load_library()
+                    outcome = await self._load_library()
                 else:
-                    reply = await self._send(step, args)
+                    outcome = await self._send(step, args)
             except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
-                try:
-                    step = steps.throw(exc)
-                except StopIteration as done:
-                    return done.value
-            else:
-                try:
-                    step = steps.send(reply)
-                except StopIteration as done:
-                    return done.value
+                outcome = exc
+            finished, step = advance(steps, outcome)
+            if finished:
+                return step
 
     async def _load_library(self) -> Any:
         """Load :func:`~..scripts.function_library` through the client, to the server of the
