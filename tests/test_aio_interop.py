@@ -239,6 +239,103 @@ def test_a_thousand_waiting_gets_share_one_blocked_connection(redis_url: str) ->
     asyncio.run(body())
 
 
+@pytest.mark.redis
+def test_a_thousand_puts_waiting_for_room_share_one_blocked_connection(redis_url: str) -> None:
+    async def body() -> None:
+        async with aio.Queue(1, url=redis_url) as q:
+            await q.put(-1)
+            putters = [asyncio.ensure_future(q.put(i)) for i in range(1000)]
+            await until(lambda: q._backend.blocked_tasks == 1000, "all waiting for room")
+            from aio_support import server_blocked
+
+            await until(lambda: server_blocked(q) == 1, "one wait on the server")
+            await asyncio.sleep(0.05)
+            assert server_blocked(q) == 1  # and not one per task
+            got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(1001)]
+            assert got[0] == -1 and sorted(got[1:]) == list(range(1000))  # each put once
+            await asyncio.wait_for(asyncio.gather(*putters), GUARD)
+            await q.delete()
+
+    asyncio.run(body())
+
+
+@pytest.mark.redis
+def test_puts_waiting_for_room_get_it_in_the_order_they_began_to_wait(redis_url: str) -> None:
+    async def body() -> None:
+        async with aio.Queue(1, url=redis_url) as q:
+            await q.put(-1)
+            putters = []
+            for i in range(200):
+                putters.append(asyncio.ensure_future(q.put(i)))
+                await until(lambda: q._backend.blocked_tasks == len(putters), "in line")
+            got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(201)]
+            assert got == list(range(-1, 200))
+            await asyncio.wait_for(asyncio.gather(*putters), GUARD)
+            await q.delete()
+
+    asyncio.run(body())
+
+
+@pytest.mark.redis
+def test_waiting_puts_cancelled_put_nothing_and_the_others_go_on_in_order(redis_url: str) -> None:
+    async def body() -> None:
+        async with aio.Queue(1, url=redis_url) as q:
+            await q.put(-1)
+            putters = []
+            for i in range(200):
+                putters.append(asyncio.ensure_future(q.put(i)))
+                await until(lambda: q._backend.blocked_tasks == len(putters), "in line")
+            for putter in putters[::2]:
+                putter.cancel()
+            got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(101)]
+            assert got == [-1, *range(1, 200, 2)]
+            assert q.qsize() == 0
+            results = await asyncio.gather(*putters, return_exceptions=True)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results[::2])
+            assert results[1::2] == [None] * 100
+            await q.delete()
+
+    asyncio.run(body())
+
+
+@pytest.mark.redis
+def test_a_shutdown_ends_every_put_waiting_for_room(redis_url: str) -> None:
+    async def body() -> None:
+        async with aio.Queue(1, url=redis_url) as q:
+            await q.put("kept")
+            putters = [asyncio.ensure_future(q.put(i)) for i in range(300)]
+            await until(lambda: q._backend.blocked_tasks == 300, "all waiting for room")
+            sync_q: distqueue.Queue[Any] = distqueue.Queue(url=redis_url, name=q.name)
+            sync_q.shutdown()  # from another client: the token is what tells them
+            results = await asyncio.wait_for(
+                asyncio.gather(*putters, return_exceptions=True), GUARD
+            )
+            assert all(isinstance(r, aio.QueueShutDown) for r in results)
+            assert await q.get() == "kept"
+            sync_q.close()
+            await q.delete()
+
+    asyncio.run(body())
+
+
+@pytest.mark.redis
+def test_five_hundred_joins_share_one_blocked_connection_and_all_return(redis_url: str) -> None:
+    async def body() -> None:
+        async with aio.Queue(url=redis_url) as q:
+            await q.put("work")
+            joiners = [asyncio.ensure_future(q.join()) for _ in range(500)]
+            await until(lambda: q._backend.blocked_tasks == 500, "all joining")
+            from aio_support import server_blocked
+
+            await until(lambda: server_blocked(q) == 1, "one wait on the server")
+            assert await q.get() == "work"
+            q.task_done()
+            await asyncio.wait_for(asyncio.gather(*joiners), GUARD)
+            await q.delete()
+
+    asyncio.run(body())
+
+
 def test_a_memory_queue_waits_in_a_second_event_loop_after_the_first_closed() -> None:
     name = f"interop-{uuid.uuid4().hex}"
     q: aio.Queue[str] = aio.Queue(url="memory://", name=name)

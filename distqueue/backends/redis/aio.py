@@ -15,7 +15,8 @@ what asyncio needs:
   ``get()`` on one queue object, one task waits on the server for them, on one connection. The
   waiting tasks stand in line; each take asks for as many items as the tasks at the head of the
   line want, in one round trip, and hands them out in line order, as ``asyncio.Queue`` wakes
-  its getters.
+  its getters. Puts waiting for room and ``join`` calls share their waits on the server the
+  same way (:class:`.waits.SharedWaits`).
 * **Cancellation**: a take that was sent is never forgotten. If the task that sent it is
   cancelled (``asyncio.timeout``, ``wait_for``, ``Task.cancel``), the same call is sent again in
   the background under the same request id: the server runs a take once and remembers its
@@ -48,6 +49,7 @@ from .consumers import Consumers, flatten, units_of
 from .keys import QueueKeys
 from .protocol import Block, Operation, QueueProtocol, Read, Run
 from .table import SCRIPTS
+from .waits import SharedWaits
 
 logger = logging.getLogger("distqueue.redis")
 
@@ -130,6 +132,7 @@ class AsyncRedisBackend:
         # a cancellation lost in redis-py's own sends cannot be told before Python 3.11
         self._shield_takes = sys.version_info < (3, 11) and not self._lane.usable
         self._consumers = Consumers(self)
+        self._shared_waits = SharedWaits(self)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- performing steps ------------------------------------------------------------------
@@ -148,7 +151,7 @@ class AsyncRedisBackend:
         if type(step) is Run:
             return await self._run(step)
         if type(step) is Block:
-            return await self.block(step.keys, step.seconds)
+            return await self._shared_waits.wait(step.keys, step.seconds)
         assert type(step) is Read
         return await self._read(step)
 
@@ -331,6 +334,12 @@ class AsyncRedisBackend:
         that found the queue empty and wait through the shared wait). For tests."""
         return self._consumers.waiting
 
+    @property
+    def blocked_tasks(self) -> int:
+        """How many tasks of this process wait in :class:`.waits.SharedWaits` (puts waiting for
+        room, joins). For tests."""
+        return self._shared_waits.waiting
+
     # -- the backend protocol, awaited -----------------------------------------------------
 
     async def put(self, item: Any, maxsize: int, timeout: float | None) -> None:
@@ -419,6 +428,7 @@ class AsyncRedisBackend:
         """Stop the shared wait, finish giving back what cancelled gets took, and close the
         clients if they are this object's."""
         await self._consumers.aclose()
+        await self._shared_waits.aclose()
         while self._background:
             # (a finished task leaves the set by a callback that may not have run yet, and
             # gathering finished tasks does not yield to the loop: drop them here)

@@ -308,6 +308,18 @@ class QueueProtocol:
         for tasks that left before they could use it is passed on this way)."""
         yield from self._call("wake", what="a wake-up")
 
+    def pass_on(self, key: bytes) -> Operation[None]:
+        """Put back the token taken from list ``key`` for tasks that stopped waiting before
+        it came, for the next blocked client."""
+        k = self.keys
+        if key == self._shutdown_key:
+            yield from self.hand_on()
+        elif key == k.avail.encode():
+            yield from self.wake_one()
+        elif key in (k.notfull.encode(), k.joined.encode()):
+            which = 1 if key == k.notfull.encode() else 2
+            yield from self._call("pass_on", which, what="a wake-up")
+
     def give_back(self, leased: bool, values: Sequence[Any]) -> Operation[int]:
         """Put items taken for a consumer that is gone before it got them back where the next
         get takes from, in order: raw values as a take returned them, or lease tokens (no

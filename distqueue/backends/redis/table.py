@@ -105,6 +105,7 @@ SCRIPTS: dict[str, ScriptSpec] = {
     "size": ScriptSpec("size.lua", ("items", "leases", "payloads", "meta", "sched"), "kind", False),
     "signal": ScriptSpec("signal.lua", ("meta", "shutdown"), "", False),
     "wake": ScriptSpec("wake.lua", ("avail",), "", False),
+    "pass_on": ScriptSpec("pass_on.lua", ("notfull", "joined"), "which", False),
     "join_check": ScriptSpec("join_check.lua", ("meta", "joined"), "", False),
     "delete": ScriptSpec(
         "delete.lua",
