@@ -259,15 +259,22 @@ def test_a_thousand_puts_waiting_for_room_share_one_blocked_connection(redis_url
     asyncio.run(body())
 
 
+async def _putters_in_line(q: aio.Queue[int], count: int) -> list[asyncio.Future[None]]:
+    """Fill ``q`` (maxsize 1) with -1, then start ``count`` tasks putting 0, 1, ... one by
+    one, each once the one before waits for room."""
+    await q.put(-1)
+    putters: list[asyncio.Future[None]] = []
+    for i in range(count):
+        putters.append(asyncio.ensure_future(q.put(i)))
+        await until(lambda: q._backend.blocked_tasks == len(putters), "in line")
+    return putters
+
+
 @pytest.mark.redis
 def test_puts_waiting_for_room_get_it_in_the_order_they_began_to_wait(redis_url: str) -> None:
     async def body() -> None:
         async with aio.Queue(1, url=redis_url) as q:
-            await q.put(-1)
-            putters = []
-            for i in range(200):
-                putters.append(asyncio.ensure_future(q.put(i)))
-                await until(lambda: q._backend.blocked_tasks == len(putters), "in line")
+            putters = await _putters_in_line(q, 200)
             got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(201)]
             assert got == list(range(-1, 200))
             await asyncio.wait_for(asyncio.gather(*putters), GUARD)
@@ -280,11 +287,7 @@ def test_puts_waiting_for_room_get_it_in_the_order_they_began_to_wait(redis_url:
 def test_waiting_puts_cancelled_put_nothing_and_the_others_go_on_in_order(redis_url: str) -> None:
     async def body() -> None:
         async with aio.Queue(1, url=redis_url) as q:
-            await q.put(-1)
-            putters = []
-            for i in range(200):
-                putters.append(asyncio.ensure_future(q.put(i)))
-                await until(lambda: q._backend.blocked_tasks == len(putters), "in line")
+            putters = await _putters_in_line(q, 200)
             for putter in putters[::2]:
                 putter.cancel()
             got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(101)]
