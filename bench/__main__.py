@@ -32,10 +32,19 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench",
         description="Benchmarks of distqueue against a baseline measured in the same run.",
     )
+    # (checked here: some Pythons hold an empty list of names against ``choices`` too)
     parser.add_argument(
-        "names", nargs="*", choices=BENCHMARKS, help="run only these benchmarks (default: all)"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"run only these benchmarks (default: all): {', '.join(BENCHMARKS)}",
     )
     args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(
+            f"no benchmark named {', '.join(unknown)} (choose from {', '.join(BENCHMARKS)})"
+        )
     names = list(args.names) or list(BENCHMARKS)
 
     unavailable: list[str] = []
