@@ -123,7 +123,7 @@ def _run(endpoint: RedisEndpoint, logs: Path) -> None:
         sides: list[tuple[str, Trial]] = [
             (
                 "distqueue  Executor.submit -> distqueue worker --asyncio -> Future",
-                _distqueue_trial(endpoint, benchfns.asquare, distqueue_pool),
+                _distqueue_trial(endpoint, benchfns.asquare, distqueue_pool, DQ_QUEUE),
             )
         ]
         if arq_python is not None:

@@ -141,7 +141,11 @@ def _check(values: Sequence[Any], first: int, count: int, side: str) -> None:
         raise RuntimeError(f"{side}: the results are not the squares of the jobs")
 
 
-def _distqueue_trial(endpoint: RedisEndpoint, square: Callable[..., Any], pool: _Pool) -> Trial:
+def _distqueue_trial(
+    endpoint: RedisEndpoint, square: Callable[..., Any], pool: _Pool, queue: str = DQ_QUEUE
+) -> Trial:
+    """Jobs of ``square`` through an Executor on ``queue``, which ``pool``'s workers serve."""
+
     def collect(futures: list[concurrent.futures.Future[int]]) -> float:
         _, not_done = concurrent.futures.wait(futures, timeout=WAIT)
         finished = time.perf_counter()
@@ -151,7 +155,7 @@ def _distqueue_trial(endpoint: RedisEndpoint, square: Callable[..., Any], pool: 
         return finished
 
     def trial(count: int) -> float:
-        executor = distqueue.Executor(url=endpoint.url, queue=DQ_QUEUE, results=endpoint.url)
+        executor = distqueue.Executor(url=endpoint.url, queue=queue, results=endpoint.url)
         try:
             warm = [executor.submit(square, n) for n in range(WARM_JOBS)]
             collect(warm)
