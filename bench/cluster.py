@@ -35,6 +35,7 @@ from .harness import (
     print_table,
     print_title,
     redis_server,
+    tests_module,
 )
 
 QUEUES = 8
@@ -56,7 +57,8 @@ def redis_cluster() -> Iterator[Any]:
         server = servers.require_binary("redis-server")
     except (pytest.skip.Exception, pytest.fail.Exception) as exc:
         raise ServerUnavailable(str(exc.msg)) from None
-    from cluster import Cluster, ProcessLauncher  # tests/cluster.py, on _servers_module()'s path
+    tests_cluster = tests_module("cluster")
+    Cluster, ProcessLauncher = tests_cluster.Cluster, tests_cluster.ProcessLauncher
 
     with tempfile.TemporaryDirectory(prefix="distqueue-bench-cluster-") as directory:
         try:

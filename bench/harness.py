@@ -45,15 +45,30 @@ class ServerUnavailable(Exception):
 
 def _servers_module() -> ModuleType:
     """``tests/servers.py``, the same server management the test suite uses."""
-    if str(_TESTS_DIR) not in sys.path:
-        sys.path.insert(0, str(_TESTS_DIR))
     try:
-        return importlib.import_module("servers")
+        return tests_module("servers")
     except ImportError as exc:  # tests/servers.py needs pytest, a dev dependency
         raise ServerUnavailable(
             f"cannot import tests/servers.py ({exc}); install the dev extras: "
             "pip install -e '.[dev]'"
         ) from exc
+
+
+def tests_module(name: str) -> ModuleType:
+    """The test suite's helper module ``tests/NAME.py``, imported as the tests import it (a
+    top-level module). The tests folder goes first on the path: ``bench/`` may be there too
+    (the workers' jobs live in it) with a module of the same name (``cluster``)."""
+    folder = str(_TESTS_DIR)
+    if folder in sys.path:
+        sys.path.remove(folder)
+    sys.path.insert(0, folder)
+    module = sys.modules.get(name)
+    if (
+        module is not None
+        and Path(getattr(module, "__file__", "") or "").resolve().parent != _TESTS_DIR
+    ):
+        del sys.modules[name]  # bench/NAME.py, imported as a top-level module by mistake
+    return importlib.import_module(name)
 
 
 @dataclass(frozen=True)
