@@ -239,18 +239,24 @@ def test_a_thousand_waiting_gets_share_one_blocked_connection(redis_url: str) ->
     asyncio.run(body())
 
 
+async def _one_wait_on_the_server(q: Any, count: int, what: str) -> None:
+    """Once ``count`` tasks of ``q`` stand in its shared line (puts waiting for room, joins):
+    the server sees one blocked client for all of them, and not one per task."""
+    from aio_support import server_blocked
+
+    await until(lambda: q._backend.blocked_tasks == count, what)
+    await until(lambda: server_blocked(q) == 1, "one wait on the server")
+    await asyncio.sleep(0.05)  # (time for a wait of any single task to reach the server)
+    assert server_blocked(q) == 1
+
+
 @pytest.mark.redis
 def test_a_thousand_puts_waiting_for_room_share_one_blocked_connection(redis_url: str) -> None:
     async def body() -> None:
         async with aio.Queue(1, url=redis_url) as q:
             await q.put(-1)
             putters = [asyncio.ensure_future(q.put(i)) for i in range(1000)]
-            await until(lambda: q._backend.blocked_tasks == 1000, "all waiting for room")
-            from aio_support import server_blocked
-
-            await until(lambda: server_blocked(q) == 1, "one wait on the server")
-            await asyncio.sleep(0.05)
-            assert server_blocked(q) == 1  # and not one per task
+            await _one_wait_on_the_server(q, 1000, "all waiting for room")
             got = [await asyncio.wait_for(q.get(), GUARD) for _ in range(1001)]
             assert got[0] == -1 and sorted(got[1:]) == list(range(1000))  # each put once
             await asyncio.wait_for(asyncio.gather(*putters), GUARD)
@@ -327,10 +333,7 @@ def test_five_hundred_joins_share_one_blocked_connection_and_all_return(redis_ur
         async with aio.Queue(url=redis_url) as q:
             await q.put("work")
             joiners = [asyncio.ensure_future(q.join()) for _ in range(500)]
-            await until(lambda: q._backend.blocked_tasks == 500, "all joining")
-            from aio_support import server_blocked
-
-            await until(lambda: server_blocked(q) == 1, "one wait on the server")
+            await _one_wait_on_the_server(q, 500, "all joining")
             assert await q.get() == "work"
             q.task_done()
             await asyncio.wait_for(asyncio.gather(*joiners), GUARD)

@@ -176,12 +176,11 @@ class Consumers:
                 woke = await backend.block(protocol.wait_keys, max(_connection.MIN_BLOCK, wait))
                 if woke is None:
                     continue
-                if protocol.shutdown_woke(woke):
-                    await backend.drive(protocol.hand_on())
-                elif not self._head():
-                    # The token was for the tasks that left meanwhile: pass it on, so that
-                    # another consumer of the queue is not left asleep.
-                    await backend.drive(protocol.wake_one())
+                if protocol.shutdown_woke(woke) or not self._head():
+                    # The shutdown token goes on to the next blocked client; an item's token
+                    # for the tasks that left meanwhile too, so that another consumer of the
+                    # queue is not left asleep.
+                    await backend.drive(protocol.pass_on(woke))
         except asyncio.CancelledError:
             raise
         except Exception:  # a give-back or hand-on that failed: logged by the backend

@@ -155,7 +155,7 @@ class QueueProtocol:
         """Wait on token lists; after taking the shutdown token, hand it on to the next
         blocked client."""
         if (yield Block(keys, seconds)) == self._shutdown_key:
-            yield from self._call("signal", what="a shutdown wake-up")
+            yield from self.hand_on()
 
     # -- putting ---------------------------------------------------------------------------
 
@@ -296,7 +296,7 @@ class QueueProtocol:
 
     def shutdown_woke(self, key: bytes | None) -> bool:
         """Whether a wait's reply is the shutdown token, which must then be handed on (run
-        :meth:`hand_on`)."""
+        :meth:`hand_on`, or :meth:`pass_on`)."""
         return key == self._shutdown_key
 
     def hand_on(self) -> Operation[None]:
@@ -316,9 +316,10 @@ class QueueProtocol:
             yield from self.hand_on()
         elif key == k.avail.encode():
             yield from self.wake_one()
-        elif key in (k.notfull.encode(), k.joined.encode()):
-            which = 1 if key == k.notfull.encode() else 2
-            yield from self._call("pass_on", which, what="a wake-up")
+        else:
+            which = {k.notfull.encode(): 1, k.joined.encode(): 2}.get(key)
+            if which is not None:
+                yield from self._call("pass_on", which, what="a wake-up")
 
     def give_back(self, leased: bool, values: Sequence[Any]) -> Operation[int]:
         """Put items taken for a consumer that is gone before it got them back where the next
