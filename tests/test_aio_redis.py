@@ -364,3 +364,27 @@ def test_scripts_are_given_to_a_server_that_lost_them(redis_url: str, raw: redis
         assert raw.exists(f"dq:{{{name}}}:items") == 0
     finally:
         raw.acl_deluser(user)
+
+
+def test_garbage_in_the_room_token_list_ends_waiting_puts_with_a_wrong_type_error(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    """Puts waiting for room share one wait on the server: the error it meets (another
+    program's string where the queue keeps a token list) reaches every one of them, naming
+    the key, as it would a put waiting by itself."""
+
+    async def body() -> None:
+        async with aio.Queue(1, url=redis_url, name=fresh_name()) as q:
+            await q.put(0)
+            raw.set(f"dq:{{{q.name}}}:notfull", "not a list")
+            putters = [asyncio.ensure_future(q.put(i, timeout=30)) for i in range(1, 4)]
+            results = await asyncio.wait_for(asyncio.gather(*putters, return_exceptions=True), 60)
+            for result in results:
+                assert isinstance(result, distqueue.WrongTypeError), result
+                assert f"dq:{{{q.name}}}:notfull" in str(result)
+            raw.delete(f"dq:{{{q.name}}}:notfull")
+            assert await q.get() == 0
+            assert q.qsize() == 0
+            await q.delete()
+
+    asyncio.run(body())

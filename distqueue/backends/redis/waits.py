@@ -19,16 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from ...errors import BackendError
-
 if TYPE_CHECKING:
     from .aio import AsyncRedisBackend
-
-logger = logging.getLogger("distqueue.redis")
 
 Keys = tuple[str, ...]
 
@@ -95,12 +90,10 @@ class SharedWaits:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an error of the server's (translated), not a lost link
-            logger.warning("queue %r: a shared wait failed: %s", backend.name, exc)
+            # (what a task waiting on the server by itself would have raised)
             for future in line:
                 if not future.done():
-                    future.set_exception(
-                        BackendError(f"queue {backend.name!r}: waiting on the server failed")
-                    )
+                    future.set_exception(exc)
         finally:
             if self._servers.get(keys) is asyncio.current_task():
                 del self._servers[keys]
